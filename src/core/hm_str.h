@@ -1,0 +1,21 @@
+/*
+ * hm_str.h: length-delimited strings.  Never assume a NUL after data.
+ */
+#ifndef HM_STR_H
+#define HM_STR_H
+
+typedef struct {
+    size_t      len;
+    const char *data;
+} hm_str_t;
+
+#define hm_string(s)   { sizeof(s) - 1, (s) }
+#define hm_null_string { 0, NULL }
+
+/* Case-insensitive ASCII comparison of two byte ranges. */
+int hm_strncaseeq(const char *a, size_t alen, const char *b, size_t blen);
+
+/* ASCII lower-casing of n bytes from src into dst (may be equal). */
+void hm_strlow(char *dst, const char *src, size_t n);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * hm_worker.h: per-worker state.  One libuv loop per worker process; the
+ * worker accepts on its own SO_REUSEPORT clones of every listener.
+ */
+#ifndef HM_WORKER_H
+#define HM_WORKER_H
+
+#include <uv.h>
+#include "hm_cycle.h"
+
+struct hm_worker_s {
+    int          slot;              /* 0 .. workers-1 */
+    uv_loop_t   *loop;
+    hm_cycle_t  *cycle;             /* current generation */
+    hm_conn_t   *conns;             /* doubly linked list of live conns */
+    int          nconns;
+    int          max_connections;
+    int          quitting;          /* graceful: no accepts, draining */
+    uint64_t     next_conn_id;
+    void        *accepts;           /* hm_accept.c state */
+    void        *module_state[16];  /* by ctx_index */
+};
+
+extern hm_worker_t *hm_worker;      /* this process's worker, or NULL */
+
+/* Worker process entry (called in the child after fork); never returns. */
+void hm_worker_main(hm_cycle_t *cycle, int slot) __attribute__((noreturn));
+
+#endif

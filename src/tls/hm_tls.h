@@ -1,0 +1,30 @@
+/*
+ * hm_tls.h: the TLS layer's interface.  Files under src/tls are the only
+ * ones that include <openssl/...>; everything else sees opaque pointers.
+ */
+#ifndef HM_TLS_H
+#define HM_TLS_H
+
+#include "hm_conf.h"
+
+/* Reads cert->cert_path (PEM chain, leaf first), cert->key_path (PEM
+ * private key) and cert->ocsp_path (DER OCSP response) if set; checks that
+ * the key matches the certificate.  Stores the loaded objects in
+ * cert->tls.  Returns HM_OK, or HM_ERROR with a reason in err. */
+int hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen);
+void hm_tls_cert_free(hm_conf_cert_t *cert);
+
+/* Reads a PEM CA bundle file to check it (config validation): HM_OK or
+ * HM_ERROR with a reason. */
+int hm_tls_ca_check(const char *path, char *err, size_t errlen);
+
+/* Builds site->tls_ctx for a terminating site (certificates, versions,
+ * ALPN, client auth, tickets, OCSP).  HM_OK or HM_ERROR with a reason. */
+int hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
+                     size_t errlen);
+void hm_tls_site_cleanup(hm_conf_site_t *site);
+
+/* Library version string for -V. */
+const char *hm_tls_version(void);
+
+#endif
