@@ -27,3 +27,12 @@ extern hm_worker_t *hm_worker;      /* this process's worker, or NULL */
 void hm_worker_main(hm_cycle_t *cycle, int slot) __attribute__((noreturn));
 
 #endif
+
+#ifndef HM_ACCEPT_API
+#define HM_ACCEPT_API
+/* src/event/hm_accept.c: start accepting on this worker's listening
+ * sockets (cycle->listens with slot == w->slot); stop accepting (graceful
+ * shutdown: the sockets stay open in the master). */
+int hm_accept_init(hm_worker_t *w);
+void hm_accept_stop(hm_worker_t *w);
+#endif
