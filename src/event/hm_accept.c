@@ -198,6 +198,8 @@ on_accept(hm_ev_t *ev, uint32_t events)
             hm_accept_stats.refused_max_conns++;
             refused_log(w);
             close(fd);
+            hm__conn_log_refused(a->ls->listener, (struct sockaddr *) &ss,
+                                 "too_many_connections");
             continue;
         }
         c = hm_conn_new(w, a->ls->listener, fd, (struct sockaddr *) &ss, len);

@@ -181,3 +181,37 @@ hm_conn_free(hm_conn_t *c)
     hm_cycle_unref(cycle);
     hm__accept_update_ref(w);
 }
+
+/*
+ * Access-log line for a connection refused before it got a conn object
+ * (over max_connections): same fields, outcome given.
+ */
+void
+hm__conn_log_refused(hm_conf_listener_t *l, const struct sockaddr *sa,
+                     const char *outcome)
+{
+    char line[512], ts[40], peer[64];
+    hm_jbuf_t jb;
+    size_t n;
+
+    if (!hm_access_log_enabled()) {
+        return;
+    }
+    addr_text(sa, peer, sizeof(peer));
+    hm_time_rfc3339(ts, sizeof(ts));
+    hm_jb_init(&jb, line, sizeof(line));
+    hm_jb_str(&jb, "time", ts);
+    hm_jb_str(&jb, "listener", l->name);
+    hm_jb_str(&jb, "client", peer);
+    hm_jb_str(&jb, "sni", NULL);
+    hm_jb_str(&jb, "site", NULL);
+    hm_jb_str(&jb, "upstream", NULL);
+    hm_jb_int(&jb, "bytes_in", 0);
+    hm_jb_int(&jb, "bytes_out", 0);
+    hm_jb_int(&jb, "duration_ms", 0);
+    hm_jb_str(&jb, "outcome", outcome);
+    n = hm_jb_finish(&jb);
+    if (n > 0) {
+        hm_access_log_write(line, n);
+    }
+}

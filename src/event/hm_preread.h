@@ -102,6 +102,10 @@ void hm__pt_close(hm_pt_t *pt, const char *outcome);
 /* The connection's timer callback (hello, connect, idle deadlines). */
 void hm__pt_on_timer(uv_timer_t *t);
 
+/* hm_conn.c: access-log line of a connection refused at accept. */
+void hm__conn_log_refused(hm_conf_listener_t *l, const struct sockaddr *sa,
+                          const char *outcome);
+
 /* hm_splice.c */
 void hm__splice_connect(hm_pt_t *pt);
 /* The connection's timer fired while connecting or relaying. */
