@@ -112,18 +112,19 @@ sub port {
 # ---------------------------------------------------------------- certs
 
 # certs(): absolute path of the test certificates, generated once per
-# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh).
+# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh, which
+# regenerates them when the script changed).
+my $CERTS_OK;
 sub certs {
     my $dir = "$TMP/certs";
-    return $dir if -f "$dir/.done";
+    return $dir if $CERTS_OK;
     make_path($TMP);
     open my $lk, '>', "$TMP/certs.lock" or die "certs.lock: $!";
     flock($lk, LOCK_EX) or die "flock: $!";
-    unless (-f "$dir/.done") {
-        my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
-        die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
-    }
+    my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
+    die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
     close $lk;
+    $CERTS_OK = 1;
     return $dir;
 }
 
