@@ -79,6 +79,9 @@ typedef struct {
     hm_tls_cert_t   *rsa;           /* fallback */
     CRYPTO_BUFFER  **rsa_chain;
     size_t           rsa_nchain;
+    EVP_PKEY        *rsa_key;       /* own reference */
+    uint8_t         *rsa_ocsp;      /* own copy or NULL */
+    size_t           rsa_ocsp_len;
     uint8_t         *alpn;          /* wire format */
     size_t           alpn_len;
     hm_tickets_t    *tickets;
@@ -449,13 +452,13 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     }
     if (!ecdsa_ok) {
         if (!SSL_set_chain_and_key(ch->ssl, ts->rsa_chain, ts->rsa_nchain,
-                                   ts->rsa->key, NULL))
+                                   ts->rsa_key, NULL))
         {
             ERR_clear_error();
             return ssl_select_cert_error;
         }
-        if (ts->rsa->ocsp != NULL) {
-            SSL_set_ocsp_response(ch->ssl, ts->rsa->ocsp, ts->rsa->ocsp_len);
+        if (ts->rsa_ocsp != NULL) {
+            SSL_set_ocsp_response(ch->ssl, ts->rsa_ocsp, ts->rsa_ocsp_len);
         }
     }
     return ssl_select_cert_success;
@@ -499,6 +502,7 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
     uint8_t             sid[SHA256_DIGEST_LENGTH];
     size_t              i, n, len, pos;
 
+    ERR_clear_error();
     if (hm_tls_upstreams_init(conf, err, errlen) != HM_OK) {
         return HM_ERROR;
     }
@@ -573,6 +577,13 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
     }
     if (ts->rsa != NULL) {
         ts->rsa_chain = cert_buffers(ts->rsa, &ts->rsa_nchain);
+        ts->rsa_key = ts->rsa->key;
+        EVP_PKEY_up_ref(ts->rsa_key);
+        if (ts->rsa->ocsp != NULL && ts->rsa->ocsp_len > 0) {
+            ts->rsa_ocsp = hm_xmalloc(ts->rsa->ocsp_len);
+            memcpy(ts->rsa_ocsp, ts->rsa->ocsp, ts->rsa->ocsp_len);
+            ts->rsa_ocsp_len = ts->rsa->ocsp_len;
+        }
         SSL_CTX_set_select_certificate_cb(ctx, select_cert_cb);
     }
 
@@ -655,6 +666,8 @@ hm_tls_site_cleanup(hm_conf_site_t *site)
     ts = SSL_CTX_get_ex_data(ctx, hm_tls_site_index);
     if (ts != NULL) {
         cert_buffers_free(ts->rsa_chain, ts->rsa_nchain);
+        EVP_PKEY_free(ts->rsa_key);
+        free(ts->rsa_ocsp);
         free(ts->alpn);
         free(ts);
         SSL_CTX_set_ex_data(ctx, hm_tls_site_index, NULL);
