@@ -11,13 +11,14 @@
  * goes to the master (src/os/hm_master.c), which forks the workers.
  *
  * Exit codes: 0 success; 1 invalid configuration or failure to start or
- * to signal; 2 bad command line or a feature not implemented yet.
+ * to signal; 2 bad command line.
  */
 #include "hm_core.h"
 #include "hm_cycle.h"
 #include "hm_log.h"
 #include "hm_module.h"
 #include "hm_tls.h"
+#include "hm_trust.h"
 #include "hm_os.h"
 
 #include <errno.h>
@@ -256,9 +257,16 @@ main(int argc, char **argv)
         return rc;
     }
     if (cl.trust_report) {
-        fprintf(stderr, "hamlyn: --trust-report is not implemented yet\n");
+        rc = hm_trust_report(cycle->conf, stdout, cl.trust_report == 2);
+        if (fflush(stdout) != 0) {
+            rc = HM_ERROR;
+        }
         hm_cycle_unref(cycle);
-        return 2;
+        if (rc != HM_OK) {
+            fprintf(stderr, "hamlyn: cannot write the trust report\n");
+            return 1;
+        }
+        return 0;
     }
 
     opts.conf_path = cl.conf_path;

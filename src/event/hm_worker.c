@@ -33,6 +33,7 @@
 #pragma weak hm_accept_stop
 
 #define HM_WORKER_ABORT_GRACE_MS 1000   /* after c->abort(): then exit */
+#define HM_WORKER_FAST_GRACE_MS  500    /* TERM: close callbacks, then exit */
 
 hm_worker_t *hm_worker;
 
@@ -109,11 +110,27 @@ drain_timer_cb(uv_timer_t *h)
     uv_timer_start(&drain_timer, drain_timer_cb, HM_WORKER_ABORT_GRACE_MS, 0);
 }
 
+/* Starts the handles that end the worker once no connection is left
+ * (checked before each poll) or when the timer fires. */
+static void
+worker_start_exit_watch(hm_worker_t *w, uint64_t timeout_ms)
+{
+    static int started;
+
+    if (!started) {
+        started = 1;
+        uv_prepare_init(w->loop, &drain_prepare);
+        drain_prepare.data = w;
+        uv_prepare_start(&drain_prepare, drain_check_cb);
+        uv_timer_init(w->loop, &drain_timer);
+        drain_timer.data = w;
+    }
+    uv_timer_start(&drain_timer, drain_timer_cb, timeout_ms, 0);
+}
+
 static void
 worker_graceful(hm_worker_t *w)
 {
-    uint64_t timeout;
-
     if (w->quitting) {
         return;
     }
@@ -124,33 +141,30 @@ worker_graceful(hm_worker_t *w)
         hm_accept_stop(w);
     }
     worker_walk_conns(w, 1);
-
-    timeout = (uint64_t) w->cycle->conf->runtime.shutdown_timeout_s * 1000;
-    uv_prepare_init(w->loop, &drain_prepare);
-    drain_prepare.data = w;
-    uv_prepare_start(&drain_prepare, drain_check_cb);
-    uv_timer_init(w->loop, &drain_timer);
-    drain_timer.data = w;
-    uv_timer_start(&drain_timer, drain_timer_cb, timeout, 0);
+    worker_start_exit_watch(w,
+        (uint64_t) w->cycle->conf->runtime.shutdown_timeout_s * 1000);
 }
 
+/*
+ * Fast stop: closes every connection now and exits once their close
+ * callbacks ran, or after HM_WORKER_FAST_GRACE_MS at the latest.  (No
+ * nested uv_run(): this runs inside a loop callback.)
+ */
 static void
 worker_fast(hm_worker_t *w)
 {
-    int i;
-
+    if (aborting) {
+        return;
+    }
     hm_log_info(NULL, "worker (slot %d): fast shutdown, closing %d "
                 "connections", w->slot, w->nconns);
     if (hm_accept_stop != NULL && !w->quitting) {
         hm_accept_stop(w);
     }
     w->quitting = 1;
+    aborting = 1;
     worker_walk_conns(w, 0);
-    /* Let the close callbacks run (bounded), then go. */
-    for (i = 0; i < 4 && w->nconns > 0; i++) {
-        uv_run(w->loop, UV_RUN_NOWAIT);
-    }
-    worker_exit(w, 0);
+    worker_start_exit_watch(w, HM_WORKER_FAST_GRACE_MS);
 }
 
 static void

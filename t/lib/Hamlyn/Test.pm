@@ -542,9 +542,16 @@ sub _capture {
     my $stdin_open = 1;
     my $last = time;
     my $timed_out = 0;
+    my ($reaped, $status, $grace);
     while ($sel->count) {
         my $left = $deadline - time;
         if ($left <= 0) { $timed_out = 1; last }
+        # A child that daemonized may leave our pipe open in a grandchild:
+        # once the direct child has exited, read for 0.5 s more, then stop.
+        if (!$reaped && waitpid($pid, WNOHANG) == $pid) {
+            ($reaped, $status, $grace) = (1, $?, time + 0.5);
+        }
+        last if $reaped && time > $grace;
         if ($stdin_open && length $input == 0) {
             my $close = !$hold;
             $close ||= $expect && $out =~ $expect;
@@ -567,9 +574,13 @@ sub _capture {
         }
     }
     close $iw if $stdin_open;
-    if ($timed_out) { kill 'KILL', $pid }
-    waitpid($pid, 0);
-    my $code = $timed_out ? 124 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+    close $_ for $sel->handles;
+    unless ($reaped) {
+        kill 'KILL', $pid if $timed_out;
+        waitpid($pid, 0);
+        $status = $?;
+    }
+    my $code = $timed_out ? 124 : ($status & 127) ? 128 + ($status & 127) : $status >> 8;
     return ($code, $out, $err);
 }
 
@@ -767,7 +778,12 @@ sub _cleanup {
     return if $self->{cleaned} || $$ != $self->{owner_pid};
     $self->{cleaned} = 1;
     local ($?, $!, $@);
-    $self->stop if $self->{started};
+    # Stop what run() started, and a master left behind by `hamlyn -d`
+    # (found through the pid file; only a process running hamlyn).
+    my $m = $self->master_pid;
+    if ($self->{started} || ($m && _is_ours($m))) {
+        $self->stop;
+    }
     $self->stop_backend($_) for @{ $self->{backends} };
     my $tb = Test::More->builder;
     my $failed = !$tb->is_passing;
