@@ -245,6 +245,8 @@ class Handler(socketserver.BaseRequestHandler):
             for n_, v in headers:
                 hl.setdefault(n_.lower(), []).append(v)
             body = b""
+            if "100-continue" in ",".join(hl.get("expect", [])).lower():
+                self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             te = ",".join(hl.get("transfer-encoding", [])).lower()
             if "chunked" in te:
                 while True:
