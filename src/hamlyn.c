@@ -1,19 +1,275 @@
 /*
- * hamlyn.c: main.  (Skeleton; the process model work fills it in.)
+ * hamlyn.c: main.  The command line of shared/CLI.md:
+ *
+ *   hamlyn [-c FILE] [-t] [-s reload|reopen|quit|stop|upgrade]
+ *          [--trust-report[=json]] [-d] [-V] [-h]
+ *
+ * Every mode first loads the configuration into a cycle (hm_cycle_new:
+ * the JSON loader, certificates and keys, TLS contexts, module
+ * postconfig), except -V and -h.  -t stops there; -s only reads
+ * runtime.pid_file and signals the running master; with no mode the cycle
+ * goes to the master (src/os/hm_master.c), which forks the workers.
+ *
+ * Exit codes: 0 success; 1 invalid configuration or failure to start or
+ * to signal; 2 bad command line.
  */
 #include "hm_core.h"
-#include "hm_module.h"
+#include "hm_cycle.h"
 #include "hm_log.h"
+#include "hm_module.h"
+#include "hm_tls.h"
+#include "hm_trust.h"
+#include "hm_os.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <jansson.h>
+#include <uv.h>
+
+/* From http-parser: only src/http/hm_http_parse.c includes its header. */
+unsigned long http_parser_version(void);
+
+typedef struct {
+    const char *conf_path;
+    const char *signal_name;
+    int         test;
+    int         version;
+    int         help;
+    int         daemonize;
+    int         trust_report;      /* 1 text, 2 json */
+} hm_cmdline_t;
+
+static const struct {
+    const char *name;
+    int         signo;
+} hm_signal_names[] = {
+    { "reload",  SIGHUP },
+    { "reopen",  SIGUSR1 },
+    { "quit",    SIGQUIT },
+    { "stop",    SIGTERM },
+    { "upgrade", SIGUSR2 },
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: hamlyn [-c FILE] [-t] [-s SIGNAL] [--trust-report[=json]] "
+        "[-d] [-V] [-h]\n"
+        "\n"
+        "  -c FILE        configuration file (default " HM_CONF_PATH ")\n"
+        "  -t             test the configuration and exit\n"
+        "  -s SIGNAL      send SIGNAL to the running master "
+        "(reload, reopen, quit, stop, upgrade)\n"
+        "  --trust-report[=json]  print where TLS ends for every site\n"
+        "  -d             daemonize\n"
+        "  -V, --version  show versions and compiled-in modules\n"
+        "  -h, --help     show this help\n");
+}
+
+/*
+ * Parses argv into cl.  Returns HM_OK, or HM_ERROR after printing what
+ * was wrong and the usage to stderr.
+ */
+static int
+parse_args(int argc, char **argv, hm_cmdline_t *cl)
+{
+    const char *a;
+    int         i;
+
+    for (i = 1; i < argc; i++) {
+        a = argv[i];
+        if (strcmp(a, "-c") == 0 || strcmp(a, "-s") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "hamlyn: option \"%s\" requires an "
+                        "argument\n", a);
+                goto bad;
+            }
+            if (a[1] == 'c') {
+                cl->conf_path = argv[++i];
+            } else {
+                cl->signal_name = argv[++i];
+            }
+        } else if (strncmp(a, "-c", 2) == 0) {
+            cl->conf_path = a + 2;
+        } else if (strcmp(a, "-t") == 0) {
+            cl->test = 1;
+        } else if (strcmp(a, "-d") == 0) {
+            cl->daemonize = 1;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            cl->version = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0
+                   || strcmp(a, "-?") == 0)
+        {
+            cl->help = 1;
+        } else if (strcmp(a, "--trust-report") == 0) {
+            cl->trust_report = 1;
+        } else if (strcmp(a, "--trust-report=json") == 0) {
+            cl->trust_report = 2;
+        } else if (strncmp(a, "--trust-report=", 15) == 0) {
+            fprintf(stderr, "hamlyn: unknown trust report format \"%s\" "
+                    "(use --trust-report or --trust-report=json)\n", a + 15);
+            goto bad;
+        } else {
+            fprintf(stderr, "hamlyn: invalid option: \"%s\"\n", a);
+            goto bad;
+        }
+    }
+    return HM_OK;
+
+bad:
+    usage(stderr);
+    return HM_ERROR;
+}
+
+/* -V: versions of everything Hamlyn is built with, and its modules. */
+static void
+show_version(void)
+{
+    char          mods[512];
+    unsigned long hp = http_parser_version();
+
+    hm_modules_names(mods, sizeof(mods));
+    printf("hamlyn version %s\n", HAMLYN_VERSION);
+    printf("TLS: %s (%s)\n", HM_BORINGSSL_DESC, hm_tls_version());
+    printf("libuv: %s\n", uv_version_string());
+    printf("http-parser: %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255,
+           hp & 255);
+    printf("jansson: %s\n", JANSSON_VERSION);
+    printf("configure arguments: %s\n", HM_CONFIGURE_ARGS);
+    printf("modules: %s\n", mods);
+}
+
+/*
+ * -s: sends the signal named <name> to the master whose pid is in the
+ * configuration's runtime.pid_file.  Returns the exit code.
+ */
+static int
+send_signal(hm_cycle_t *cycle, const char *path, const char *name)
+{
+    const char *pid_file = cycle->conf->runtime.pid_file;
+    char        buf[64], *end;
+    size_t      i;
+    ssize_t     n;
+    long        pid;
+    FILE       *f;
+    int         signo = 0;
+
+    for (i = 0; i < hm_nelem(hm_signal_names); i++) {
+        if (strcmp(name, hm_signal_names[i].name) == 0) {
+            signo = hm_signal_names[i].signo;
+        }
+    }
+    HM_ASSERT(signo != 0);          /* checked in main() */
+
+    if (pid_file == NULL) {
+        fprintf(stderr, "hamlyn: %s: runtime.pid_file is not set, so the "
+                "running master cannot be found\n", path);
+        return 1;
+    }
+    f = fopen(pid_file, "re");
+    if (f == NULL) {
+        fprintf(stderr, "hamlyn: cannot open pid file %s: %s (is hamlyn "
+                "running?)\n", pid_file, strerror(errno));
+        return 1;
+    }
+    n = (ssize_t) fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n > 0 ? n : 0] = '\0';
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    if (errno != 0 || end == buf || pid <= 1 || pid > INT32_MAX
+        || (*end != '\0' && *end != '\n'))
+    {
+        fprintf(stderr, "hamlyn: invalid pid in %s\n", pid_file);
+        return 1;
+    }
+    if (kill((pid_t) pid, signo) < 0) {
+        if (errno == ESRCH) {
+            fprintf(stderr, "hamlyn: no process %ld (from %s): hamlyn is "
+                    "not running (stale pid file)\n", pid, pid_file);
+        } else {
+            fprintf(stderr, "hamlyn: cannot signal process %ld (from %s): "
+                    "%s\n", pid, pid_file, strerror(errno));
+        }
+        return 1;
+    }
+    return 0;
+}
 
 int
 main(int argc, char **argv)
 {
-    char mods[256];
+    hm_cmdline_t     cl;
+    hm_master_opts_t opts;
+    hm_cycle_t      *cycle;
+    size_t           i;
+    int              nerrors = 0, rc, known;
 
-    hm_modules_init();
-    hm_modules_names(mods, sizeof(mods));
-    printf("hamlyn version %s\nmodules: %s\n", HAMLYN_VERSION, mods);
-    return 0;
+    memset(&cl, 0, sizeof(cl));
+    cl.conf_path = HM_CONF_PATH;
+    if (parse_args(argc, argv, &cl) != HM_OK) {
+        return 2;
+    }
+    if (cl.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (hm_modules_init() != HM_OK) {
+        return 1;
+    }
+    if (cl.version) {
+        show_version();
+        return 0;
+    }
+    if (cl.signal_name != NULL) {
+        known = 0;
+        for (i = 0; i < hm_nelem(hm_signal_names); i++) {
+            known |= strcmp(cl.signal_name, hm_signal_names[i].name) == 0;
+        }
+        if (!known) {
+            fprintf(stderr, "hamlyn: invalid signal \"%s\" (use reload, "
+                    "reopen, quit, stop or upgrade)\n", cl.signal_name);
+            return 2;
+        }
+    }
+    if (cl.conf_path[0] == '\0') {
+        fprintf(stderr, "hamlyn: -c needs a file name\n");
+        return 2;
+    }
+
+    cycle = hm_cycle_new(cl.conf_path, stderr, &nerrors);
+    if (cycle == NULL) {
+        fprintf(stderr, "hamlyn: configuration %s test failed (%d error%s)\n",
+                cl.conf_path, nerrors, nerrors == 1 ? "" : "s");
+        return 1;
+    }
+
+    if (cl.test) {
+        fprintf(stderr, "hamlyn: configuration %s is ok\n", cl.conf_path);
+        hm_cycle_unref(cycle);
+        return 0;
+    }
+    if (cl.signal_name != NULL) {
+        rc = send_signal(cycle, cl.conf_path, cl.signal_name);
+        hm_cycle_unref(cycle);
+        return rc;
+    }
+    if (cl.trust_report) {
+        rc = hm_trust_report(cycle->conf, stdout, cl.trust_report == 2);
+        if (fflush(stdout) != 0) {
+            rc = HM_ERROR;
+        }
+        hm_cycle_unref(cycle);
+        if (rc != HM_OK) {
+            fprintf(stderr, "hamlyn: cannot write the trust report\n");
+            return 1;
+        }
+        return 0;
+    }
+
+    opts.conf_path = cl.conf_path;
+    opts.daemonize = cl.daemonize;
+    return hm_master_run(cycle, &opts);
 }

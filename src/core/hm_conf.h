@@ -234,4 +234,20 @@ int hm_addr_parse(const char *s, hm_addr_t *addr);
 /* Formats sa into buf as "1.2.3.4:443" / "[::1]:443". */
 void hm_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/*
+ * Like hm_conf_load(), over len bytes of JSON at data (used by the fuzzer
+ * and the unit tests).  name is printed before each error and its folder
+ * is the base of the relative paths in the file.  flags:
+ * HM_CONF_NO_RESOLVE: upstream servers must be IP literals (no DNS).
+ */
+#define HM_CONF_NO_RESOLVE 0x1
+hm_conf_t *hm_conf_load_buffer(const char *data, size_t len,
+                               const char *name, int flags, void *err,
+                               int *nerrors);
+
+/* Finds an entry by name; NULL when there is none. */
+hm_conf_upstream_t *hm_conf_upstream_find(hm_conf_t *conf, const char *name);
+hm_conf_site_t *hm_conf_site_find(hm_conf_t *conf, const char *name);
+hm_conf_cert_t *hm_conf_cert_find(hm_conf_t *conf, const char *name);
+
 #endif

@@ -27,4 +27,9 @@ void hm_tls_site_cleanup(hm_conf_site_t *site);
 /* Library version string for -V. */
 const char *hm_tls_version(void);
 
+/* Checks a TLS 1.2 cipher list (sites.*.tls.ciphers) as the TLS layer
+ * will apply it: HM_OK or HM_ERROR with a reason.  Implemented in
+ * hm_tls_cert.c, used by the configuration loader. */
+int hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen);
+
 #endif

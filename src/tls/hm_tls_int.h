@@ -29,4 +29,8 @@ typedef struct {
                                        EVP_PKEY_ED25519 */
 } hm_tls_cert_t;
 
+/* hm_tls_io.c: new-session callback of upstream SSL_CTXs (keeps the
+ * latest session in the stream). */
+int hm__tls_client_new_session(SSL *ssl, SSL_SESSION *sess);
+
 #endif

@@ -1,0 +1,2648 @@
+/*
+ * hm_conf.c: the configuration loader.  It sits at the very start of the
+ * data flow: the master (at start, at reload, and for `hamlyn -t`) hands
+ * it the JSON file of shared/CONFIG.md; it parses the file with jansson
+ * (duplicate keys rejected), validates every key (type, range, reference,
+ * file, certificate/key match) and decodes it into the typed structs of
+ * hm_conf.h, allocated from one pool.  The JSON tree is dropped before
+ * returning: workers never see JSON.
+ *
+ * Errors accumulate (HAProxy): each one is printed as
+ *     FILE: json.path: reason
+ * and the loader goes on to find the others, so that one run of
+ * `hamlyn -t` shows everything that is wrong.  Paths are printed as
+ * sites.api.routes[1].upstream; a name that is not a plain identifier is
+ * quoted: sites["a.b"].mode.
+ *
+ * Decoding order: runtime, certificates, upstreams, sites, listeners, then
+ * the checks that span sections (upstream use by passthrough and
+ * terminating sites, server names and addresses shared by listeners).
+ */
+#include "hm_core.h"
+#include "hm_conf.h"
+#include "hm_log.h"
+#include "hm_tls.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <jansson.h>
+
+#define HM_CONF_MAX_FILE   (16 * 1024 * 1024)
+#define HM_CONF_PATH_MAX   512
+#define HM_CONF_NAME_MAX   100
+#define HM_CONF_BODY_MAX   (1024 * 1024)
+#define HM_CONF_MAX_ADDRS  16          /* addresses per resolved host name */
+
+/* Loader state: the conf being filled, where errors go, and the JSON path
+ * of the value being decoded. */
+typedef struct {
+    hm_conf_t  *conf;
+    hm_pool_t  *pool;
+    FILE       *err;
+    const char *file;               /* printed before each error */
+    int         flags;              /* HM_CONF_NO_RESOLVE */
+    int         nerrors;
+    size_t      plen;
+    char        path[HM_CONF_PATH_MAX];
+} cx_t;
+
+/* Per-upstream bookkeeping for the cross-section checks. */
+typedef struct {
+    const char *passthrough_site;   /* first passthrough site using it */
+    const char *terminate_site;     /* first terminating site using it */
+} use_t;
+
+
+/* ---- JSON path and error reporting ---------------------------------- */
+
+static int
+plain_key(const char *k)
+{
+    const char *p;
+
+    if (*k == '\0') {
+        return 0;
+    }
+    for (p = k; *p; p++) {
+        if (!isalnum((unsigned char) *p) && *p != '_' && *p != '-') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Appends src to dst (capacity cap, current length *len) with control
+ * and non-ASCII bytes, quotes and backslashes escaped; stops at max
+ * source bytes, adding "..." when cut.  Always NUL-terminates.
+ */
+static void
+escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
+{
+    size_t i;
+    int    n;
+
+    for (i = 0; src[i] != '\0'; i++) {
+        unsigned char c = (unsigned char) src[i];
+
+        if (i == max) {
+            n = snprintf(dst + *len, cap - *len, "...");
+        } else if (c < 0x20 || c >= 0x7f) {
+            n = snprintf(dst + *len, cap - *len, "\\x%02x", c);
+        } else if (c == '"' || c == '\\') {
+            n = snprintf(dst + *len, cap - *len, "\\%c", c);
+        } else {
+            n = snprintf(dst + *len, cap - *len, "%c", c);
+        }
+        if (n < 0 || (size_t) n >= cap - *len) {
+            dst[*len] = '\0';
+            return;
+        }
+        *len += (size_t) n;
+        if (i == max) {
+            return;
+        }
+    }
+}
+
+/* Formats s as a quoted, escaped, length-bounded string into buf. */
+static const char *
+quote(char *buf, size_t cap, const char *s)
+{
+    size_t len = 0;
+
+    buf[0] = '"';
+    buf[1] = '\0';
+    len = 1;
+    escape_into(buf, cap - 1, &len, s, 80);
+    buf[len++] = '"';
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Appends ".key" (or ["key"]) to the current path; returns the length to
+ * restore with path_pop(). */
+static size_t
+path_key(cx_t *cx, const char *key)
+{
+    size_t old = cx->plen;
+    size_t cap = sizeof(cx->path);
+    int    n;
+
+    if (plain_key(key)) {
+        n = snprintf(cx->path + old, cap - old, "%s%s", old ? "." : "", key);
+        if (n < 0 || (size_t) n >= cap - old) {
+            cx->path[old] = '\0';
+            return old;
+        }
+        cx->plen += (size_t) n;
+    } else {
+        char q[HM_CONF_PATH_MAX];
+
+        quote(q, sizeof(q) - 4, key);
+        n = snprintf(cx->path + old, cap - old, "[%s]", q);
+        if (n < 0 || (size_t) n >= cap - old) {
+            cx->path[old] = '\0';
+            return old;
+        }
+        cx->plen += (size_t) n;
+    }
+    return old;
+}
+
+static size_t
+path_index(cx_t *cx, size_t i)
+{
+    size_t old = cx->plen;
+    int    n;
+
+    n = snprintf(cx->path + old, sizeof(cx->path) - old, "[%zu]", i);
+    if (n < 0 || (size_t) n >= sizeof(cx->path) - old) {
+        cx->path[old] = '\0';
+        return old;
+    }
+    cx->plen += (size_t) n;
+    return old;
+}
+
+static void
+path_pop(cx_t *cx, size_t old)
+{
+    cx->plen = old;
+    cx->path[old] = '\0';
+}
+
+/* Prints one error at the current path and counts it. */
+static void HM_PRINTF(2, 3)
+cerr(cx_t *cx, const char *fmt, ...)
+{
+    va_list ap;
+
+    cx->nerrors++;
+    if (cx->err == NULL) {
+        return;
+    }
+    fprintf(cx->err, "%s: %s: ", cx->file,
+            cx->plen ? cx->path : "(top level)");
+    va_start(ap, fmt);
+    vfprintf(cx->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', cx->err);
+}
+
+/* Prints one error at the current path + key. */
+static void HM_PRINTF(3, 4)
+cerr_at(cx_t *cx, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    size_t  old;
+    char    msg[512];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    old = path_key(cx, key);
+    cerr(cx, "%s", msg);
+    path_pop(cx, old);
+}
+
+static const char *
+type_name(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:  return "an object";
+    case JSON_ARRAY:   return "an array";
+    case JSON_STRING:  return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL:    return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE:   return "a boolean";
+    case JSON_NULL:    return "null";
+    }
+    return "?";
+}
+
+static void
+err_type(cx_t *cx, const char *expected, const json_t *j)
+{
+    cerr(cx, "expected %s, got %s", expected, type_name(j));
+}
+
+/* Levenshtein distance of two short strings (for "did you mean"). */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t row[64], prev, tmp;
+
+    if (la >= 63 || lb >= 63) {
+        return 99;
+    }
+    for (j = 0; j <= lb; j++) {
+        row[j] = j;
+    }
+    for (i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            tmp = row[j];
+            row[j] = hm_min(hm_min(row[j] + 1, row[j - 1] + 1),
+                            prev + (a[i - 1] == b[j - 1] ? 0 : 1));
+            prev = tmp;
+        }
+    }
+    return row[lb];
+}
+
+static int
+in_list(const char *s, const char *const *list)
+{
+    for ( ; list != NULL && *list != NULL; list++) {
+        if (strcmp(s, *list) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Reports every key of obj that is not in allowed: keys in unsupported
+ * are features not built in this release ("not supported yet"); the
+ * others are unknown, with a suggestion when one allowed key is close.
+ */
+static void
+check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
+           const char *const *unsupported)
+{
+    const char               *key;
+    json_t                   *v;
+    const char *const        *a;
+    const char               *best;
+    size_t                    d, bestd;
+
+    json_object_foreach(obj, key, v) {
+        if (in_list(key, allowed)) {
+            continue;
+        }
+        if (in_list(key, unsupported)) {
+            cerr_at(cx, key, "not supported yet");
+            continue;
+        }
+        best = NULL;
+        bestd = 3;
+        for (a = allowed; *a != NULL; a++) {
+            d = edit_distance(key, *a);
+            if (d < bestd && d <= strlen(*a) / 3 + 1) {
+                bestd = d;
+                best = *a;
+            }
+        }
+        if (best != NULL) {
+            cerr_at(cx, key, "unknown key (did you mean \"%s\"?)", best);
+        } else {
+            cerr_at(cx, key, "unknown key");
+        }
+    }
+}
+
+
+/* ---- typed getters --------------------------------------------------
+ * Each returns 1 when the key is present and valid (*out set), 0 when it
+ * is absent (*out untouched: the caller set the default), -1 when it is
+ * present but invalid (error printed).
+ */
+
+static int
+required(cx_t *cx, json_t *obj, const char *key)
+{
+    if (json_object_get(obj, key) != NULL) {
+        return 1;
+    }
+    cerr_at(cx, key, "required key is missing");
+    return 0;
+}
+
+static int
+conf_ll(cx_t *cx, json_t *obj, const char *key, long long min,
+        long long max, long long *out)
+{
+    json_t   *j = json_object_get(obj, key);
+    size_t    old;
+    long long v;
+
+    if (j == NULL) {
+        return 0;
+    }
+    old = path_key(cx, key);
+    if (!json_is_integer(j)) {
+        err_type(cx, "an integer", j);
+        path_pop(cx, old);
+        return -1;
+    }
+    v = json_integer_value(j);
+    if (v < min || v > max) {
+        cerr(cx, "must be between %lld and %lld (got %lld)", min, max, v);
+        path_pop(cx, old);
+        return -1;
+    }
+    path_pop(cx, old);
+    *out = v;
+    return 1;
+}
+
+static int
+conf_int(cx_t *cx, json_t *obj, const char *key, long long min,
+         long long max, int *out)
+{
+    long long v;
+    int       rc = conf_ll(cx, obj, key, min, max, &v);
+
+    if (rc == 1) {
+        *out = (int) v;
+    }
+    return rc;
+}
+
+static int
+conf_size(cx_t *cx, json_t *obj, const char *key, long long min,
+          long long max, size_t *out)
+{
+    long long v;
+    int       rc = conf_ll(cx, obj, key, min, max, &v);
+
+    if (rc == 1) {
+        *out = (size_t) v;
+    }
+    return rc;
+}
+
+static int
+conf_bool(cx_t *cx, json_t *obj, const char *key, int *out)
+{
+    json_t *j = json_object_get(obj, key);
+
+    if (j == NULL) {
+        return 0;
+    }
+    if (!json_is_boolean(j)) {
+        size_t old = path_key(cx, key);
+        err_type(cx, "true or false", j);
+        path_pop(cx, old);
+        return -1;
+    }
+    *out = json_is_true(j);
+    return 1;
+}
+
+/* A string; empty strings are refused unless allow_empty.  The result is
+ * copied into the pool. */
+static int
+conf_str_ex(cx_t *cx, json_t *obj, const char *key, int allow_empty,
+            char **out)
+{
+    json_t *j = json_object_get(obj, key);
+    size_t  old;
+
+    if (j == NULL) {
+        return 0;
+    }
+    old = path_key(cx, key);
+    if (!json_is_string(j)) {
+        err_type(cx, "a string", j);
+        path_pop(cx, old);
+        return -1;
+    }
+    if (!allow_empty && json_string_length(j) == 0) {
+        cerr(cx, "must not be empty");
+        path_pop(cx, old);
+        return -1;
+    }
+    path_pop(cx, old);
+    *out = hm_pool_strdup(cx->pool, json_string_value(j));
+    return 1;
+}
+
+static int
+conf_str(cx_t *cx, json_t *obj, const char *key, char **out)
+{
+    return conf_str_ex(cx, obj, key, 0, out);
+}
+
+/* One of names[] (values[] gives the decoded value). */
+static int
+conf_enum(cx_t *cx, json_t *obj, const char *key,
+          const char *const *names, const int *values, int *out)
+{
+    json_t *j = json_object_get(obj, key);
+    size_t  old, i, len;
+    char    list[256], q[128];
+
+    if (j == NULL) {
+        return 0;
+    }
+    old = path_key(cx, key);
+    if (json_is_string(j)) {
+        for (i = 0; names[i] != NULL; i++) {
+            if (strcmp(json_string_value(j), names[i]) == 0) {
+                *out = values[i];
+                path_pop(cx, old);
+                return 1;
+            }
+        }
+    }
+    len = 0;
+    list[0] = '\0';
+    for (i = 0; names[i] != NULL; i++) {
+        int n = snprintf(list + len, sizeof(list) - len, "%s\"%s\"",
+                         i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ",
+                         names[i]);
+        if (n > 0 && (size_t) n < sizeof(list) - len) {
+            len += (size_t) n;
+        }
+    }
+    if (json_is_string(j)) {
+        cerr(cx, "must be %s (got %s)", list,
+             quote(q, sizeof(q), json_string_value(j)));
+    } else {
+        cerr(cx, "must be %s (got %s)", list, type_name(j));
+    }
+    path_pop(cx, old);
+    return -1;
+}
+
+/* An object value (type checked); NULL when absent or not an object. */
+static json_t *
+conf_obj(cx_t *cx, json_t *obj, const char *key)
+{
+    json_t *j = json_object_get(obj, key);
+
+    if (j == NULL) {
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        size_t old = path_key(cx, key);
+        err_type(cx, "an object", j);
+        path_pop(cx, old);
+        return NULL;
+    }
+    return j;
+}
+
+static json_t *
+conf_arr(cx_t *cx, json_t *obj, const char *key)
+{
+    json_t *j = json_object_get(obj, key);
+
+    if (j == NULL) {
+        return NULL;
+    }
+    if (!json_is_array(j)) {
+        size_t old = path_key(cx, key);
+        err_type(cx, "an array", j);
+        path_pop(cx, old);
+        return NULL;
+    }
+    return j;
+}
+
+/* Validators: return NULL when s is fine, else the reason. */
+typedef const char *(*check_pt)(const char *s);
+
+#define STRV_NONEMPTY 0x1     /* the array needs at least one element */
+#define STRV_LOWER    0x2     /* lower-case each element */
+#define STRV_UNIQUE   0x4     /* no duplicates (compared after lowering) */
+
+/*
+ * An array of strings, each checked by check (if any).  Returns 1 and
+ * sets *out / *n when present and valid, 0 when absent, -1 on error.
+ */
+static int
+conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
+          char ***out, size_t *n)
+{
+    json_t     *arr, *v;
+    size_t      i, j, old, old2;
+    char      **list;
+    const char *why;
+    char        q[128];
+    int         bad = 0;
+
+    if (json_object_get(obj, key) == NULL) {
+        return 0;
+    }
+    arr = conf_arr(cx, obj, key);
+    if (arr == NULL) {
+        return -1;
+    }
+    old = path_key(cx, key);
+    if ((flags & STRV_NONEMPTY) && json_array_size(arr) == 0) {
+        cerr(cx, "must not be empty");
+        path_pop(cx, old);
+        return -1;
+    }
+    list = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1) * sizeof(char *));
+    json_array_foreach(arr, i, v) {
+        old2 = path_index(cx, i);
+        if (!json_is_string(v)) {
+            err_type(cx, "a string", v);
+            bad = 1;
+        } else if (json_string_length(v) == 0) {
+            cerr(cx, "must not be empty");
+            bad = 1;
+        } else {
+            list[i] = hm_pool_strdup(cx->pool, json_string_value(v));
+            if (flags & STRV_LOWER) {
+                hm_strlow(list[i], list[i], strlen(list[i]));
+            }
+            why = check ? check(list[i]) : NULL;
+            if (why != NULL) {
+                cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), list[i]));
+                bad = 1;
+                list[i] = NULL;
+            } else if (flags & STRV_UNIQUE) {
+                for (j = 0; j < i; j++) {
+                    if (list[j] != NULL && strcmp(list[j], list[i]) == 0) {
+                        cerr(cx, "%s is listed twice",
+                             quote(q, sizeof(q), list[i]));
+                        bad = 1;
+                        break;
+                    }
+                }
+            }
+        }
+        path_pop(cx, old2);
+    }
+    path_pop(cx, old);
+    if (bad) {
+        return -1;
+    }
+    *out = list;
+    *n = json_array_size(arr);
+    return 1;
+}
+
+/* An object of name -> string value pairs. */
+static int
+conf_kv(cx_t *cx, json_t *obj, const char *key, int lower_names,
+        check_pt name_check, check_pt value_check, hm_kv_t **out, size_t *n)
+{
+    json_t     *o, *v;
+    const char *name, *why;
+    size_t      i, old, old2;
+    hm_kv_t    *kv;
+    char        q[128];
+    int         bad = 0;
+
+    if (json_object_get(obj, key) == NULL) {
+        return 0;
+    }
+    o = conf_obj(cx, obj, key);
+    if (o == NULL) {
+        return -1;
+    }
+    old = path_key(cx, key);
+    kv = hm_pool_calloc(cx->pool, (json_object_size(o) + 1) * sizeof(hm_kv_t));
+    i = 0;
+    json_object_foreach(o, name, v) {
+        old2 = path_key(cx, name);
+        why = name_check(name);
+        if (why != NULL) {
+            cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
+            bad = 1;
+        } else if (!json_is_string(v)) {
+            err_type(cx, "a string", v);
+            bad = 1;
+        } else if ((why = value_check(json_string_value(v))) != NULL) {
+            cerr(cx, "%s", why);
+            bad = 1;
+        } else {
+            kv[i].name = hm_pool_strdup(cx->pool, name);
+            if (lower_names) {
+                hm_strlow(kv[i].name, kv[i].name, strlen(kv[i].name));
+            }
+            kv[i].value = hm_pool_strdup(cx->pool, json_string_value(v));
+            i++;
+        }
+        path_pop(cx, old2);
+    }
+    path_pop(cx, old);
+    if (bad) {
+        return -1;
+    }
+    *out = kv;
+    *n = i;
+    return 1;
+}
+
+
+/* ---- value validators ------------------------------------------------ */
+
+static const char *
+check_name(const char *s)
+{
+    size_t len = strlen(s);
+    const char *p;
+
+    if (len == 0 || len > HM_CONF_NAME_MAX) {
+        return "names are 1 to 100 characters long";
+    }
+    for (p = s; *p; p++) {
+        if (!isalnum((unsigned char) *p) && *p != '_' && *p != '-'
+            && *p != '.')
+        {
+            return "names may use letters, digits, \".\", \"_\" and \"-\" only";
+        }
+    }
+    return NULL;
+}
+
+/* A DNS host name (no wildcard): labels of letters, digits, "-" and "_". */
+static const char *
+check_hostname(const char *s)
+{
+    size_t      len = strlen(s), label = 0;
+    const char *p;
+
+    if (len == 0 || len > 253) {
+        return "a host name is 1 to 253 characters long";
+    }
+    for (p = s; *p; p++) {
+        if (*p == '.') {
+            if (label == 0) {
+                return "empty label in host name";
+            }
+            label = 0;
+            continue;
+        }
+        if (*p == '*') {
+            return "only a leading \"*.\" label may be a wildcard";
+        }
+        if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_') {
+            return "a host name uses letters, digits, \"-\", \"_\" and dots";
+        }
+        if (++label > 63) {
+            return "a host name label is at most 63 characters long";
+        }
+    }
+    if (label == 0) {
+        return "empty label in host name";
+    }
+    return NULL;
+}
+
+/* A server name: an exact host name or "*." followed by one. */
+static const char *
+check_server_name(const char *s)
+{
+    if (s[0] == '*') {
+        if (s[1] != '.') {
+            return "a wildcard is a whole leading label: \"*.example.com\"";
+        }
+        return check_hostname(s + 2);
+    }
+    return check_hostname(s);
+}
+
+static int
+is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static const char *
+check_token(const char *s)
+{
+    const char *p;
+
+    if (*s == '\0') {
+        return "must not be empty";
+    }
+    for (p = s; *p; p++) {
+        if (!is_tchar((unsigned char) *p) || *p == '*') {
+            return "not a valid HTTP token";
+        }
+    }
+    return NULL;
+}
+
+static const char *
+check_method(const char *s)
+{
+    const char *p;
+
+    if (check_token(s) != NULL) {
+        return "not a valid HTTP method";
+    }
+    for (p = s; *p; p++) {
+        if (islower((unsigned char) *p)) {
+            return "methods are case-sensitive and upper-case";
+        }
+    }
+    return NULL;
+}
+
+/* Header names the proxy owns for message framing: never set or strip. */
+static int
+framing_header(const char *s)
+{
+    static const char *const names[] = {
+        "content-length", "transfer-encoding", "connection", "upgrade",
+        "te", "trailer", "keep-alive", "proxy-connection", NULL
+    };
+    const char *const *n;
+
+    for (n = names; *n != NULL; n++) {
+        if (strcasecmp(s, *n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *
+check_header_name(const char *s)
+{
+    if (check_token(s) != NULL) {
+        return "not a valid header name";
+    }
+    return NULL;
+}
+
+static const char *
+check_set_header(const char *s)
+{
+    if (check_token(s) != NULL) {
+        return "not a valid header name";
+    }
+    if (framing_header(s)) {
+        return "this header is managed by the proxy and cannot be set";
+    }
+    return NULL;
+}
+
+/* A header name, or a prefix ending in "*" ("X-Internal-*"). */
+static const char *
+check_strip_header(const char *s)
+{
+    size_t len = strlen(s);
+    char   buf[256];
+
+    if (len >= 2 && s[len - 1] == '*' && len < sizeof(buf)) {
+        memcpy(buf, s, len - 1);
+        buf[len - 1] = '\0';
+        if (check_token(buf) != NULL) {
+            return "not a header name or a prefix ending in \"*\"";
+        }
+        return NULL;
+    }
+    if (check_token(s) != NULL) {
+        return "not a header name or a prefix ending in \"*\"";
+    }
+    if (framing_header(s)) {
+        return "this header is managed by the proxy and cannot be stripped";
+    }
+    return NULL;
+}
+
+static const char *
+check_header_value(const char *s)
+{
+    const char *p;
+
+    for (p = s; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return "header values may not contain control characters";
+        }
+    }
+    return NULL;
+}
+
+static const char *
+check_url_path(const char *s)
+{
+    const char *p;
+
+    if (s[0] != '/') {
+        return "must start with \"/\"";
+    }
+    if (strlen(s) > 4096) {
+        return "longer than 4096 bytes";
+    }
+    for (p = s; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (c <= 0x20 || c >= 0x7f) {
+            return "must not contain spaces, control or non-ASCII bytes "
+                   "(percent-encode them)";
+        }
+    }
+    return NULL;
+}
+
+static const char *
+check_alpn(const char *s)
+{
+    if (strcmp(s, "http/1.1") != 0) {
+        return "not supported yet: only \"http/1.1\" is served";
+    }
+    return NULL;
+}
+
+static const char *
+check_pin(const char *s)
+{
+    const char *p;
+    size_t      n;
+
+    if (strncmp(s, "sha256/", 7) != 0) {
+        return "a pin is \"sha256/\" followed by the base64 SHA-256 of the "
+               "SubjectPublicKeyInfo";
+    }
+    p = s + 7;
+    n = strlen(p);
+    if (n != 44 || p[43] != '=' || p[42] == '=') {
+        return "a SHA-256 pin is 44 base64 characters ending in one \"=\"";
+    }
+    for (n = 0; n < 43; n++) {
+        if (!isalnum((unsigned char) p[n]) && p[n] != '+' && p[n] != '/') {
+            return "not base64";
+        }
+    }
+    return NULL;
+}
+
+
+/* ---- addresses ------------------------------------------------------ */
+
+void
+hm_addr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *) sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else if (len > 0) {
+        snprintf(buf, len, "?");
+    }
+}
+
+/* Parses a decimal port 1..65535 of exactly the bytes [s, end). */
+static int
+parse_port(const char *s, const char *end, uint16_t *port)
+{
+    unsigned long v = 0;
+    const char   *p;
+
+    if (s == end || end - s > 5) {
+        return HM_ERROR;
+    }
+    for (p = s; p < end; p++) {
+        if (*p < '0' || *p > '9') {
+            return HM_ERROR;
+        }
+        v = v * 10 + (unsigned long) (*p - '0');
+    }
+    if (v == 0 || v > 65535) {
+        return HM_ERROR;
+    }
+    *port = (uint16_t) v;
+    return HM_OK;
+}
+
+/*
+ * Parses "1.2.3.4:443", "[::1]:443", "*:443" or ":443" (both IPv4 any)
+ * into addr (sockaddr and canonical text).  HM_OK or HM_ERROR.
+ */
+int
+hm_addr_parse(const char *s, hm_addr_t *addr)
+{
+    const char *colon, *end;
+    char        host[INET6_ADDRSTRLEN + 1];
+    size_t      hlen;
+    uint16_t    port;
+
+    memset(addr, 0, sizeof(*addr));
+    if (s == NULL) {
+        return HM_ERROR;
+    }
+    end = s + strlen(s);
+
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &addr->sa;
+
+        if (rb == NULL || rb[1] != ':') {
+            return HM_ERROR;
+        }
+        hlen = (size_t) (rb - s - 1);
+        if (hlen == 0 || hlen >= sizeof(host)) {
+            return HM_ERROR;
+        }
+        memcpy(host, s + 1, hlen);
+        host[hlen] = '\0';
+        if (parse_port(rb + 2, end, &port) != HM_OK
+            || inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+        {
+            return HM_ERROR;
+        }
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        addr->len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *) &addr->sa;
+
+        colon = strrchr(s, ':');
+        if (colon == NULL || strchr(s, ':') != colon) {
+            return HM_ERROR;
+        }
+        hlen = (size_t) (colon - s);
+        if (hlen >= sizeof(host)) {
+            return HM_ERROR;
+        }
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+        if (parse_port(colon + 1, end, &port) != HM_OK) {
+            return HM_ERROR;
+        }
+        if (hlen == 0 || strcmp(host, "*") == 0) {
+            s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        } else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
+            return HM_ERROR;
+        }
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        addr->len = sizeof(*s4);
+    }
+    hm_addr_format((struct sockaddr *) &addr->sa, addr->text,
+                   sizeof(addr->text));
+    return HM_OK;
+}
+
+static int
+addr_equal(const hm_addr_t *a, const hm_addr_t *b)
+{
+    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+static int
+addr_port(const hm_addr_t *a)
+{
+    return ntohs(((const struct sockaddr_in *) &a->sa)->sin_port);
+}
+
+static int
+addr_is_any(const hm_addr_t *a)
+{
+    if (a->sa.ss_family == AF_INET) {
+        return ((const struct sockaddr_in *) &a->sa)->sin_addr.s_addr
+               == htonl(INADDR_ANY);
+    }
+    return IN6_IS_ADDR_UNSPECIFIED(
+        &((const struct sockaddr_in6 *) &a->sa)->sin6_addr);
+}
+
+/* Two listen addresses that cannot both be bound: equal, or the same
+ * family and port with one of them the wildcard address. */
+static int
+addr_overlaps(const hm_addr_t *a, const hm_addr_t *b)
+{
+    if (addr_equal(a, b)) {
+        return 1;
+    }
+    return a->sa.ss_family == b->sa.ss_family
+           && addr_port(a) == addr_port(b)
+           && (addr_is_any(a) || addr_is_any(b));
+}
+
+
+/* ---- files and paths ------------------------------------------------ */
+
+/* Makes s absolute against the config file's folder (pool string); "./"
+ * components are dropped. */
+static char *
+abs_path(cx_t *cx, const char *s)
+{
+    size_t dlen, slen;
+    char  *p;
+
+    if (s[0] == '/') {
+        return hm_pool_strdup(cx->pool, s);
+    }
+    while (s[0] == '.' && s[1] == '/') {
+        s += 2;
+        while (*s == '/') {
+            s++;
+        }
+    }
+    dlen = strlen(cx->conf->dir);
+    slen = strlen(s);
+    p = hm_pool_alloc(cx->pool, dlen + slen + 2);
+    memcpy(p, cx->conf->dir, dlen);
+    if (dlen == 0 || p[dlen - 1] != '/') {
+        p[dlen++] = '/';
+    }
+    memcpy(p + dlen, s, slen + 1);
+    return p;
+}
+
+#define FILE_READ   1       /* must be a readable regular file */
+#define FILE_DIROK  2       /* its folder must exist (a file we create) */
+
+/*
+ * A path key: absolute-ised into *out; with FILE_READ the file must be a
+ * readable regular file, with FILE_DIROK its folder must exist.
+ */
+static int
+conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
+{
+    char       *s, *abs, *slash;
+    struct stat st;
+    char        q[128];
+    int         rc, fd;
+
+    rc = conf_str(cx, obj, key, &s);
+    if (rc != 1) {
+        return rc;
+    }
+    abs = abs_path(cx, s);
+    if (check == FILE_READ) {
+        fd = open(abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            cerr_at(cx, key, "cannot read %s: %s", quote(q, sizeof(q), abs),
+                    strerror(errno));
+            return -1;
+        }
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            cerr_at(cx, key, "%s is not a regular file",
+                    quote(q, sizeof(q), abs));
+            return -1;
+        }
+        close(fd);
+    } else if (check == FILE_DIROK) {
+        slash = strrchr(abs, '/');
+        if (slash != NULL && slash != abs) {
+            *slash = '\0';
+            if (stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                cerr_at(cx, key, "folder %s does not exist",
+                        quote(q, sizeof(q), abs));
+                *slash = '/';
+                return -1;
+            }
+            *slash = '/';
+        }
+    }
+    *out = abs;
+    return 1;
+}
+
+
+/* ---- lookups --------------------------------------------------------- */
+
+hm_conf_upstream_t *
+hm_conf_upstream_find(hm_conf_t *conf, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < conf->nupstreams; i++) {
+        if (conf->upstreams[i].name != NULL
+            && strcmp(conf->upstreams[i].name, name) == 0)
+        {
+            return &conf->upstreams[i];
+        }
+    }
+    return NULL;
+}
+
+hm_conf_site_t *
+hm_conf_site_find(hm_conf_t *conf, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < conf->nsites; i++) {
+        if (conf->sites[i].name != NULL
+            && strcmp(conf->sites[i].name, name) == 0)
+        {
+            return &conf->sites[i];
+        }
+    }
+    return NULL;
+}
+
+hm_conf_cert_t *
+hm_conf_cert_find(hm_conf_t *conf, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < conf->ncerts; i++) {
+        if (conf->certs[i].name != NULL
+            && strcmp(conf->certs[i].name, name) == 0)
+        {
+            return &conf->certs[i];
+        }
+    }
+    return NULL;
+}
+
+/* A string naming an entry of a section: returns the entry or NULL (error
+ * printed: wrong type or no such name). */
+static void *
+conf_ref(cx_t *cx, json_t *obj, const char *key, const char *what,
+         void *(*find)(hm_conf_t *, const char *))
+{
+    char  *name;
+    void  *p;
+    char   q[128];
+
+    if (conf_str(cx, obj, key, &name) != 1) {
+        return NULL;
+    }
+    p = find(cx->conf, name);
+    if (p == NULL) {
+        cerr_at(cx, key, "no %s named %s", what, quote(q, sizeof(q), name));
+    }
+    return p;
+}
+
+static void *
+find_upstream(hm_conf_t *conf, const char *name)
+{
+    return hm_conf_upstream_find(conf, name);
+}
+
+static void *
+find_cert(hm_conf_t *conf, const char *name)
+{
+    return hm_conf_cert_find(conf, name);
+}
+
+static void *
+find_site(hm_conf_t *conf, const char *name)
+{
+    return hm_conf_site_find(conf, name);
+}
+
+
+/* ---- runtime ---------------------------------------------------------- */
+
+static void
+decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
+{
+    static const char *const el_keys[] = { "path", "level", NULL };
+    static const char *const al_keys[] = { "path", "format", NULL };
+    static const char *const levels[] = { "debug", "info", "warn", "error",
+                                          NULL };
+    static const int lvals[] = { HM_LOG_DEBUG, HM_LOG_INFO, HM_LOG_WARN,
+                                 HM_LOG_ERROR };
+    static const char *const formats[] = { "json", NULL };
+    static const int fvals[] = { 0 };
+    json_t *o, *p;
+    size_t  old;
+    int     fmt;
+
+    o = conf_obj(cx, rt, "error_log");
+    if (o != NULL) {
+        old = path_key(cx, "error_log");
+        check_keys(cx, o, el_keys, NULL);
+        p = json_object_get(o, "path");
+        if (json_is_string(p) && strcmp(json_string_value(p), "stderr") == 0) {
+            r->error_log_path = hm_pool_strdup(cx->pool, "stderr");
+        } else {
+            conf_path(cx, o, "path", FILE_DIROK, &r->error_log_path);
+        }
+        conf_enum(cx, o, "level", levels, lvals, &r->error_log_level);
+        path_pop(cx, old);
+    }
+
+    o = conf_obj(cx, rt, "access_log");
+    if (o != NULL) {
+        old = path_key(cx, "access_log");
+        check_keys(cx, o, al_keys, NULL);
+        p = json_object_get(o, "path");
+        if (p == NULL) {
+            required(cx, o, "path");
+        } else if (json_is_string(p)
+                   && strcmp(json_string_value(p), "off") == 0)
+        {
+            r->access_log_path = NULL;
+        } else if (json_is_string(p)
+                   && strcmp(json_string_value(p), "stdout") == 0)
+        {
+            r->access_log_path = hm_pool_strdup(cx->pool, "stdout");
+        } else {
+            conf_path(cx, o, "path", FILE_DIROK, &r->access_log_path);
+        }
+        conf_enum(cx, o, "format", formats, fvals, &fmt);
+        path_pop(cx, old);
+    }
+}
+
+static void
+decode_runtime(cx_t *cx, json_t *rt)
+{
+    static const char *const keys[] = {
+        "workers", "cpu_affinity", "user", "group", "pid_file", "error_log",
+        "access_log", "max_connections", "shutdown_timeout_s",
+        "tls_session_ticket_keys", NULL
+    };
+    hm_conf_runtime_t *r = &cx->conf->runtime;
+    json_t            *j, *v;
+    size_t             old, old2, i;
+    long               ncpu;
+    char               q[128];
+
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) {
+        ncpu = 1;
+    }
+    r->workers = (int) ncpu;
+    r->cpu_affinity = HM_AFFINITY_OFF;
+    r->error_log_path = hm_pool_strdup(cx->pool, "stderr");
+    r->error_log_level = HM_LOG_INFO;
+    r->access_log_path = NULL;
+    r->max_connections = 10000;
+    r->shutdown_timeout_s = 30;
+
+    if (rt == NULL) {
+        return;
+    }
+    if (!json_is_object(rt)) {
+        old = path_key(cx, "runtime");
+        err_type(cx, "an object", rt);
+        path_pop(cx, old);
+        return;
+    }
+    old = path_key(cx, "runtime");
+    check_keys(cx, rt, keys, NULL);
+
+    j = json_object_get(rt, "workers");
+    if (j != NULL && !(json_is_string(j)
+                       && strcmp(json_string_value(j), "auto") == 0))
+    {
+        if (json_is_integer(j)) {
+            conf_int(cx, rt, "workers", 1, 1024, &r->workers);
+        } else {
+            cerr_at(cx, "workers", "expected an integer or \"auto\", got %s",
+                    json_is_string(j) ? quote(q, sizeof(q),
+                                              json_string_value(j))
+                                      : type_name(j));
+        }
+    }
+
+    j = json_object_get(rt, "cpu_affinity");
+    if (j != NULL) {
+        old2 = path_key(cx, "cpu_affinity");
+        if (json_is_string(j) && strcmp(json_string_value(j), "auto") == 0) {
+            r->cpu_affinity = HM_AFFINITY_AUTO;
+        } else if (json_is_string(j)
+                   && strcmp(json_string_value(j), "off") == 0)
+        {
+            r->cpu_affinity = HM_AFFINITY_OFF;
+        } else if (json_is_array(j) && json_array_size(j) > 0) {
+            r->cpus = hm_pool_calloc(cx->pool,
+                                     json_array_size(j) * sizeof(int));
+            r->ncpus = json_array_size(j);
+            r->cpu_affinity = HM_AFFINITY_LIST;
+            json_array_foreach(j, i, v) {
+                size_t old3 = path_index(cx, i);
+                if (!json_is_integer(v)) {
+                    err_type(cx, "a CPU number", v);
+                } else if (json_integer_value(v) < 0
+                           || json_integer_value(v) > 1023)
+                {
+                    cerr(cx, "must be between 0 and 1023 (got %lld)",
+                         (long long) json_integer_value(v));
+                } else {
+                    r->cpus[i] = (int) json_integer_value(v);
+                }
+                path_pop(cx, old3);
+            }
+        } else {
+            cerr(cx, "must be \"auto\", \"off\" or a non-empty array of "
+                 "CPU numbers");
+        }
+        path_pop(cx, old2);
+    }
+
+    if (conf_str(cx, rt, "user", &r->user) == 1
+        && getpwnam(r->user) == NULL)
+    {
+        cerr_at(cx, "user", "no such user %s", quote(q, sizeof(q), r->user));
+    }
+    if (conf_str(cx, rt, "group", &r->group) == 1
+        && getgrnam(r->group) == NULL)
+    {
+        cerr_at(cx, "group", "no such group %s",
+                quote(q, sizeof(q), r->group));
+    }
+    conf_path(cx, rt, "pid_file", FILE_DIROK, &r->pid_file);
+    decode_log(cx, rt, r);
+    conf_int(cx, rt, "max_connections", 1, 10000000, &r->max_connections);
+    conf_int(cx, rt, "shutdown_timeout_s", 0, 86400, &r->shutdown_timeout_s);
+    conf_path(cx, rt, "tls_session_ticket_keys", FILE_READ,
+              &r->tls_session_ticket_keys);
+    path_pop(cx, old);
+}
+
+
+/* ---- certificates ----------------------------------------------------- */
+
+static void
+cert_cleanup(void *data)
+{
+    hm_tls_cert_free(data);
+}
+
+static void
+decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
+{
+    static const char *const keys[] = { "cert", "key", "ocsp", NULL };
+    char  why[512];
+    int   ok = 1;
+
+    if (!json_is_object(j)) {
+        err_type(cx, "an object", j);
+        return;
+    }
+    check_keys(cx, j, keys, NULL);
+    if (!required(cx, j, "cert")
+        || conf_path(cx, j, "cert", FILE_READ, &c->cert_path) != 1)
+    {
+        ok = 0;
+    }
+    if (!required(cx, j, "key")
+        || conf_path(cx, j, "key", FILE_READ, &c->key_path) != 1)
+    {
+        ok = 0;
+    }
+    if (conf_path(cx, j, "ocsp", FILE_READ, &c->ocsp_path) == -1) {
+        ok = 0;
+    }
+    if (!ok) {
+        return;
+    }
+    if (hm_tls_cert_load(c, why, sizeof(why)) != HM_OK) {
+        cerr(cx, "%s", why);
+        return;
+    }
+    hm_pool_cleanup_add(cx->pool, cert_cleanup, c);
+}
+
+static void
+decode_certs(cx_t *cx, json_t *root)
+{
+    json_t     *o, *v;
+    const char *name, *why;
+    size_t      i, old, old2;
+    hm_conf_t  *conf = cx->conf;
+    char        q[128];
+
+    o = conf_obj(cx, root, "certificates");
+    if (o == NULL) {
+        return;
+    }
+    old = path_key(cx, "certificates");
+    conf->certs = hm_pool_calloc(cx->pool,
+                                 (json_object_size(o) + 1)
+                                 * sizeof(hm_conf_cert_t));
+    i = 0;
+    json_object_foreach(o, name, v) {
+        old2 = path_key(cx, name);
+        if ((why = check_name(name)) != NULL) {
+            cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
+        }
+        conf->certs[i].name = hm_pool_strdup(cx->pool, name);
+        decode_cert(cx, v, &conf->certs[i]);
+        i++;
+        path_pop(cx, old2);
+    }
+    conf->ncerts = i;
+    path_pop(cx, old);
+}
+
+
+/* ---- upstreams -------------------------------------------------------- */
+
+typedef struct {
+    hm_conf_server_t *v;
+    size_t            n, cap;
+} servers_t;
+
+static void
+servers_push(servers_t *s, const hm_addr_t *a, int weight)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->v = hm_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n].addr = *a;
+    s->v[s->n].weight = weight;
+    s->n++;
+}
+
+/*
+ * One server address: an IP literal with port, or (unless
+ * HM_CONF_NO_RESOLVE) a host name with port, resolved now; every address
+ * of the name becomes a server (nginx).
+ */
+static void
+server_addr(cx_t *cx, const char *s, int weight, servers_t *out)
+{
+    hm_addr_t        a;
+    const char      *colon, *why;
+    char             host[256], port[8], q[128];
+    struct addrinfo  hints, *res, *ai;
+    size_t           hlen, n;
+    uint16_t         p;
+    int              rc;
+
+    if (hm_addr_parse(s, &a) == HM_OK) {
+        if (addr_is_any(&a)) {
+            cerr(cx, "cannot connect to a wildcard address (got %s)",
+                 quote(q, sizeof(q), s));
+            return;
+        }
+        servers_push(out, &a, weight);
+        return;
+    }
+    colon = strrchr(s, ':');
+    if (colon == NULL || s[0] == '[' || colon == s
+        || (size_t) (colon - s) >= sizeof(host)
+        || parse_port(colon + 1, s + strlen(s), &p) != HM_OK)
+    {
+        cerr(cx, "not an address with a port such as \"10.0.0.1:443\", "
+             "\"[::1]:443\" or \"backend.internal:443\" (got %s)",
+             quote(q, sizeof(q), s));
+        return;
+    }
+    hlen = (size_t) (colon - s);
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    if ((why = check_hostname(host)) != NULL) {
+        cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), s));
+        return;
+    }
+    if (cx->flags & HM_CONF_NO_RESOLVE) {
+        cerr(cx, "host names are not resolved here: use an IP address "
+             "(got %s)", quote(q, sizeof(q), s));
+        return;
+    }
+    snprintf(port, sizeof(port), "%u", p);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        cerr(cx, "cannot resolve %s: %s", quote(q, sizeof(q), host),
+             gai_strerror(rc));
+        return;
+    }
+    n = 0;
+    for (ai = res; ai != NULL && n < HM_CONF_MAX_ADDRS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            || ai->ai_addrlen > sizeof(a.sa))
+        {
+            continue;
+        }
+        memset(&a, 0, sizeof(a));
+        memcpy(&a.sa, ai->ai_addr, ai->ai_addrlen);
+        a.len = ai->ai_addrlen;
+        hm_addr_format(ai->ai_addr, a.text, sizeof(a.text));
+        {
+            size_t k;
+            int    dup = 0;
+
+            for (k = 0; k < out->n; k++) {
+                if (addr_equal(&out->v[k].addr, &a)) {
+                    dup = 1;
+                }
+            }
+            if (!dup) {
+                servers_push(out, &a, weight);
+                n++;
+            }
+        }
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        cerr(cx, "%s has no IPv4 or IPv6 address", quote(q, sizeof(q), host));
+    }
+}
+
+static void
+decode_servers(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
+{
+    static const char *const keys[] = { "address", "weight", NULL };
+    json_t    *arr, *v;
+    size_t     i, old, old2;
+    servers_t  s = { NULL, 0, 0 };
+    char      *addr;
+    int        weight;
+
+    if (!required(cx, u, "servers")) {
+        return;
+    }
+    arr = conf_arr(cx, u, "servers");
+    if (arr == NULL) {
+        return;
+    }
+    old = path_key(cx, "servers");
+    if (json_array_size(arr) == 0) {
+        cerr(cx, "must not be empty");
+    }
+    json_array_foreach(arr, i, v) {
+        old2 = path_index(cx, i);
+        if (json_is_string(v)) {
+            server_addr(cx, json_string_value(v), 1, &s);
+        } else if (json_is_object(v)) {
+            check_keys(cx, v, keys, NULL);
+            weight = 1;
+            conf_int(cx, v, "weight", 1, 100, &weight);
+            if (required(cx, v, "address")
+                && conf_str(cx, v, "address", &addr) == 1)
+            {
+                size_t old3 = path_key(cx, "address");
+                server_addr(cx, addr, weight, &s);
+                path_pop(cx, old3);
+            }
+        } else {
+            err_type(cx, "an address string or an object", v);
+        }
+        path_pop(cx, old2);
+    }
+    path_pop(cx, old);
+    if (s.n > 0) {
+        up->servers = hm_pool_alloc(cx->pool, s.n * sizeof(*s.v));
+        memcpy(up->servers, s.v, s.n * sizeof(*s.v));
+        up->nservers = s.n;
+    }
+    free(s.v);
+}
+
+static void
+decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
+{
+    static const char *const keys[] = {
+        "server_name", "ca", "verify", "accepted_risk", "client_certificate",
+        "pins", NULL
+    };
+    hm_conf_upstream_tls_t *tls = &up->tls;
+    char                    why[512], q[128];
+    const char             *w;
+
+    check_keys(cx, t, keys, NULL);
+    tls->present = 1;
+    tls->verify = 1;
+    if (conf_str(cx, t, "server_name", &tls->server_name) == 1) {
+        hm_strlow(tls->server_name, tls->server_name,
+                  strlen(tls->server_name));
+        if ((w = check_hostname(tls->server_name)) != NULL) {
+            cerr_at(cx, "server_name", "%s (got %s)", w,
+                    quote(q, sizeof(q), tls->server_name));
+        }
+    }
+    if (conf_path(cx, t, "ca", FILE_READ, &tls->ca_path) == 1
+        && hm_tls_ca_check(tls->ca_path, why, sizeof(why)) != HM_OK)
+    {
+        cerr_at(cx, "ca", "%s", why);
+    }
+    conf_bool(cx, t, "verify", &tls->verify);
+    conf_str(cx, t, "accepted_risk", &tls->accepted_risk);
+    tls->client_certificate = conf_ref(cx, t, "client_certificate",
+                                       "certificate", find_cert);
+    conf_strv(cx, t, "pins", STRV_UNIQUE, check_pin, &tls->pins,
+              &tls->npins);
+
+    if (!tls->verify && json_object_get(t, "accepted_risk") == NULL) {
+        cerr_at(cx, "verify", "\"verify\": false needs \"accepted_risk\": "
+                "say in writing why an unverified upstream is acceptable");
+    }
+    if (tls->verify && tls->server_name == NULL
+        && json_object_get(t, "server_name") == NULL)
+    {
+        cerr(cx, "\"server_name\" is required when \"verify\" is true: it "
+             "is the name checked in the upstream's certificate");
+    }
+}
+
+static void
+decode_upstream(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
+{
+    static const char *const keys[] = {
+        "servers", "balance", "tls", "plaintext", "pool",
+        "connect_timeout_ms", "read_timeout_ms", "health_check",
+        "max_fails", "fail_timeout_s", NULL
+    };
+    static const char *const pt_keys[] = { "accepted_risk", NULL };
+    static const char *const pool_keys[] = { "max_idle_per_worker",
+                                             "idle_timeout_s", NULL };
+    static const char *const hc_keys[] = { "interval_s", "path",
+                                           "fail_after", "pass_after",
+                                           "timeout_ms", NULL };
+    static const char *const balances[] = { "round_robin", "least_conn",
+                                            "random_two", NULL };
+    static const int bvals[] = { HM_BALANCE_ROUND_ROBIN,
+                                 HM_BALANCE_LEAST_CONN,
+                                 HM_BALANCE_RANDOM_TWO };
+    json_t     *o;
+    size_t      old;
+    const char *w;
+    char        q[128];
+
+    up->balance = HM_BALANCE_ROUND_ROBIN;
+    up->pool_max_idle = 32;
+    up->pool_idle_timeout_s = 60;
+    up->connect_timeout_ms = 2000;
+    up->read_timeout_ms = 30000;
+    up->max_fails = 3;
+    up->fail_timeout_s = 10;
+    up->health_check.interval_s = 5;
+    up->health_check.path = "/healthz";
+    up->health_check.fail_after = 3;
+    up->health_check.pass_after = 2;
+    up->health_check.timeout_ms = 2000;
+
+    if (!json_is_object(u)) {
+        err_type(cx, "an object", u);
+        return;
+    }
+    check_keys(cx, u, keys, NULL);
+    decode_servers(cx, u, up);
+    conf_enum(cx, u, "balance", balances, bvals, &up->balance);
+
+    if ((o = conf_obj(cx, u, "tls")) != NULL) {
+        old = path_key(cx, "tls");
+        decode_upstream_tls(cx, o, up);
+        path_pop(cx, old);
+    }
+    if ((o = conf_obj(cx, u, "plaintext")) != NULL) {
+        old = path_key(cx, "plaintext");
+        check_keys(cx, o, pt_keys, NULL);
+        if (required(cx, o, "accepted_risk")) {
+            conf_str(cx, o, "accepted_risk", &up->plaintext_risk);
+        }
+        path_pop(cx, old);
+    }
+    if (json_object_get(u, "tls") != NULL
+        && json_object_get(u, "plaintext") != NULL)
+    {
+        cerr(cx, "\"tls\" and \"plaintext\" are mutually exclusive");
+    }
+    if ((o = conf_obj(cx, u, "pool")) != NULL) {
+        old = path_key(cx, "pool");
+        check_keys(cx, o, pool_keys, NULL);
+        conf_int(cx, o, "max_idle_per_worker", 0, 100000, &up->pool_max_idle);
+        conf_int(cx, o, "idle_timeout_s", 1, 86400, &up->pool_idle_timeout_s);
+        path_pop(cx, old);
+    }
+    conf_int(cx, u, "connect_timeout_ms", 1, 600000, &up->connect_timeout_ms);
+    conf_int(cx, u, "read_timeout_ms", 1, 86400000, &up->read_timeout_ms);
+    conf_int(cx, u, "max_fails", 0, 1000, &up->max_fails);
+    conf_int(cx, u, "fail_timeout_s", 1, 86400, &up->fail_timeout_s);
+    if ((o = conf_obj(cx, u, "health_check")) != NULL) {
+        hm_conf_health_check_t *hc = &up->health_check;
+
+        old = path_key(cx, "health_check");
+        check_keys(cx, o, hc_keys, NULL);
+        hc->present = 1;
+        conf_int(cx, o, "interval_s", 1, 86400, &hc->interval_s);
+        if (conf_str(cx, o, "path", &hc->path) == 1
+            && (w = check_url_path(hc->path)) != NULL)
+        {
+            cerr_at(cx, "path", "%s (got %s)", w,
+                    quote(q, sizeof(q), hc->path));
+        }
+        conf_int(cx, o, "fail_after", 1, 100, &hc->fail_after);
+        conf_int(cx, o, "pass_after", 1, 100, &hc->pass_after);
+        conf_int(cx, o, "timeout_ms", 1, 600000, &hc->timeout_ms);
+        path_pop(cx, old);
+    }
+}
+
+static void
+decode_upstreams(cx_t *cx, json_t *root)
+{
+    json_t     *o, *v;
+    const char *name, *why;
+    size_t      i, old, old2;
+    hm_conf_t  *conf = cx->conf;
+    char        q[128];
+
+    o = conf_obj(cx, root, "upstreams");
+    if (o == NULL) {
+        return;
+    }
+    old = path_key(cx, "upstreams");
+    conf->upstreams = hm_pool_calloc(cx->pool, (json_object_size(o) + 1)
+                                     * sizeof(hm_conf_upstream_t));
+    i = 0;
+    json_object_foreach(o, name, v) {
+        old2 = path_key(cx, name);
+        if ((why = check_name(name)) != NULL) {
+            cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
+        }
+        conf->upstreams[i].name = hm_pool_strdup(cx->pool, name);
+        conf->upstreams[i].index = (int) i;
+        decode_upstream(cx, v, &conf->upstreams[i]);
+        i++;
+        path_pop(cx, old2);
+    }
+    conf->nupstreams = i;
+    path_pop(cx, old);
+}
+
+
+/* ---- sites ------------------------------------------------------------ */
+
+static void
+decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
+{
+    static const char *const keys[] = {
+        "certificates", "min_version", "max_version", "alpn", "client_auth",
+        "handshake_timeout_ms", "ciphers", NULL
+    };
+    static const char *const ca_keys[] = { "mode", "ca", NULL };
+    static const char *const versions[] = { "TLSv1.2", "TLSv1.3", NULL };
+    static const int vvals[] = { HM_TLS1_2, HM_TLS1_3 };
+    static const char *const modes[] = { "none", "optional", "required",
+                                         NULL };
+    static const int mvals[] = { HM_CLIENT_AUTH_NONE,
+                                 HM_CLIENT_AUTH_OPTIONAL,
+                                 HM_CLIENT_AUTH_REQUIRED };
+    hm_conf_site_tls_t *tls = &site->tls;
+    char              **names;
+    size_t              n, i, old, old2;
+    json_t             *o;
+    char                why[512], q[128];
+    int                 rc;
+
+    check_keys(cx, t, keys, NULL);
+    if (required(cx, t, "certificates")
+        && conf_strv(cx, t, "certificates", STRV_NONEMPTY | STRV_UNIQUE,
+                     NULL, &names, &n) == 1)
+    {
+        tls->certificates = hm_pool_calloc(cx->pool,
+                                           n * sizeof(hm_conf_cert_t *));
+        old = path_key(cx, "certificates");
+        for (i = 0; i < n; i++) {
+            hm_conf_cert_t *c = hm_conf_cert_find(cx->conf, names[i]);
+            if (c == NULL) {
+                old2 = path_index(cx, i);
+                cerr(cx, "no certificate named %s",
+                     quote(q, sizeof(q), names[i]));
+                path_pop(cx, old2);
+            } else {
+                tls->certificates[tls->ncertificates++] = c;
+            }
+        }
+        path_pop(cx, old);
+    }
+    conf_enum(cx, t, "min_version", versions, vvals, &tls->min_version);
+    conf_enum(cx, t, "max_version", versions, vvals, &tls->max_version);
+    if (tls->min_version > tls->max_version) {
+        cerr_at(cx, "max_version", "is lower than \"min_version\"");
+    }
+    rc = conf_strv(cx, t, "alpn", STRV_UNIQUE, check_alpn, &names, &n);
+    if (rc == 1) {
+        tls->alpn = names;
+        tls->nalpn = n;
+    }
+    if ((o = conf_obj(cx, t, "client_auth")) != NULL) {
+        old = path_key(cx, "client_auth");
+        check_keys(cx, o, ca_keys, NULL);
+        if (required(cx, o, "mode")) {
+            conf_enum(cx, o, "mode", modes, mvals, &tls->client_auth);
+        }
+        if (conf_path(cx, o, "ca", FILE_READ, &tls->client_auth_ca) == 1
+            && hm_tls_ca_check(tls->client_auth_ca, why, sizeof(why))
+               != HM_OK)
+        {
+            cerr_at(cx, "ca", "%s", why);
+        }
+        if (tls->client_auth != HM_CLIENT_AUTH_NONE
+            && json_object_get(o, "ca") == NULL)
+        {
+            cerr_at(cx, "ca", "required key is missing (the CA that signs "
+                    "client certificates)");
+        }
+        path_pop(cx, old);
+    }
+    conf_int(cx, t, "handshake_timeout_ms", 1, 600000,
+             &tls->handshake_timeout_ms);
+    if (conf_str(cx, t, "ciphers", &tls->ciphers) == 1
+        && hm_tls_ciphers_check(tls->ciphers, why, sizeof(why)) != HM_OK)
+    {
+        cerr_at(cx, "ciphers", "%s", why);
+    }
+}
+
+static void
+decode_headers(cx_t *cx, json_t *h, hm_conf_headers_t *hd)
+{
+    static const char *const keys[] = {
+        "forwarded", "client_cert_header", "strip_request", "set_request",
+        "set_response", "strip_response", NULL
+    };
+    static const char *const fwd[] = { "replace", "append", "off", NULL };
+    static const int fvals[] = { HM_FORWARDED_REPLACE, HM_FORWARDED_APPEND,
+                                 HM_FORWARDED_OFF };
+    const char *w;
+    char        q[128];
+
+    check_keys(cx, h, keys, NULL);
+    conf_enum(cx, h, "forwarded", fwd, fvals, &hd->forwarded);
+    if (conf_str(cx, h, "client_cert_header", &hd->client_cert_header) == 1
+        && (w = check_set_header(hd->client_cert_header)) != NULL)
+    {
+        cerr_at(cx, "client_cert_header", "%s (got %s)", w,
+                quote(q, sizeof(q), hd->client_cert_header));
+    }
+    conf_strv(cx, h, "strip_request", 0, check_strip_header,
+              &hd->strip_request, &hd->nstrip_request);
+    conf_strv(cx, h, "strip_response", 0, check_strip_header,
+              &hd->strip_response, &hd->nstrip_response);
+    conf_kv(cx, h, "set_request", 0, check_set_header, check_header_value,
+            &hd->set_request, &hd->nset_request);
+    conf_kv(cx, h, "set_response", 0, check_set_header, check_header_value,
+            &hd->set_response, &hd->nset_response);
+}
+
+static void
+decode_limits(cx_t *cx, json_t *l, hm_conf_site_t *site)
+{
+    static const char *const keys[] = {
+        "max_header_bytes", "max_body_bytes", "header_timeout_ms",
+        "idle_timeout_ms", "max_requests", NULL
+    };
+    hm_conf_limits_t *lim = &site->limits;
+    const char       *key;
+    json_t           *v;
+
+    check_keys(cx, l, keys, NULL);
+    if (site->mode == HM_SITE_PASSTHROUGH) {
+        json_object_foreach(l, key, v) {
+            if (strcmp(key, "idle_timeout_ms") != 0 && in_list(key, keys)) {
+                cerr_at(cx, key, "only for terminating sites (this site is "
+                        "passthrough)");
+            }
+        }
+    }
+    conf_size(cx, l, "max_header_bytes", 1024, 1048576,
+              &lim->max_header_bytes);
+    conf_size(cx, l, "max_body_bytes", 0, 1LL << 40, &lim->max_body_bytes);
+    conf_int(cx, l, "header_timeout_ms", 1, 3600000,
+             &lim->header_timeout_ms);
+    conf_int(cx, l, "idle_timeout_ms", 1, 86400000, &lim->idle_timeout_ms);
+    conf_int(cx, l, "max_requests", 1, 100000000, &lim->max_requests);
+}
+
+static void
+decode_match(cx_t *cx, json_t *m, hm_conf_match_t *mt)
+{
+    static const char *const keys[] = {
+        "path_prefix", "path_exact", "methods", "headers", "host", NULL
+    };
+    const char *w;
+    char        q[128];
+
+    check_keys(cx, m, keys, NULL);
+    if (conf_str(cx, m, "path_prefix", &mt->path_prefix) == 1
+        && (w = check_url_path(mt->path_prefix)) != NULL)
+    {
+        cerr_at(cx, "path_prefix", "%s (got %s)", w,
+                quote(q, sizeof(q), mt->path_prefix));
+    }
+    if (conf_str(cx, m, "path_exact", &mt->path_exact) == 1
+        && (w = check_url_path(mt->path_exact)) != NULL)
+    {
+        cerr_at(cx, "path_exact", "%s (got %s)", w,
+                quote(q, sizeof(q), mt->path_exact));
+    }
+    if (json_object_get(m, "path_prefix") != NULL
+        && json_object_get(m, "path_exact") != NULL)
+    {
+        cerr(cx, "\"path_prefix\" and \"path_exact\" are mutually "
+             "exclusive");
+    }
+    conf_strv(cx, m, "methods", STRV_NONEMPTY | STRV_UNIQUE, check_method,
+              &mt->methods, &mt->nmethods);
+    conf_kv(cx, m, "headers", 1, check_header_name, check_header_value,
+            &mt->headers, &mt->nheaders);
+    if (conf_str(cx, m, "host", &mt->host) == 1) {
+        hm_strlow(mt->host, mt->host, strlen(mt->host));
+        if ((w = check_hostname(mt->host)) != NULL) {
+            cerr_at(cx, "host", "%s (got %s)", w,
+                    quote(q, sizeof(q), mt->host));
+        }
+    }
+}
+
+static void
+decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
+             use_t *use)
+{
+    static const char *const keys[] = {
+        "match", "upstream", "status", "body", "content_type", NULL
+    };
+    static const char *const unsupported[] = { "jwt", "waf", "rate_limit",
+                                               NULL };
+    json_t     *m;
+    size_t      old;
+    int         has_up, has_status;
+    const char *w;
+    char        q[128];
+
+    if (!json_is_object(r)) {
+        err_type(cx, "an object", r);
+        return;
+    }
+    check_keys(cx, r, keys, unsupported);
+    if ((m = conf_obj(cx, r, "match")) != NULL) {
+        old = path_key(cx, "match");
+        decode_match(cx, m, &rt->match);
+        path_pop(cx, old);
+    }
+    has_up = json_object_get(r, "upstream") != NULL;
+    has_status = json_object_get(r, "status") != NULL;
+    if (has_up && has_status) {
+        cerr(cx, "\"upstream\" and \"status\" are mutually exclusive");
+    } else if (!has_up && !has_status) {
+        cerr(cx, "a route needs either \"upstream\" or \"status\"");
+    }
+    if (has_up) {
+        rt->upstream = conf_ref(cx, r, "upstream", "upstream", find_upstream);
+        if (rt->upstream != NULL) {
+            rt->upstream->used_by_terminate = 1;
+            if (use[rt->upstream->index].terminate_site == NULL) {
+                use[rt->upstream->index].terminate_site = site->name;
+            }
+        }
+    }
+    if (has_status) {
+        conf_int(cx, r, "status", 100, 599, &rt->status);
+        rt->content_type = "text/plain";
+    } else {
+        if (json_object_get(r, "body") != NULL) {
+            cerr_at(cx, "body", "only with \"status\"");
+        }
+        if (json_object_get(r, "content_type") != NULL) {
+            cerr_at(cx, "content_type", "only with \"status\"");
+        }
+        return;
+    }
+    if (conf_str_ex(cx, r, "body", 1, &rt->body) == 1) {
+        rt->body_len = strlen(rt->body);
+        if (rt->body_len > HM_CONF_BODY_MAX) {
+            cerr_at(cx, "body", "longer than %d bytes", HM_CONF_BODY_MAX);
+        }
+        if (rt->status == 204 || rt->status == 304
+            || (rt->status >= 100 && rt->status < 200))
+        {
+            cerr_at(cx, "body", "a %d response has no body", rt->status);
+        }
+    }
+    if (conf_str(cx, r, "content_type", &rt->content_type) == 1
+        && (w = check_header_value(rt->content_type)) != NULL)
+    {
+        cerr_at(cx, "content_type", "%s (got %s)", w,
+                quote(q, sizeof(q), rt->content_type));
+    }
+}
+
+static void
+decode_routes(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
+{
+    json_t             *arr, *v;
+    size_t              i, n, old, old2;
+    hm_conf_upstream_t *fallback = NULL;
+
+    if (json_object_get(s, "upstream") != NULL) {
+        fallback = conf_ref(cx, s, "upstream", "upstream", find_upstream);
+        if (fallback != NULL) {
+            fallback->used_by_terminate = 1;
+            if (use[fallback->index].terminate_site == NULL) {
+                use[fallback->index].terminate_site = site->name;
+            }
+        }
+    }
+    arr = conf_arr(cx, s, "routes");
+    n = arr ? json_array_size(arr) : 0;
+    if (json_object_get(s, "routes") == NULL
+        && json_object_get(s, "upstream") == NULL)
+    {
+        cerr(cx, "a terminating site needs \"routes\" (or an \"upstream\" "
+             "for every request)");
+        return;
+    }
+    if (arr != NULL && n == 0 && json_object_get(s, "upstream") == NULL) {
+        cerr_at(cx, "routes", "must not be empty");
+    }
+    site->routes = hm_pool_calloc(cx->pool,
+                                  (n + 1) * sizeof(hm_conf_route_t));
+    if (arr != NULL) {
+        old = path_key(cx, "routes");
+        json_array_foreach(arr, i, v) {
+            old2 = path_index(cx, i);
+            decode_route(cx, v, site, &site->routes[i], use);
+            path_pop(cx, old2);
+        }
+        path_pop(cx, old);
+    }
+    site->nroutes = n;
+    if (fallback != NULL) {
+        /* "upstream" on a terminating site: a last route matching every
+         * request. */
+        site->routes[n].upstream = fallback;
+        site->nroutes = n + 1;
+    }
+}
+
+static void
+decode_site(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
+{
+    static const char *const keys[] = {
+        "server_names", "mode", "upstream", "proxy_protocol_out", "tls",
+        "headers", "limits", "routes", NULL
+    };
+    static const char *const term_only[] = { "tls", "headers", "routes",
+                                             NULL };
+    static const char *const modes[] = { "passthrough", "terminate", NULL };
+    static const int mvals[] = { HM_SITE_PASSTHROUGH, HM_SITE_TERMINATE };
+    static const char *const ppv[] = { "v1", "v2", NULL };
+    static const int ppvals[] = { HM_PROXY_PROTOCOL_V1,
+                                  HM_PROXY_PROTOCOL_V2 };
+    const char *const *k;
+    json_t            *o;
+    size_t             old;
+
+    site->tls.min_version = HM_TLS1_2;
+    site->tls.max_version = HM_TLS1_3;
+    site->tls.handshake_timeout_ms = 10000;
+    site->tls.alpn = hm_pool_calloc(cx->pool, 2 * sizeof(char *));
+    site->tls.alpn[0] = "http/1.1";
+    site->tls.nalpn = 1;
+    site->headers.forwarded = HM_FORWARDED_REPLACE;
+    site->limits.max_header_bytes = 16384;
+    site->limits.max_body_bytes = 1024 * 1024;
+    site->limits.header_timeout_ms = 10000;
+    site->limits.idle_timeout_ms = 60000;
+    site->limits.max_requests = 1000;
+
+    if (!json_is_object(s)) {
+        err_type(cx, "an object", s);
+        return;
+    }
+    check_keys(cx, s, keys, NULL);
+    if (required(cx, s, "server_names")) {
+        conf_strv(cx, s, "server_names",
+                  STRV_NONEMPTY | STRV_LOWER | STRV_UNIQUE, check_server_name,
+                  &site->server_names, &site->nserver_names);
+    }
+    if (!required(cx, s, "mode")
+        || conf_enum(cx, s, "mode", modes, mvals, &site->mode) != 1)
+    {
+        return;
+    }
+
+    if (site->mode == HM_SITE_PASSTHROUGH) {
+        for (k = term_only; *k != NULL; k++) {
+            if (json_object_get(s, *k) != NULL) {
+                cerr_at(cx, *k, "only for terminating sites (this site is "
+                        "passthrough)");
+            }
+        }
+        if (required(cx, s, "upstream")) {
+            site->upstream = conf_ref(cx, s, "upstream", "upstream",
+                                      find_upstream);
+            if (site->upstream != NULL) {
+                site->upstream->used_by_passthrough = 1;
+                if (use[site->upstream->index].passthrough_site == NULL) {
+                    use[site->upstream->index].passthrough_site = site->name;
+                }
+            }
+        }
+        conf_enum(cx, s, "proxy_protocol_out", ppv, ppvals,
+                  &site->proxy_protocol_out);
+    } else {
+        if (json_object_get(s, "proxy_protocol_out") != NULL) {
+            cerr_at(cx, "proxy_protocol_out", "only for passthrough sites");
+        }
+        if (required(cx, s, "tls") && (o = conf_obj(cx, s, "tls")) != NULL) {
+            old = path_key(cx, "tls");
+            decode_site_tls(cx, o, site);
+            path_pop(cx, old);
+        }
+        if ((o = conf_obj(cx, s, "headers")) != NULL) {
+            old = path_key(cx, "headers");
+            decode_headers(cx, o, &site->headers);
+            path_pop(cx, old);
+        }
+        decode_routes(cx, s, site, use);
+    }
+    if ((o = conf_obj(cx, s, "limits")) != NULL) {
+        old = path_key(cx, "limits");
+        decode_limits(cx, o, site);
+        path_pop(cx, old);
+    }
+}
+
+static void
+decode_sites(cx_t *cx, json_t *root, use_t *use)
+{
+    json_t     *o, *v;
+    const char *name, *why;
+    size_t      i, old, old2;
+    hm_conf_t  *conf = cx->conf;
+    char        q[128];
+
+    if (!required(cx, root, "sites")) {
+        return;
+    }
+    o = conf_obj(cx, root, "sites");
+    if (o == NULL) {
+        return;
+    }
+    old = path_key(cx, "sites");
+    conf->sites = hm_pool_calloc(cx->pool, (json_object_size(o) + 1)
+                                 * sizeof(hm_conf_site_t));
+    /* Names first, so that nothing depends on the order of sites. */
+    i = 0;
+    json_object_foreach(o, name, v) {
+        conf->sites[i].name = hm_pool_strdup(cx->pool, name);
+        conf->sites[i].index = (int) i;
+        i++;
+    }
+    conf->nsites = i;
+    i = 0;
+    json_object_foreach(o, name, v) {
+        old2 = path_key(cx, name);
+        if ((why = check_name(name)) != NULL) {
+            cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
+        }
+        decode_site(cx, v, &conf->sites[i], use);
+        i++;
+        path_pop(cx, old2);
+    }
+    path_pop(cx, old);
+}
+
+
+/* ---- listeners -------------------------------------------------------- */
+
+static void
+decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
+{
+    static const char *const keys[] = {
+        "name", "listen", "sites", "default_site", "proxy_protocol", "http",
+        "client_hello_timeout_ms", "client_hello_max_bytes", "backlog", NULL
+    };
+    static const char *const http_keys[] = { "redirect_to_https", NULL };
+    json_t     *arr, *v, *h;
+    size_t      i, j, old, old2;
+    char      **names;
+    size_t      n;
+    char        q[128], buf[32];
+    const char *w;
+    int         has_sites;
+
+    ls->index = (int) idx;
+    ls->client_hello_timeout_ms = 10000;
+    ls->client_hello_max_bytes = 65536;
+    ls->backlog = 511;
+    if (!json_is_object(l)) {
+        err_type(cx, "an object", l);
+        return;
+    }
+    check_keys(cx, l, keys, NULL);
+
+    if (conf_str(cx, l, "name", &ls->name) == 1
+        && (w = check_name(ls->name)) != NULL)
+    {
+        cerr_at(cx, "name", "%s (got %s)", w, quote(q, sizeof(q), ls->name));
+    }
+
+    if (required(cx, l, "listen") && (arr = conf_arr(cx, l, "listen"))) {
+        old = path_key(cx, "listen");
+        if (json_array_size(arr) == 0) {
+            cerr(cx, "must not be empty");
+        }
+        ls->addrs = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1)
+                                             * sizeof(hm_addr_t));
+        json_array_foreach(arr, i, v) {
+            old2 = path_index(cx, i);
+            if (!json_is_string(v)) {
+                err_type(cx, "an address string", v);
+            } else if (hm_addr_parse(json_string_value(v),
+                                     &ls->addrs[ls->naddrs]) != HM_OK)
+            {
+                cerr(cx, "not an address such as \"0.0.0.0:443\", "
+                     "\"127.0.0.1:8443\" or \"[::]:443\" (got %s)",
+                     quote(q, sizeof(q), json_string_value(v)));
+            } else {
+                for (j = 0; j < ls->naddrs; j++) {
+                    if (addr_overlaps(&ls->addrs[j], &ls->addrs[ls->naddrs])) {
+                        cerr(cx, "%s overlaps with listen[%zu]",
+                             ls->addrs[ls->naddrs].text, j);
+                        break;
+                    }
+                }
+                if (j == ls->naddrs) {
+                    ls->naddrs++;
+                }
+            }
+            path_pop(cx, old2);
+        }
+        path_pop(cx, old);
+    }
+    if (ls->name == NULL) {
+        if (ls->naddrs > 0) {
+            ls->name = hm_pool_strdup(cx->pool, ls->addrs[0].text);
+        } else {
+            snprintf(buf, sizeof(buf), "listeners[%zu]", idx);
+            ls->name = hm_pool_strdup(cx->pool, buf);
+        }
+    }
+
+    if ((h = conf_obj(cx, l, "http")) != NULL) {
+        old = path_key(cx, "http");
+        check_keys(cx, h, http_keys, NULL);
+        conf_bool(cx, h, "redirect_to_https", &ls->redirect_to_https);
+        path_pop(cx, old);
+    }
+    has_sites = json_object_get(l, "sites") != NULL;
+    if (ls->redirect_to_https) {
+        if (has_sites) {
+            cerr_at(cx, "sites", "a listener with \"http\": "
+                    "{\"redirect_to_https\": true} serves no sites");
+        }
+        if (json_object_get(l, "default_site") != NULL) {
+            cerr_at(cx, "default_site", "a listener with \"http\": "
+                    "{\"redirect_to_https\": true} serves no sites");
+        }
+    } else if (!has_sites) {
+        cerr(cx, "a listener needs \"sites\" (or \"http\": "
+             "{\"redirect_to_https\": true})");
+    } else if (conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL,
+                         &names, &n) == 1)
+    {
+        ls->sites = hm_pool_calloc(cx->pool, (n + 1)
+                                             * sizeof(hm_conf_site_t *));
+        old = path_key(cx, "sites");
+        for (i = 0; i < n; i++) {
+            hm_conf_site_t *s = hm_conf_site_find(cx->conf, names[i]);
+            if (s == NULL) {
+                old2 = path_index(cx, i);
+                cerr(cx, "no site named %s", quote(q, sizeof(q), names[i]));
+                path_pop(cx, old2);
+            } else {
+                ls->sites[ls->nsites++] = s;
+            }
+        }
+        path_pop(cx, old);
+        if (json_object_get(l, "default_site") != NULL) {
+            ls->default_site = conf_ref(cx, l, "default_site", "site",
+                                        find_site);
+            if (ls->default_site != NULL) {
+                for (i = 0; i < ls->nsites; i++) {
+                    if (ls->sites[i] == ls->default_site) {
+                        break;
+                    }
+                }
+                if (i == ls->nsites) {
+                    cerr_at(cx, "default_site", "site %s is not one of this "
+                            "listener's \"sites\"",
+                            quote(q, sizeof(q), ls->default_site->name));
+                    ls->default_site = NULL;
+                }
+            }
+        }
+    }
+    conf_bool(cx, l, "proxy_protocol", &ls->proxy_protocol);
+    conf_int(cx, l, "client_hello_timeout_ms", 1, 600000,
+             &ls->client_hello_timeout_ms);
+    conf_size(cx, l, "client_hello_max_bytes", 16384, 1048576,
+              &ls->client_hello_max_bytes);
+    conf_int(cx, l, "backlog", 1, 65535, &ls->backlog);
+}
+
+/* Server names must be unique across the sites of one listener (the SNI
+ * decision would be ambiguous otherwise). */
+static void
+check_listener_names(cx_t *cx, hm_conf_listener_t *ls)
+{
+    size_t  a, b, i, j, old, old2;
+    char    q[128];
+
+    old = path_key(cx, "sites");
+    for (a = 0; a < ls->nsites; a++) {
+        for (i = 0; i < ls->sites[a]->nserver_names; i++) {
+            const char *nm = ls->sites[a]->server_names[i];
+            int         found = 0;
+
+            if (nm == NULL) {
+                continue;
+            }
+            for (b = 0; b < a && !found; b++) {
+                for (j = 0; j < ls->sites[b]->nserver_names; j++) {
+                    if (ls->sites[b]->server_names[j] != NULL
+                        && strcmp(ls->sites[b]->server_names[j], nm) == 0)
+                    {
+                        old2 = path_index(cx, a);
+                        cerr(cx, "server name %s of site \"%s\" is also a "
+                             "server name of site \"%s\" on this listener",
+                             quote(q, sizeof(q), nm), ls->sites[a]->name,
+                             ls->sites[b]->name);
+                        path_pop(cx, old2);
+                        found = 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    path_pop(cx, old);
+}
+
+static void
+decode_listeners(cx_t *cx, json_t *root)
+{
+    json_t              *arr, *v;
+    size_t               i, j, a, b, old, old2;
+    hm_conf_t           *conf = cx->conf;
+    hm_conf_listener_t  *ls;
+
+    if (!required(cx, root, "listeners")) {
+        return;
+    }
+    arr = conf_arr(cx, root, "listeners");
+    if (arr == NULL) {
+        return;
+    }
+    old = path_key(cx, "listeners");
+    if (json_array_size(arr) == 0) {
+        cerr(cx, "must not be empty");
+    }
+    conf->listeners = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1)
+                                     * sizeof(hm_conf_listener_t));
+    json_array_foreach(arr, i, v) {
+        ls = &conf->listeners[i];
+        old2 = path_index(cx, i);
+        decode_listener(cx, v, ls, i);
+        check_listener_names(cx, ls);
+        /* Names and addresses shared with an earlier listener. */
+        for (j = 0; j < i; j++) {
+            hm_conf_listener_t *p = &conf->listeners[j];
+
+            if (strcmp(p->name, ls->name) == 0) {
+                cerr_at(cx, "name", "listeners[%zu] has the same name "
+                        "\"%s\"", j, ls->name);
+            }
+            for (a = 0; a < ls->naddrs; a++) {
+                for (b = 0; b < p->naddrs; b++) {
+                    if (addr_overlaps(&ls->addrs[a], &p->addrs[b])) {
+                        size_t old3 = path_key(cx, "listen");
+                        size_t old4 = path_index(cx, a);
+                        cerr(cx, "%s overlaps with %s of listeners[%zu]",
+                             ls->addrs[a].text, p->addrs[b].text, j);
+                        path_pop(cx, old4);
+                        path_pop(cx, old3);
+                    }
+                }
+            }
+        }
+        path_pop(cx, old2);
+    }
+    conf->nlisteners = json_array_size(arr);
+    path_pop(cx, old);
+}
+
+
+/* ---- cross-section checks --------------------------------------------- */
+
+static void
+check_upstream_use(cx_t *cx, use_t *use)
+{
+    size_t              i, old, old2;
+    hm_conf_upstream_t *up;
+
+    old = path_key(cx, "upstreams");
+    for (i = 0; i < cx->conf->nupstreams; i++) {
+        up = &cx->conf->upstreams[i];
+        old2 = path_key(cx, up->name);
+        if (use[i].passthrough_site != NULL) {
+            if (up->tls.present) {
+                cerr_at(cx, "tls", "upstream of passthrough site \"%s\": it "
+                        "carries the client's own TLS session, so it has "
+                        "no \"tls\"", use[i].passthrough_site);
+            }
+            if (up->plaintext_risk != NULL) {
+                cerr_at(cx, "plaintext", "upstream of passthrough site "
+                        "\"%s\": it carries the client's own TLS session, "
+                        "so it has no \"plaintext\"",
+                        use[i].passthrough_site);
+            }
+        }
+        if (use[i].terminate_site != NULL && !up->tls.present
+            && up->plaintext_risk == NULL)
+        {
+            cerr(cx, "upstream of terminating site \"%s\" needs \"tls\" "
+                 "(re-encrypt) or \"plaintext\": {\"accepted_risk\": ...}",
+                 use[i].terminate_site);
+        }
+        path_pop(cx, old2);
+    }
+    path_pop(cx, old);
+}
+
+
+/* ---- entry points ------------------------------------------------------ */
+
+static void
+set_paths(hm_conf_t *conf, const char *name)
+{
+    char  cwd[4096];
+    char *slash;
+    const char *n = name;
+
+    if (name[0] == '/') {
+        conf->path = hm_pool_strdup(conf->pool, name);
+    } else {
+        size_t clen, nlen;
+
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
+            strcpy(cwd, ".");
+        }
+        while (n[0] == '.' && n[1] == '/') {
+            n += 2;
+        }
+        clen = strlen(cwd);
+        nlen = strlen(n);
+        conf->path = hm_pool_alloc(conf->pool, clen + nlen + 2);
+        memcpy(conf->path, cwd, clen);
+        conf->path[clen] = '/';
+        memcpy(conf->path + clen + 1, n, nlen + 1);
+    }
+    conf->dir = hm_pool_strdup(conf->pool, conf->path);
+    slash = strrchr(conf->dir, '/');
+    if (slash == conf->dir) {
+        slash[1] = '\0';
+    } else if (slash != NULL) {
+        *slash = '\0';
+    }
+}
+
+hm_conf_t *
+hm_conf_load_buffer(const char *data, size_t len, const char *name,
+                    int flags, void *err, int *nerrors)
+{
+    hm_pool_t   *pool;
+    hm_conf_t   *conf;
+    json_t      *root;
+    json_error_t jerr;
+    cx_t         cx;
+    use_t       *use;
+    size_t       nup;
+    static const char *const top_keys[] = {
+        "runtime", "certificates", "upstreams", "listeners", "sites", NULL
+    };
+    static const char *const unsupported[] = {
+        "admin", "jwt", "waf", "rate_limits", NULL
+    };
+
+    *nerrors = 0;
+    pool = hm_pool_new(16384);
+    if (pool == NULL) {
+        if (err != NULL) {
+            fprintf(err, "%s: out of memory\n", name);
+        }
+        *nerrors = 1;
+        return NULL;
+    }
+    conf = hm_pool_calloc(pool, sizeof(*conf));
+    conf->pool = pool;
+    set_paths(conf, name);
+
+    memset(&cx, 0, sizeof(cx));
+    cx.conf = conf;
+    cx.pool = pool;
+    cx.err = err;
+    cx.file = name;
+    cx.flags = flags;
+
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        if (err != NULL) {
+            fprintf(err, "%s: line %d column %d: %s\n", name, jerr.line,
+                    jerr.column, jerr.text);
+        }
+        *nerrors = 1;
+        hm_pool_free(pool);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        err_type(&cx, "an object", root);
+        goto done;
+    }
+
+    check_keys(&cx, root, top_keys, unsupported);
+    decode_runtime(&cx, json_object_get(root, "runtime"));
+    decode_certs(&cx, root);
+    decode_upstreams(&cx, root);
+    nup = conf->nupstreams;
+    use = hm_xcalloc(nup + 1, sizeof(use_t));
+    decode_sites(&cx, root, use);
+    decode_listeners(&cx, root);
+    check_upstream_use(&cx, use);
+    free(use);
+
+done:
+    json_decref(root);
+    if (cx.nerrors > 0) {
+        if (err != NULL) {
+            fflush(err);
+        }
+        *nerrors = cx.nerrors;
+        hm_pool_free(pool);
+        return NULL;
+    }
+    return conf;
+}
+
+hm_conf_t *
+hm_conf_load(const char *path, void *err, int *nerrors)
+{
+    int         fd;
+    struct stat st;
+    char       *buf;
+    size_t      got;
+    ssize_t     n;
+    hm_conf_t  *conf;
+
+    *nerrors = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (err != NULL) {
+            fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+        }
+        *nerrors = 1;
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (err != NULL) {
+            fprintf(err, "%s: not a regular file\n", path);
+        }
+        close(fd);
+        *nerrors = 1;
+        return NULL;
+    }
+    if (st.st_size > HM_CONF_MAX_FILE) {
+        if (err != NULL) {
+            fprintf(err, "%s: larger than %d bytes\n", path,
+                    HM_CONF_MAX_FILE);
+        }
+        close(fd);
+        *nerrors = 1;
+        return NULL;
+    }
+    buf = hm_xmalloc((size_t) st.st_size + 1);
+    got = 0;
+    while (got < (size_t) st.st_size) {
+        n = read(fd, buf + got, (size_t) st.st_size - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t) n;
+    }
+    close(fd);
+    conf = hm_conf_load_buffer(buf, got, path, 0, err, nerrors);
+    free(buf);
+    return conf;
+}
+
+void
+hm_conf_free(hm_conf_t *conf)
+{
+    if (conf != NULL) {
+        hm_pool_free(conf->pool);
+    }
+}

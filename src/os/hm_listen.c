@@ -1,0 +1,162 @@
+/*
+ * hm_listen.c: the listening sockets.  The master binds every address of
+ * every listener once per worker slot (nginx's ngx_clone_listening): each
+ * worker accepts only on its own SO_REUSEPORT clone, so the kernel spreads
+ * new connections over the workers without a shared accept lock.  The
+ * master keeps all of them open for its whole life; a worker that dies is
+ * restarted on the same slot, so connections queued in that clone's accept
+ * queue are picked up by its successor instead of being reset.
+ *
+ * Workers close the clones of the other slots right after fork
+ * (hm_listen_close_others) and hand theirs to src/event/hm_accept.c.
+ */
+#include "hm_core.h"
+#include "hm_log.h"
+#include "hm_os.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/*
+ * Opens, configures, binds and listens one socket for <addr>.  Returns
+ * the fd, or -1 with errno set and *what naming the step that failed.
+ */
+static int
+listen_one(const hm_addr_t *addr, int backlog, const char **what)
+{
+    int fd, on = 1, saved;
+
+    fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0) {
+        *what = "socket()";
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0) {
+        *what = "setsockopt(SO_REUSEADDR)";
+        goto failed;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) {
+        *what = "setsockopt(SO_REUSEPORT)";
+        goto failed;
+    }
+    if (addr->sa.ss_family == AF_INET6
+        && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
+    {
+        *what = "setsockopt(IPV6_V6ONLY)";
+        goto failed;
+    }
+    if (bind(fd, (const struct sockaddr *) &addr->sa, addr->len) < 0) {
+        *what = "bind()";
+        goto failed;
+    }
+    if (listen(fd, backlog) < 0) {
+        *what = "listen()";
+        goto failed;
+    }
+    return fd;
+
+failed:
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int
+hm_listen_open(hm_cycle_t *cycle, int workers)
+{
+    hm_conf_t          *conf = cycle->conf;
+    hm_conf_listener_t *l;
+    hm_listen_t        *ls;
+    const char         *what = "";
+    size_t              i, a, n = 0, k = 0;
+    int                 slot, fd, backlog;
+
+    for (i = 0; i < conf->nlisteners; i++) {
+        n += conf->listeners[i].naddrs * (size_t) workers;
+    }
+    ls = hm_pool_calloc(cycle->pool, (n ? n : 1) * sizeof(hm_listen_t));
+    if (ls == NULL) {
+        hm_log_error(NULL, "out of memory for %zu listening sockets", n);
+        return HM_ERROR;
+    }
+    cycle->listens = ls;
+    cycle->nlistens = 0;
+
+    for (i = 0; i < conf->nlisteners; i++) {
+        l = &conf->listeners[i];
+        backlog = l->backlog > 0 ? l->backlog : 511;
+        for (a = 0; a < l->naddrs; a++) {
+            for (slot = 0; slot < workers; slot++) {
+                fd = listen_one(&l->addrs[a], backlog, &what);
+                if (fd < 0) {
+                    hm_log_error(NULL, "listeners[%zu].listen[%zu]: cannot "
+                                 "listen on %s: %s failed: %s", i, a,
+                                 l->addrs[a].text, what, strerror(errno));
+                    hm_listen_close_all(cycle);
+                    return HM_ERROR;
+                }
+                ls[k].listener = l;
+                ls[k].addr = &l->addrs[a];
+                ls[k].slot = slot;
+                ls[k].fd = fd;
+                k++;
+                cycle->nlistens = k;
+            }
+        }
+    }
+    return HM_OK;
+}
+
+void
+hm_listen_close_others(hm_cycle_t *cycle, int slot)
+{
+    size_t i;
+
+    for (i = 0; i < cycle->nlistens; i++) {
+        if (cycle->listens[i].slot != slot && cycle->listens[i].fd >= 0) {
+            close(cycle->listens[i].fd);
+            cycle->listens[i].fd = -1;
+        }
+    }
+}
+
+void
+hm_listen_close_all(hm_cycle_t *cycle)
+{
+    size_t i;
+
+    for (i = 0; i < cycle->nlistens; i++) {
+        if (cycle->listens[i].fd >= 0) {
+            close(cycle->listens[i].fd);
+            cycle->listens[i].fd = -1;
+        }
+    }
+}
+
+void
+hm_listen_describe(hm_cycle_t *cycle, char *buf, size_t len)
+{
+    hm_conf_t *conf = cycle->conf;
+    size_t     i, a, off = 0;
+    int        n;
+
+    if (len == 0) {
+        return;
+    }
+    buf[0] = '\0';
+    for (i = 0; i < conf->nlisteners; i++) {
+        for (a = 0; a < conf->listeners[i].naddrs && off < len; a++) {
+            n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
+                         conf->listeners[i].addrs[a].text);
+            if (n < 0) {
+                return;
+            }
+            off += (size_t) n;
+        }
+    }
+}

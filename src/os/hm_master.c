@@ -1,0 +1,746 @@
+/*
+ * hm_master.c: the master process.  It sits between main() (which has
+ * loaded and validated the configuration into a cycle) and the workers:
+ * it opens the logs, binds the listening sockets (hm_listen.c), writes the
+ * pid file, forks one worker per slot and then only supervises.  It never
+ * touches a client connection and needs no event loop: signals set flags,
+ * and a ppoll() with the signals unblocked only while it sleeps is the
+ * whole main loop (no race between checking a flag and sleeping).
+ *
+ * Supervision: a worker that dies is restarted on the same slot and the
+ * same sockets (the master keeps every listening socket open for its whole
+ * life, so connections queued in the kernel are served by the successor).
+ * A worker that dies within HM_CRASH_WINDOW_MS of its start is restarted
+ * after a delay that doubles from HM_BACKOFF_MIN_MS to HM_BACKOFF_MAX_MS;
+ * the delay resets once a worker has lived HM_BACKOFF_RESET_MS.
+ *
+ * Signals (shared/CLI.md): QUIT graceful stop, TERM/INT fast stop, USR1
+ * reopen logs, HUP reload and USR2 upgrade (refused for now: logged, the
+ * running configuration keeps serving).
+ */
+#include "hm_core.h"
+#include "hm_cycle.h"
+#include "hm_log.h"
+#include "hm_module.h"
+#include "hm_worker.h"
+#include "hm_os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define HM_CRASH_WINDOW_MS    2000
+#define HM_BACKOFF_MIN_MS     100
+#define HM_BACKOFF_MAX_MS     5000
+#define HM_BACKOFF_RESET_MS   10000
+#define HM_QUIT_MARGIN_MS     5000  /* after shutdown_timeout_s: KILL */
+#define HM_TERM_WAIT_MS       3000  /* fast stop: TERM, then KILL */
+#define HM_DAEMON_READY_S     30
+
+typedef struct {
+    pid_t    pid;                   /* 0 = not running */
+    uint64_t started_ms;
+    uint64_t restart_at_ms;         /* when pid == 0: spawn at this time */
+    int      backoff_ms;            /* current crash-loop delay */
+    unsigned restarts;
+} hm_master_worker_t;
+
+static volatile sig_atomic_t sig_quit, sig_term, sig_reopen, sig_reload,
+                             sig_upgrade, sig_child;
+
+static hm_cycle_t          *master_cycle;
+static hm_master_worker_t  *workers;
+static int                  nworkers;
+static pid_t                master_pid;
+static int                  ready_fd = -1;  /* -d: tells the parent we run */
+static int                  pid_file_written;
+static int                  daemonized;     /* stderr is the error log */
+
+/* Privileges the workers switch to (resolved once, in the master). */
+static int                  switch_user;
+static uid_t                worker_uid;
+static gid_t                worker_gid;
+
+static void
+master_signal(int signo)
+{
+    switch (signo) {
+    case SIGQUIT: sig_quit = 1; break;
+    case SIGTERM:
+    case SIGINT:  sig_term = 1; break;
+    case SIGUSR1: sig_reopen = 1; break;
+    case SIGHUP:  sig_reload = 1; break;
+    case SIGUSR2: sig_upgrade = 1; break;
+    case SIGCHLD: sig_child = 1; break;
+    }
+}
+
+static const int master_signals[] = {
+    SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP, SIGUSR2, SIGCHLD
+};
+
+/*
+ * Installs the flag-setting handlers and blocks the signals: they are
+ * only delivered inside ppoll() in the main loop.  Workers inherit the
+ * blocked mask and unblock once their own handlers are in place.
+ */
+static void
+master_init_signals(void)
+{
+    struct sigaction sa;
+    sigset_t         set;
+    size_t           i;
+
+    sigemptyset(&set);
+    for (i = 0; i < hm_nelem(master_signals); i++) {
+        sigaddset(&set, master_signals[i]);
+    }
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = master_signal;
+    sigfillset(&sa.sa_mask);
+    for (i = 0; i < hm_nelem(master_signals); i++) {
+        sigaction(master_signals[i], &sa, NULL);
+    }
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* In a new worker: default dispositions again (the mask stays blocked;
+ * hm_worker_main() unblocks after installing its handlers). */
+static void
+worker_reset_signals(void)
+{
+    struct sigaction sa;
+    size_t           i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < hm_nelem(master_signals); i++) {
+        sigaction(master_signals[i], &sa, NULL);
+    }
+}
+
+/* Pins the calling worker to its CPU per runtime.cpu_affinity. */
+static void
+worker_pin_cpu(hm_conf_runtime_t *rt, int slot)
+{
+    cpu_set_t set;
+    long      ncpu;
+    int       cpu;
+
+    if (rt->cpu_affinity == HM_AFFINITY_OFF) {
+        return;
+    }
+    if (rt->cpu_affinity == HM_AFFINITY_LIST && rt->ncpus > 0) {
+        cpu = rt->cpus[(size_t) slot % rt->ncpus];
+    } else {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu = slot % (int) (ncpu > 0 ? ncpu : 1);
+    }
+    if (cpu < 0 || cpu >= CPU_SETSIZE) {
+        hm_log_warn(NULL, "worker slot %d: CPU %d is out of range; not "
+                    "pinned", slot, cpu);
+        return;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+        hm_log_warn(NULL, "worker slot %d: sched_setaffinity(CPU %d) "
+                    "failed: %s; not pinned", slot, cpu, strerror(errno));
+        return;
+    }
+    hm_log_debug(NULL, "worker slot %d pinned to CPU %d", slot, cpu);
+}
+
+/* Switches the calling worker to runtime.user/group.  Returns HM_ERROR
+ * (logged) when it cannot: the worker must not go on as root then. */
+static int
+worker_drop_privileges(hm_conf_runtime_t *rt)
+{
+    if (!switch_user) {
+        return HM_OK;
+    }
+    if (initgroups(rt->user, worker_gid) < 0) {
+        hm_log_error(NULL, "initgroups(\"%s\") failed: %s", rt->user,
+                     strerror(errno));
+        return HM_ERROR;
+    }
+    if (setgid(worker_gid) < 0) {
+        hm_log_error(NULL, "setgid(%d) failed: %s", (int) worker_gid,
+                     strerror(errno));
+        return HM_ERROR;
+    }
+    if (setuid(worker_uid) < 0) {
+        hm_log_error(NULL, "setuid(%d) failed: %s", (int) worker_uid,
+                     strerror(errno));
+        return HM_ERROR;
+    }
+    return HM_OK;
+}
+
+/*
+ * Forks the worker of <slot>.  In the child: default signal handlers,
+ * only this slot's sockets, pinned, privileges dropped, parent-death
+ * signal set, then hm_worker_main() (never returns).  In the master:
+ * records the pid; on fork failure schedules a retry.
+ */
+static void
+master_spawn(int slot)
+{
+    hm_master_worker_t *w = &workers[slot];
+    hm_conf_runtime_t  *rt = &master_cycle->conf->runtime;
+    pid_t               pid;
+
+    pid = fork();
+    if (pid < 0) {
+        w->backoff_ms = hm_min(hm_max(w->backoff_ms * 2, HM_BACKOFF_MIN_MS),
+                               HM_BACKOFF_MAX_MS);
+        w->restart_at_ms = hm_now_ms() + (uint64_t) w->backoff_ms;
+        hm_log_error(NULL, "fork() for worker slot %d failed: %s; retrying "
+                     "in %.1fs", slot, strerror(errno),
+                     w->backoff_ms / 1000.0);
+        return;
+    }
+
+    if (pid == 0) {
+        worker_reset_signals();
+        if (ready_fd >= 0) {
+            close(ready_fd);
+            ready_fd = -1;
+        }
+        hm_listen_close_others(master_cycle, slot);
+        worker_pin_cpu(rt, slot);
+        if (worker_drop_privileges(rt) != HM_OK) {
+            _exit(2);
+        }
+        /* After the credential change, which clears it. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master_pid) {
+            _exit(0);
+        }
+        hm_worker_main(master_cycle, slot);
+    }
+
+    w->pid = pid;
+    w->started_ms = hm_now_ms();
+    hm_log_info(NULL, "worker %d started (slot %d)", (int) pid, slot);
+}
+
+/* Describes a wait status: "exited with status 1", "was killed by signal
+ * 9 (Killed)". */
+static void
+describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status)) {
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        snprintf(buf, len, "was killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    } else {
+        snprintf(buf, len, "changed state 0x%x", status);
+    }
+}
+
+/*
+ * Collects every exited child.  While running, schedules the restart of
+ * the slot (with crash-loop backoff) and logs it at error level; while
+ * stopping, only logs.  Returns the number of workers still running.
+ */
+static int
+master_reap(int stopping)
+{
+    hm_master_worker_t *w;
+    uint64_t            now, lived;
+    pid_t               pid;
+    char                how[128];
+    int                 status, slot, live = 0;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (slot = 0; slot < nworkers; slot++) {
+            if (workers[slot].pid == pid) {
+                break;
+            }
+        }
+        if (slot == nworkers) {
+            continue;               /* not a worker (a daemon's parent) */
+        }
+        w = &workers[slot];
+        w->pid = 0;
+        describe_status(status, how, sizeof(how));
+        if (stopping) {
+            hm_log_info(NULL, "worker %d (slot %d) %s", (int) pid, slot, how);
+            continue;
+        }
+        now = hm_now_ms();
+        lived = now - w->started_ms;
+        if (lived >= HM_BACKOFF_RESET_MS) {
+            w->backoff_ms = 0;
+        }
+        if (lived < HM_CRASH_WINDOW_MS) {
+            w->backoff_ms = w->backoff_ms == 0
+                            ? HM_BACKOFF_MIN_MS
+                            : hm_min(w->backoff_ms * 2, HM_BACKOFF_MAX_MS);
+            w->restart_at_ms = now + (uint64_t) w->backoff_ms;
+        } else {
+            w->restart_at_ms = now;
+        }
+        w->restarts++;
+        hm_log_error(NULL, "worker %d (slot %d) %s; restarting in %.1fs",
+                     (int) pid, slot, how,
+                     (double) (w->restart_at_ms - now) / 1000.0);
+    }
+    for (slot = 0; slot < nworkers; slot++) {
+        live += workers[slot].pid != 0;
+    }
+    return live;
+}
+
+static void
+master_signal_workers(int signo)
+{
+    int slot;
+
+    for (slot = 0; slot < nworkers; slot++) {
+        if (workers[slot].pid != 0) {
+            kill(workers[slot].pid, signo);
+        }
+    }
+}
+
+/* Makes the log files the workers' so they can reopen them on USR1. */
+static void
+master_chown_logs(hm_conf_runtime_t *rt)
+{
+    if (!switch_user) {
+        return;
+    }
+    if (rt->error_log_path != NULL && strcmp(rt->error_log_path, "stderr")
+        && chown(rt->error_log_path, worker_uid, worker_gid) < 0)
+    {
+        hm_log_warn(NULL, "chown(%s) failed: %s", rt->error_log_path,
+                    strerror(errno));
+    }
+    if (rt->access_log_path != NULL && strcmp(rt->access_log_path, "stdout")
+        && strcmp(rt->access_log_path, "off")
+        && chown(rt->access_log_path, worker_uid, worker_gid) < 0)
+    {
+        hm_log_warn(NULL, "chown(%s) failed: %s", rt->access_log_path,
+                    strerror(errno));
+    }
+}
+
+/*
+ * Resolves runtime.user/group when the master runs as root.  Logs and
+ * returns HM_ERROR for an unknown user or group.
+ */
+static int
+master_resolve_user(hm_conf_runtime_t *rt)
+{
+    struct passwd *pw;
+    struct group  *gr;
+
+    if (geteuid() != 0) {
+        if (rt->user != NULL) {
+            hm_log_warn(NULL, "runtime.user \"%s\" is ignored: the master "
+                        "is not running as root", rt->user);
+        }
+        return HM_OK;
+    }
+    if (rt->user == NULL) {
+        hm_log_warn(NULL, "workers run as root: runtime.user is not set");
+        return HM_OK;
+    }
+    pw = getpwnam(rt->user);
+    if (pw == NULL) {
+        hm_log_error(NULL, "runtime.user: no user named \"%s\"", rt->user);
+        return HM_ERROR;
+    }
+    worker_uid = pw->pw_uid;
+    worker_gid = pw->pw_gid;
+    if (rt->group != NULL) {
+        gr = getgrnam(rt->group);
+        if (gr == NULL) {
+            hm_log_error(NULL, "runtime.group: no group named \"%s\"",
+                         rt->group);
+            return HM_ERROR;
+        }
+        worker_gid = gr->gr_gid;
+    }
+    switch_user = 1;
+    return HM_OK;
+}
+
+/*
+ * -d: detaches from the terminal (fork, setsid, fork), with stdin and
+ * stdout on /dev/null and stderr on the error log (or /dev/null when the
+ * log is stderr).  The original process waits until the daemon says it
+ * is serving (ready_fd) and exits 0, or 1 if the daemon failed.  Returns
+ * HM_OK in the daemon.
+ */
+static int
+master_daemonize(void)
+{
+    int   p[2], fd;
+    char  c;
+    pid_t pid;
+    struct pollfd pfd;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        hm_log_error(NULL, "pipe() failed: %s", strerror(errno));
+        return HM_ERROR;
+    }
+    pid = fork();
+    if (pid < 0) {
+        hm_log_error(NULL, "fork() failed: %s", strerror(errno));
+        return HM_ERROR;
+    }
+    if (pid > 0) {
+        close(p[1]);
+        waitpid(pid, NULL, 0);
+        pfd.fd = p[0];
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, HM_DAEMON_READY_S * 1000) == 1
+            && read(p[0], &c, 1) == 1 && c == 'R')
+        {
+            _exit(0);
+        }
+        fprintf(stderr, "hamlyn: the daemon did not start; see the error "
+                "log\n");
+        _exit(1);
+    }
+    close(p[0]);
+    if (setsid() < 0) {
+        _exit(1);
+    }
+    pid = fork();
+    if (pid < 0) {
+        _exit(1);
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    ready_fd = p[1];
+    daemonized = 1;
+    if (chdir("/") < 0) {
+        /* paths are absolute already */
+    }
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(hm_log_fd() > 2 ? hm_log_fd() : fd, 2);
+        if (fd > 2) {
+            close(fd);
+        }
+    }
+    return HM_OK;
+}
+
+static int
+master_write_pid_file(const char *path)
+{
+    char buf[32];
+    int  fd, n;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        hm_log_error(NULL, "runtime.pid_file: cannot create %s: %s", path,
+                     strerror(errno));
+        return HM_ERROR;
+    }
+    n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+    if (write(fd, buf, (size_t) n) != n) {
+        hm_log_error(NULL, "runtime.pid_file: cannot write %s: %s", path,
+                     strerror(errno));
+        close(fd);
+        return HM_ERROR;
+    }
+    close(fd);
+    pid_file_written = 1;
+    return HM_OK;
+}
+
+/* Removes the pid file if it still names this process. */
+static void
+master_remove_pid_file(const char *path)
+{
+    char    buf[32];
+    ssize_t n;
+    int     fd;
+
+    if (path == NULL || !pid_file_written) {
+        return;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        if (atoi(buf) == (int) getpid()) {
+            unlink(path);
+        }
+    }
+}
+
+/* Logs, at start, every plaintext leg that was accepted in writing. */
+static void
+master_log_risks(hm_conf_t *conf)
+{
+    size_t i;
+
+    for (i = 0; i < conf->nupstreams; i++) {
+        if (conf->upstreams[i].plaintext_risk != NULL) {
+            hm_log_warn(NULL, "upstream %s: plaintext leg accepted: %s",
+                        conf->upstreams[i].name,
+                        conf->upstreams[i].plaintext_risk);
+        }
+        if (conf->upstreams[i].tls.present && !conf->upstreams[i].tls.verify) {
+            hm_log_warn(NULL, "upstream %s: certificate verification off, "
+                        "accepted: %s", conf->upstreams[i].name,
+                        conf->upstreams[i].tls.accepted_risk
+                        ? conf->upstreams[i].tls.accepted_risk : "");
+        }
+    }
+}
+
+static void
+master_run_exit_hooks(void)
+{
+    int i;
+
+    for (i = 0; hm_modules[i] != NULL; i++) {
+        if (hm_modules[i]->exit_master != NULL) {
+            hm_modules[i]->exit_master(master_cycle);
+        }
+    }
+}
+
+/*
+ * The supervision loop: handles the signal flags, restarts dead workers
+ * when their backoff has passed, and sleeps in ppoll() until a signal or
+ * the next deadline.  Returns when every worker has exited after QUIT or
+ * TERM (killing stragglers at the deadline).
+ */
+static void
+master_loop(hm_conf_runtime_t *rt)
+{
+    sigset_t        none;
+    struct timespec ts;
+    uint64_t        now, wake, deadline = 0;
+    int             stopping = 0, live = nworkers, slot, timed;
+
+    sigemptyset(&none);
+
+    for ( ;; ) {
+        if (sig_child) {
+            sig_child = 0;
+            live = master_reap(stopping);
+        }
+        if (sig_term && stopping != 2) {
+            sig_term = 0;
+            hm_log_info(NULL, "fast shutdown: stopping %d workers", live);
+            stopping = 2;
+            master_signal_workers(SIGTERM);
+            deadline = hm_now_ms() + HM_TERM_WAIT_MS;
+        }
+        if (sig_quit) {
+            sig_quit = 0;
+            if (!stopping) {
+                hm_log_info(NULL, "graceful shutdown: draining %d workers "
+                            "(up to %ds)", live, rt->shutdown_timeout_s);
+                stopping = 1;
+                master_signal_workers(SIGQUIT);
+                deadline = hm_now_ms()
+                           + (uint64_t) rt->shutdown_timeout_s * 1000
+                           + HM_QUIT_MARGIN_MS;
+            }
+        }
+        if (sig_reopen) {
+            sig_reopen = 0;
+            if (hm_log_reopen() != HM_OK) {
+                hm_log_error(NULL, "cannot reopen the error log: %s",
+                             strerror(errno));
+            }
+            if (hm_access_log_reopen() != HM_OK) {
+                hm_log_error(NULL, "cannot reopen the access log: %s",
+                             strerror(errno));
+            }
+            if (daemonized && hm_log_fd() > 2) {
+                dup2(hm_log_fd(), 2);
+            }
+            master_chown_logs(rt);
+            hm_log_info(NULL, "log files reopened");
+            master_signal_workers(SIGUSR1);
+        }
+        if (sig_reload) {
+            sig_reload = 0;
+            hm_log_warn(NULL, "reload is not supported yet; keeping the "
+                        "running configuration");
+        }
+        if (sig_upgrade) {
+            sig_upgrade = 0;
+            hm_log_warn(NULL, "binary upgrade is not supported yet; keeping "
+                        "the running binary");
+        }
+
+        now = hm_now_ms();
+        wake = 0;
+        if (stopping) {
+            if (live == 0) {
+                return;
+            }
+            if (now >= deadline) {
+                hm_log_warn(NULL, "%d workers still running after the "
+                            "shutdown deadline; killing them", live);
+                master_signal_workers(SIGKILL);
+                for (slot = 0; slot < nworkers; slot++) {
+                    if (workers[slot].pid != 0) {
+                        waitpid(workers[slot].pid, NULL, 0);
+                        workers[slot].pid = 0;
+                    }
+                }
+                return;
+            }
+            wake = deadline;
+        } else {
+            for (slot = 0; slot < nworkers; slot++) {
+                if (workers[slot].pid != 0) {
+                    continue;
+                }
+                if (workers[slot].restart_at_ms <= now) {
+                    master_spawn(slot);
+                    live += workers[slot].pid != 0;
+                }
+                if (workers[slot].pid == 0
+                    && (wake == 0 || workers[slot].restart_at_ms < wake))
+                {
+                    wake = workers[slot].restart_at_ms;
+                }
+            }
+        }
+
+        timed = wake != 0;
+        if (timed) {
+            now = hm_now_ms();
+            wake = wake > now ? wake - now : 0;
+            ts.tv_sec = (time_t) (wake / 1000);
+            ts.tv_nsec = (long) (wake % 1000) * 1000000;
+        }
+        if (ppoll(NULL, 0, timed ? &ts : NULL, &none) < 0
+            && errno != EINTR)
+        {
+            hm_log_error(NULL, "ppoll() failed: %s", strerror(errno));
+        }
+    }
+}
+
+int
+hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
+{
+    hm_conf_runtime_t *rt = &cycle->conf->runtime;
+    char               addrs[1024];
+    int                i, slot;
+
+    master_cycle = cycle;
+    master_pid = getpid();
+    nworkers = rt->workers > 0 ? rt->workers : 1;
+
+    if (hm_log_open(rt->error_log_path, rt->error_log_level) != HM_OK) {
+        fprintf(stderr, "hamlyn: runtime.error_log: cannot open %s: %s\n",
+                rt->error_log_path, strerror(errno));
+        return 1;
+    }
+    if (hm_access_log_open(rt->access_log_path) != HM_OK) {
+        hm_log_error(NULL, "runtime.access_log: cannot open %s: %s",
+                     rt->access_log_path, strerror(errno));
+        if (strcmp(rt->error_log_path ? rt->error_log_path : "stderr",
+                   "stderr"))
+        {
+            fprintf(stderr, "hamlyn: runtime.access_log: cannot open %s: "
+                    "%s\n", rt->access_log_path, strerror(errno));
+        }
+        return 1;
+    }
+    if (master_resolve_user(rt) != HM_OK) {
+        fprintf(stderr, "hamlyn: cannot start; see the error log\n");
+        return 1;
+    }
+    master_chown_logs(rt);
+
+    for (i = 0; hm_modules[i] != NULL; i++) {
+        if (hm_modules[i]->init_master != NULL
+            && hm_modules[i]->init_master(cycle) != HM_OK)
+        {
+            hm_log_error(NULL, "module %s: init_master failed",
+                         hm_modules[i]->name);
+            return 1;
+        }
+    }
+
+    if (hm_listen_open(cycle, nworkers) != HM_OK) {
+        if (hm_log_fd() > 2) {
+            fprintf(stderr, "hamlyn: cannot listen; see the error log\n");
+        }
+        master_run_exit_hooks();
+        return 1;
+    }
+
+    if (opts->daemonize && master_daemonize() != HM_OK) {
+        hm_listen_close_all(cycle);
+        return 1;
+    }
+    master_pid = getpid();
+
+    if (rt->pid_file != NULL && master_write_pid_file(rt->pid_file) != HM_OK) {
+        hm_listen_close_all(cycle);
+        master_run_exit_hooks();
+        return 1;
+    }
+
+    master_log_risks(cycle->conf);
+    master_init_signals();
+
+    workers = hm_xcalloc((size_t) nworkers, sizeof(hm_master_worker_t));
+    for (slot = 0; slot < nworkers; slot++) {
+        master_spawn(slot);
+    }
+    hm_listen_describe(cycle, addrs, sizeof(addrs));
+    hm_log_info(NULL, "hamlyn %s started, %d worker%s, listening on %s",
+                HAMLYN_VERSION, nworkers, nworkers == 1 ? "" : "s", addrs);
+
+    if (ready_fd >= 0) {
+        if (write(ready_fd, "R", 1) != 1) {
+            /* the parent is gone: nothing to tell */
+        }
+        close(ready_fd);
+        ready_fd = -1;
+    }
+
+    master_loop(rt);
+
+    master_run_exit_hooks();
+    master_remove_pid_file(rt->pid_file);
+    hm_listen_close_all(cycle);
+    hm_log_info(NULL, "hamlyn exiting");
+    free(workers);
+    workers = NULL;
+    hm_cycle_unref(cycle);
+    return 0;
+}

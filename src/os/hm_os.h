@@ -1,0 +1,50 @@
+/*
+ * hm_os.h: the process layer's internal interface (src/os).  main()
+ * (src/hamlyn.c) loads a cycle, then hands it to the master
+ * (hm_master.c), which binds the listening sockets (hm_listen.c), forks
+ * the workers and supervises them until it is told to stop.  Workers then
+ * run hm_worker_main() (src/event/hm_worker.c) and never come back here.
+ *
+ * Nothing outside src/os and src/hamlyn.c needs this header.
+ */
+#ifndef HM_OS_H
+#define HM_OS_H
+
+#include "hm_cycle.h"
+
+/* Options of the master that come from the command line, not the file. */
+typedef struct {
+    const char *conf_path;          /* -c, as given */
+    int         daemonize;          /* -d */
+} hm_master_opts_t;
+
+/*
+ * Runs the master: opens the logs, binds every listening socket, writes
+ * the pid file (daemonising first with -d), forks runtime.workers workers
+ * and supervises them until QUIT, TERM or INT.  Takes the caller's
+ * reference on <cycle>.  Returns the process exit code (0 after a clean
+ * stop, 1 when start-up failed); in a worker it never returns.
+ */
+int hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts);
+
+/*
+ * Binds every address of every listener once per worker slot, each
+ * socket with SO_REUSEADDR and SO_REUSEPORT (IPV6_V6ONLY for IPv6),
+ * nonblocking and close-on-exec, and listens on it.  Fills
+ * cycle->listens / cycle->nlistens (from the cycle's pool).  On failure
+ * logs the reason with the listener's JSON path, closes what it opened
+ * and returns HM_ERROR.
+ */
+int hm_listen_open(hm_cycle_t *cycle, int workers);
+
+/* Closes the listening sockets that do not belong to <slot> (in a worker,
+ * right after fork) and marks them fd = -1 in this process. */
+void hm_listen_close_others(hm_cycle_t *cycle, int slot);
+
+/* Closes every listening socket of <cycle> in this process. */
+void hm_listen_close_all(hm_cycle_t *cycle);
+
+/* Writes "listening on" text (addresses, comma separated) into buf. */
+void hm_listen_describe(hm_cycle_t *cycle, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,315 @@
+/*
+ * hm_tls_cert.c: reading certificates, keys, OCSP responses and CA bundles
+ * for the configuration loader.  hm_conf.c calls these while it validates
+ * the file (in the master, at start and at reload): a certificate whose
+ * key does not match, an unreadable chain or an empty CA bundle is a
+ * configuration error with a clear reason, never a surprise at the first
+ * handshake.  The loaded objects (hm_tls_cert_t, hm_tls_cert.h) stay in
+ * hm_conf_cert_t.tls for the TLS layer to build its SSL_CTXs from; the
+ * config pool frees them through hm_tls_cert_free().
+ */
+#include "hm_core.h"
+#include "hm_tls.h"
+#include "hm_tls_cert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#define HM_TLS_OCSP_MAX (1024 * 1024)
+
+/*
+ * Appends the first error of BoringSSL's queue (if any) to err after
+ * what, then clears the queue.
+ */
+static void
+tls_reason(char *err, size_t errlen, const char *what)
+{
+    unsigned long e;
+    char          buf[160];
+
+    e = ERR_peek_error();
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(err, errlen, "%s (%s)", what, buf);
+    } else {
+        snprintf(err, errlen, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+/*
+ * Opens path for reading as a BIO after checking that it is a regular
+ * file.  Returns the BIO or NULL with a reason in err.
+ */
+static BIO *
+open_file(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    BIO        *bio;
+
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "cannot read %s \"%s\": %s", what, path,
+                 strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s \"%s\" is not a regular file", what, path);
+        return NULL;
+    }
+    bio = BIO_new_file(path, "r");
+    if (bio == NULL) {
+        snprintf(err, errlen, "cannot read %s \"%s\": %s", what, path,
+                 strerror(errno));
+        ERR_clear_error();
+        return NULL;
+    }
+    return bio;
+}
+
+/*
+ * Reads the whole DER file path (at most HM_TLS_OCSP_MAX bytes) into a
+ * new malloc'ed buffer.  Returns HM_OK or HM_ERROR with a reason.
+ */
+static int
+read_ocsp(const char *path, uint8_t **out, size_t *outlen, char *err,
+          size_t errlen)
+{
+    FILE       *f;
+    struct stat st;
+    uint8_t    *buf;
+    size_t      n;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read OCSP response \"%s\": %s", path,
+                 strerror(errno));
+        return HM_ERROR;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "OCSP response \"%s\" is not a regular file",
+                 path);
+        fclose(f);
+        return HM_ERROR;
+    }
+    if (st.st_size <= 0 || st.st_size > HM_TLS_OCSP_MAX) {
+        snprintf(err, errlen, "OCSP response \"%s\" is empty or larger "
+                 "than %d bytes", path, HM_TLS_OCSP_MAX);
+        fclose(f);
+        return HM_ERROR;
+    }
+    buf = OPENSSL_malloc((size_t) st.st_size);
+    if (buf == NULL) {
+        fclose(f);
+        snprintf(err, errlen, "out of memory");
+        return HM_ERROR;
+    }
+    n = fread(buf, 1, (size_t) st.st_size, f);
+    fclose(f);
+    if (n != (size_t) st.st_size) {
+        OPENSSL_free(buf);
+        snprintf(err, errlen, "cannot read OCSP response \"%s\"", path);
+        return HM_ERROR;
+    }
+    /* A DER OCSPResponse is a SEQUENCE: a PEM or text file is refused. */
+    if (buf[0] != 0x30) {
+        OPENSSL_free(buf);
+        snprintf(err, errlen, "OCSP response \"%s\" is not DER", path);
+        return HM_ERROR;
+    }
+    *out = buf;
+    *outlen = n;
+    return HM_OK;
+}
+
+void
+hm_tls_cert_free(hm_conf_cert_t *cert)
+{
+    hm_tls_cert_t *tc;
+
+    if (cert == NULL || cert->tls == NULL) {
+        return;
+    }
+    tc = cert->tls;
+    X509_free(tc->leaf);
+    sk_X509_pop_free(tc->chain, X509_free);
+    EVP_PKEY_free(tc->key);
+    OPENSSL_free(tc->ocsp);
+    OPENSSL_free(tc);
+    cert->tls = NULL;
+}
+
+/*
+ * Loads cert->cert_path (PEM: leaf first, then intermediates),
+ * cert->key_path (PEM private key) and the optional DER OCSP response,
+ * checks that the key matches the leaf, and stores an hm_tls_cert_t in
+ * cert->tls.  Returns HM_OK, or HM_ERROR with a reason in err (nothing is
+ * kept then).
+ */
+int
+hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
+{
+    hm_tls_cert_t *tc;
+    BIO           *bio;
+    X509          *x;
+    unsigned long  e;
+
+    tc = OPENSSL_malloc(sizeof(*tc));
+    if (tc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return HM_ERROR;
+    }
+    memset(tc, 0, sizeof(*tc));
+    cert->tls = tc;
+
+    ERR_clear_error();
+    bio = open_file(cert->cert_path, "certificate", err, errlen);
+    if (bio == NULL) {
+        goto failed;
+    }
+    tc->leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (tc->leaf == NULL) {
+        BIO_free(bio);
+        tls_reason(err, errlen, "no PEM certificate found in \"cert\" file");
+        goto failed;
+    }
+    tc->chain = sk_X509_new_null();
+    if (tc->chain == NULL) {
+        BIO_free(bio);
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+    for ( ;; ) {
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (x == NULL) {
+            e = ERR_peek_last_error();
+            if (ERR_GET_LIB(e) == ERR_LIB_PEM
+                && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+            {
+                ERR_clear_error();
+                break;
+            }
+            BIO_free(bio);
+            tls_reason(err, errlen, "bad certificate in the chain of "
+                       "\"cert\" file");
+            goto failed;
+        }
+        if (!sk_X509_push(tc->chain, x)) {
+            X509_free(x);
+            BIO_free(bio);
+            snprintf(err, errlen, "out of memory");
+            goto failed;
+        }
+        if (sk_X509_num(tc->chain) > 16) {
+            BIO_free(bio);
+            snprintf(err, errlen, "more than 16 certificates in the chain");
+            goto failed;
+        }
+    }
+    BIO_free(bio);
+
+    bio = open_file(cert->key_path, "key", err, errlen);
+    if (bio == NULL) {
+        goto failed;
+    }
+    tc->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (tc->key == NULL) {
+        tls_reason(err, errlen, "no PEM private key found in \"key\" file "
+                   "(encrypted keys are not supported)");
+        goto failed;
+    }
+    tc->key_type = EVP_PKEY_id(tc->key);
+    if (tc->key_type != EVP_PKEY_EC && tc->key_type != EVP_PKEY_RSA
+        && tc->key_type != EVP_PKEY_ED25519)
+    {
+        snprintf(err, errlen, "unsupported key type (use ECDSA, RSA or "
+                 "Ed25519)");
+        goto failed;
+    }
+    if (!X509_check_private_key(tc->leaf, tc->key)) {
+        ERR_clear_error();
+        snprintf(err, errlen, "key \"%s\" does not match certificate \"%s\"",
+                 cert->key_path, cert->cert_path);
+        goto failed;
+    }
+
+    if (cert->ocsp_path != NULL
+        && read_ocsp(cert->ocsp_path, &tc->ocsp, &tc->ocsp_len, err, errlen)
+           != HM_OK)
+    {
+        goto failed;
+    }
+    return HM_OK;
+
+failed:
+    hm_tls_cert_free(cert);
+    ERR_clear_error();
+    return HM_ERROR;
+}
+
+/*
+ * Checks that path is a readable PEM file holding at least one
+ * certificate (a CA bundle).  HM_OK or HM_ERROR with a reason.
+ */
+int
+hm_tls_ca_check(const char *path, char *err, size_t errlen)
+{
+    BIO                  *bio;
+    STACK_OF(X509_INFO)  *infos;
+    size_t                i, n;
+
+    ERR_clear_error();
+    bio = open_file(path, "CA bundle", err, errlen);
+    if (bio == NULL) {
+        return HM_ERROR;
+    }
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (infos == NULL) {
+        tls_reason(err, errlen, "cannot parse CA bundle");
+        return HM_ERROR;
+    }
+    n = 0;
+    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+        if (sk_X509_INFO_value(infos, i)->x509 != NULL) {
+            n++;
+        }
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+    if (n == 0) {
+        snprintf(err, errlen, "no PEM certificate in CA bundle \"%s\"", path);
+        return HM_ERROR;
+    }
+    return HM_OK;
+}
+
+/*
+ * Checks a TLS 1.2 cipher list string the way the TLS layer will use it
+ * (SSL_CTX_set_strict_cipher_list: an unknown name is an error).  HM_OK or
+ * HM_ERROR with a reason.
+ */
+int
+hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
+{
+    SSL_CTX *ctx;
+    int      ok;
+
+    ctx = SSL_CTX_new(TLS_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return HM_ERROR;
+    }
+    ok = SSL_CTX_set_strict_cipher_list(ctx, ciphers);
+    SSL_CTX_free(ctx);
+    if (!ok) {
+        tls_reason(err, errlen, "invalid cipher list");
+        return HM_ERROR;
+    }
+    return HM_OK;
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/perl
+# 10-cli.t: the command line of shared/CLI.md and man/hamlyn.8 against the
+# real binary: -V/--version, -h, bad options, -t on good and broken
+# configurations (every error with its JSON path, exit codes, nothing
+# started), -s without a running master, --trust-report, and -d with
+# -s stop.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+my $t = Hamlyn::Test->new;
+
+# A configuration the loader accepts: one passthrough site (its upstream
+# needs neither tls nor plaintext).
+sub good_conf {
+    my ($port, $be) = @_;
+    return {
+        upstreams => { be => { servers => ["127.0.0.1:$be"] } },
+        listeners => [{ name => 'pub', listen => ["127.0.0.1:$port"],
+                        sites => ['s'], default_site => 's' }],
+        sites => { s => { server_names => ['a.test'], mode => 'passthrough',
+                          upstream => 'be' } },
+    };
+}
+
+sub connects {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 2);
+    close $s if $s;
+    return $s ? 1 : 0;
+}
+
+# --- -V / --version / -h
+my ($rc, $out) = $t->hamlyn('-V');
+is($rc, 0, '-V exits 0');
+like($out, qr/^hamlyn version \d+\.\d+\.\d+$/m, '-V: version line first');
+like($out, qr/BoringSSL/, '-V names BoringSSL');
+like($out, qr/^libuv: \d+\.\d+\.\d+$/m, '-V: libuv version');
+like($out, qr/^http-parser: \d+\.\d+\.\d+$/m, '-V: http-parser version');
+like($out, qr/^jansson: \d+\.\d+/m, '-V: jansson version');
+like($out, qr/^configure arguments:/m, '-V: configure arguments');
+like($out, qr/^modules: .*\bsni_route\b/m, '-V lists the sni_route module');
+ok(Hamlyn::Test::has('sni_route'), 'harness has() sees sni_route');
+ok(!Hamlyn::Test::has('no_such_module'), 'has() is false for an unknown module');
+
+my ($rc2, $out2) = $t->hamlyn('--version');
+is($rc2, 0, '--version exits 0');
+is((split /\n/, $out2)[0], (split /\n/, $out)[0], '--version prints the same first line');
+
+($rc, $out) = $t->hamlyn('-h');
+is($rc, 0, '-h exits 0');
+like($out, qr/Usage: hamlyn .*-c FILE.*-t.*-s SIGNAL/s, '-h prints the usage');
+
+($rc, $out) = $t->hamlyn('--bogus');
+is($rc, 2, 'unknown option exits 2');
+like($out, qr/invalid option: "--bogus"/, 'unknown option is named');
+like($out, qr/Usage:/, 'unknown option prints the usage');
+
+($rc, $out) = $t->hamlyn('-c');
+is($rc, 2, '-c without a file exits 2');
+like($out, qr/requires an argument/, '-c without a file: message');
+
+# --- -t on a good configuration: ok, and nothing started
+my $port = $t->port;
+my $conf = $t->write_conf(good_conf($port, $t->port));
+($rc, $out) = $t->hamlyn('-t', '-c', $conf);
+is($rc, 0, '-t on a good configuration exits 0') or diag($out);
+like($out, qr/^hamlyn: configuration \Q$conf\E is ok$/m, '-t prints "configuration FILE is ok"');
+ok(!connects($port), '-t binds nothing');
+ok(!-e $t->dir . '/hamlyn.pid', '-t writes no pid file');
+
+# --- -t on a broken configuration: every error, each with its JSON path
+my $bad = good_conf($port, $t->port);
+$bad->{runtime} = { bogus_key => 1 };
+$bad->{sites}{s}{upstream} = 'nope';
+$bad->{listeners}[0]{sites} = ['s', 'missing_site'];
+$conf = $t->write_conf($bad);
+($rc, $out) = $t->hamlyn('-t', '-c', $conf);
+is($rc, 1, '-t on a broken configuration exits 1');
+like($out, qr/runtime\.bogus_key/, 'error names runtime.bogus_key');
+like($out, qr/sites\.s\.upstream\b.*nope/, 'error names sites.s.upstream and the dangling name');
+like($out, qr/listeners\[0\]\.sites\[1\]/, 'error names listeners[0].sites[1]');
+unlike($out, qr/is ok/, 'no "is ok" for a broken configuration');
+like($out, qr/test failed/, 'a summary line says the test failed');
+
+# --- JSON syntax error: line and column
+$conf = $t->write_conf(qq({"listeners": [\n  {"name": "x",,}\n]}\n));
+($rc, $out) = $t->hamlyn('-t', '-c', $conf);
+is($rc, 1, '-t on invalid JSON exits 1');
+like($out, qr/line 2/, 'invalid JSON: the line is named');
+
+# --- missing file
+($rc, $out) = $t->hamlyn('-t', '-c', $t->dir . '/does-not-exist.json');
+is($rc, 1, '-t on a missing file exits 1');
+like($out, qr/does-not-exist\.json/, 'missing file: the file is named');
+
+# --- -s without a running master / with a bad signal name
+$conf = $t->write_conf(good_conf($port, $t->port));
+($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $conf);
+is($rc, 1, '-s quit without a running master exits 1');
+like($out, qr/pid file .*hamlyn\.pid/, '-s: the pid file is named');
+($rc, $out) = $t->hamlyn('-s', 'bogus', '-c', $conf);
+is($rc, 2, '-s with an unknown signal exits 2');
+like($out, qr/invalid signal "bogus"/, '-s: unknown signal named');
+
+# A stale pid file (no such process).
+open my $fh, '>', $t->dir . '/hamlyn.pid' or die;
+print $fh "999999999\n";
+close $fh;
+($rc, $out) = $t->hamlyn('-s', 'stop', '-c', $conf);
+is($rc, 1, '-s with a stale pid file exits 1');
+like($out, qr/not running|invalid pid/, '-s: stale pid file reported');
+unlink $t->dir . '/hamlyn.pid';
+
+# --- --trust-report
+($rc, $out) = $t->hamlyn('--trust-report', '-c', $conf);
+is($rc, 0, '--trust-report exits 0') or diag($out);
+like($out, qr/passthrough/, 'trust report: the passthrough site is described');
+($rc, $out) = $t->hamlyn('--trust-report=json', '-c', $conf);
+is($rc, 0, '--trust-report=json exits 0');
+my $doc = eval { JSON::PP->new->decode($out) };
+ok(ref $doc, '--trust-report=json prints one JSON document') or diag($out);
+($rc, $out) = $t->hamlyn('--trust-report=yaml', '-c', $conf);
+is($rc, 2, '--trust-report=yaml is refused with exit 2');
+$conf = $t->write_conf($bad);
+($rc, $out) = $t->hamlyn('--trust-report', '-c', $conf);
+is($rc, 1, '--trust-report on a broken configuration exits 1');
+
+# --- -d: daemon, then -s stop
+$port = $t->port;
+$conf = $t->write_conf(good_conf($port, $t->port));
+my $t0 = time;
+($rc, $out) = $t->hamlyn('-d', '-c', $conf);
+is($rc, 0, '-d: the launching process exits 0') or diag($out);
+ok(time - $t0 < 10, '-d returns promptly');
+my $pidf = $t->dir . '/hamlyn.pid';
+ok(-s $pidf, '-d: the pid file exists when the launcher returns');
+my ($dpid) = (Hamlyn::Test::_slurp($pidf) =~ /(\d+)/);
+ok($dpid && kill(0, $dpid), '-d: the daemon runs');
+my $stat = $dpid ? Hamlyn::Test::_slurp("/proc/$dpid/stat") : '';
+my @st = (split ' ', ($stat =~ /\) (.*)$/s)[0] // '');
+is($st[1], 1, '-d: the daemon was re-parented to init') if @st;
+my $sid = $st[3];
+isnt($sid, getsid(0), '-d: the daemon runs in its own session') if @st;
+is(readlink("/proc/$dpid/fd/1"), '/dev/null', '-d: stdout is /dev/null') if $dpid;
+ok(connects($port), '-d: the daemon listens');
+
+($rc, $out) = $t->hamlyn('-s', 'stop', '-c', $conf);
+is($rc, 0, '-s stop exits 0') or diag($out);
+my $deadline = time + 10;
+sleep 0.05 while $dpid && kill(0, $dpid) && time < $deadline;
+ok(!kill(0, $dpid), '-s stop: the daemon exited');
+ok(!-e $pidf, '-s stop: the pid file was removed');
+ok(!connects($port), '-s stop: the port is closed');
+like($t->error_log, qr/fast shutdown/, 'the error log records the fast shutdown');
+
+sub getsid {
+    my $s = Hamlyn::Test::_slurp("/proc/$$/stat");
+    return (split ' ', ($s =~ /\) (.*)$/s)[0])[3];
+}
+
+done_testing;

@@ -1,0 +1,281 @@
+#!/usr/bin/perl
+# 11-process.t: the master/worker process model against the real binary:
+# worker count and CPU pinning, IPv4 and IPv6 listening, one SO_REUSEPORT
+# socket per worker kept by the master, restart of a killed worker on the
+# same sockets (and crash-loop backoff), USR1 log reopening, HUP/USR2
+# refused with a log line, QUIT/-s quit graceful stop with exit 0, TERM
+# fast stop, workers dying with their master, and runtime.user.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $ncpu = `nproc`; chomp $ncpu; $ncpu ||= 1;
+
+sub conf_for {
+    my ($t, $runtime, @listen) = @_;
+    return {
+        runtime => $runtime,
+        upstreams => { be => { servers => ['127.0.0.1:' . $t->port] } },
+        listeners => [{ name => 'pub', listen => [@listen],
+                        sites => ['s'], default_site => 's' }],
+        sites => { s => { server_names => ['a.test'], mode => 'passthrough',
+                          upstream => 'be' } },
+    };
+}
+
+sub connects {
+    my ($host, $port) = @_;
+    my $s;
+    if ($host =~ /:/) {
+        require IO::Socket::IP;
+        $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port,
+                                 Proto => 'tcp', Timeout => 2);
+    } else {
+        $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
+                                   Proto => 'tcp', Timeout => 2);
+    }
+    close $s if $s;
+    return $s ? 1 : 0;
+}
+
+sub cpus_allowed {
+    my ($pid) = @_;
+    my $st = Hamlyn::Test::_slurp("/proc/$pid/status");
+    return $st =~ /^Cpus_allowed_list:\s*(\S+)/m ? $1 : '?';
+}
+
+sub uid_of {
+    my ($pid) = @_;
+    my $st = Hamlyn::Test::_slurp("/proc/$pid/status");
+    return $st =~ /^Uid:\s*(\d+)/m ? $1 : -1;
+}
+
+# Socket inodes of the listening sockets a process holds.
+sub socket_inodes {
+    my ($pid) = @_;
+    my %i;
+    for my $fd (glob "/proc/$pid/fd/*") {
+        my $l = readlink($fd) // next;
+        $i{$1} = 1 if $l =~ /^socket:\[(\d+)\]$/;
+    }
+    return \%i;
+}
+
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    return $cond->() ? 1 : 0;
+}
+
+# ---------------------------------------------------------------------
+# Two workers, pinned (auto), IPv4 and IPv6.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-main');
+    my ($p4, $p6) = ($t->port, $t->port);
+    $t->write_conf(conf_for($t, { workers => 2, cpu_affinity => 'auto' },
+                            "127.0.0.1:$p4", "[::1]:$p6"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+
+    my $m = $t->master_pid;
+    my @w = $t->worker_pids;
+    is(scalar @w, 2, 'runtime.workers 2: two workers');
+    my %cpus = map { cpus_allowed($_) => 1 } @w;
+    my %want = map { ($_ % $ncpu) => 1 } 0 .. 1;
+    is_deeply(\%cpus, \%want, "cpu_affinity auto: workers pinned to CPUs "
+              . join(',', sort keys %want));
+    ok(connects('127.0.0.1', $p4), 'IPv4 listener accepts');
+    ok(connects('::1', $p6), 'IPv6 listener accepts');
+    like($t->error_log, qr/\[info\] $m: hamlyn \S+ started, 2 workers, listening on 127\.0\.0\.1:$p4, \[::1\]:$p6/,
+         'start line names workers and addresses');
+
+    # One SO_REUSEPORT socket per (address, worker): the master holds all
+    # four, each worker exactly the two of its slot.
+    my $ms = socket_inodes($m);
+    my @ws = map { my $x = socket_inodes($_); [grep { $ms->{$_} } keys %$x] } @w;
+    is(scalar(keys %$ms), 4, 'the master holds 2 addresses x 2 workers listening sockets');
+    is(scalar @{ $ws[0] }, 2, 'worker 0 holds two of them (one per address)');
+    is(scalar @{ $ws[1] }, 2, 'worker 1 holds the two others');
+    my %both = map { $_ => 1 } @{ $ws[0] }, @{ $ws[1] };
+    is(scalar(keys %both), 4, 'the workers share no listening socket');
+
+    # kill -9 a worker: restarted on the same slot and sockets.
+    my ($victim, $other) = @w;
+    my $victim_cpu = cpus_allowed($victim);
+    my $slot_socks = join ',', sort @{ $ws[0] };
+    kill 'KILL', $victim;
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 2 && !grep { $_ == $victim } @n }, 5),
+       'a killed worker is replaced');
+    my ($new) = grep { $_ != $other } $t->worker_pids;
+    ok($new && $new != $victim, 'the new worker has a new pid');
+    is($t->master_pid, $m, 'the master stays');
+    is(join(',', sort keys %{ socket_inodes($m) }), join(',', sort keys %$ms),
+       'the master still holds the very same sockets');
+    my $ns = socket_inodes($new);
+    is(join(',', sort grep { $ms->{$_} } keys %$ns), $slot_socks,
+       'the new worker runs on the dead worker\'s sockets');
+    is(cpus_allowed($new), $victim_cpu, 'the new worker is pinned like its predecessor');
+    ok(connects('127.0.0.1', $p4), 'IPv4 listener still accepts after the restart');
+    ok(connects('::1', $p6), 'IPv6 listener still accepts after the restart');
+    ok($t->wait_error_log(qr/\[error\] $m: worker $victim \(slot \d\) was killed by signal 9 .*; restarting in/),
+       'the death is logged at error level with the signal');
+
+    # Crash-loop backoff: kill each replacement right after its start.
+    my $last = $new;
+    for my $round (1 .. 3) {
+        kill 'KILL', $last;
+        my $prev = $last;
+        ok(wait_for(sub { my @n = $t->worker_pids; @n == 2 && !grep { $_ == $prev } @n }, 5),
+           "replacement $round started");
+        ($last) = grep { $_ != $other } $t->worker_pids;
+    }
+    like($t->error_log, qr/restarting in 0\.1s.*restarting in 0\.2s/s,
+         'workers dying young are restarted with a doubling delay');
+    is(scalar($t->worker_pids), 2, 'two workers after the crash loop');
+
+    # USR1 (-s reopen): move the logs away, reopen, new files appear.
+    my $el = $t->error_log_path;
+    rename $el, "$el.1" or die;
+    my ($rc, $out) = $t->hamlyn('-s', 'reopen', '-c', $t->conf_path);
+    is($rc, 0, '-s reopen exits 0') or diag($out);
+    ok(wait_for(sub { -s $el }, 5), 'reopen: a new error log file is written');
+    like(Hamlyn::Test::_slurp($el), qr/log files reopened/, 'reopen is logged in the new file');
+    unlike(Hamlyn::Test::_slurp("$el.1"), qr/log files reopened/, 'not in the moved file');
+    my $al = $t->access_log_path;
+    ok(-e $al, 'the access log exists');
+    rename $al, "$al.1" or die;
+    $t->signal('USR1');
+    ok(wait_for(sub { -e $al }, 5), 'reopen (USR1): a new access log file is created');
+
+    # HUP and USR2 are refused with a clear line; serving goes on.
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/\[warn\] $m: reload is not supported yet; keeping the running configuration/),
+       'HUP: "reload is not supported yet" logged');
+    ($rc, $out) = $t->hamlyn('-s', 'upgrade', '-c', $t->conf_path);
+    is($rc, 0, '-s upgrade exits 0');
+    ok($t->wait_error_log(qr/\[warn\] $m: binary upgrade is not supported yet/),
+       'USR2: "upgrade is not supported yet" logged');
+    is($t->master_pid, $m, 'the master keeps running after HUP and USR2');
+    is(scalar($t->worker_pids), 2, 'both workers keep running after HUP and USR2');
+    ok(connects('127.0.0.1', $p4), 'still accepting after HUP and USR2');
+
+    # QUIT: graceful stop, exit 0, pid file removed, workers gone.
+    my @before = $t->worker_pids;
+    ok($t->signal('QUIT'), 'QUIT sent');
+    is($t->wait_exit(20), 0, 'QUIT: the master exits 0');
+    ok(!-e $t->dir . '/hamlyn.pid', 'QUIT: the pid file is removed');
+    ok(wait_for(sub { !grep { kill 0, $_ } @before }, 5), 'QUIT: the workers are gone');
+    ok(!connects('127.0.0.1', $p4), 'QUIT: the port is closed');
+    like($t->error_log, qr/graceful shutdown/, 'QUIT: graceful shutdown logged');
+    like($t->error_log, qr/worker \d+ \(slot \d\) exited with status 0/, 'QUIT: workers exit 0');
+}
+
+# ---------------------------------------------------------------------
+# cpu_affinity as a list; -s quit; workers as "auto".
+{
+    my $t = Hamlyn::Test->new(name => '11-process-list');
+    my $p = $t->port;
+    my $cpu = $ncpu - 1;
+    $t->write_conf(conf_for($t, { workers => 'auto', cpu_affinity => [$cpu] },
+                            "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my @w = $t->worker_pids;
+    is(scalar @w, $ncpu, 'workers "auto": one per online CPU');
+    is_deeply([map { cpus_allowed($_) } @w], [($cpu) x @w],
+              "cpu_affinity [$cpu]: every worker on CPU $cpu");
+    my ($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $t->conf_path);
+    is($rc, 0, '-s quit exits 0') or diag($out);
+    is($t->wait_exit(20), 0, '-s quit: the master exits 0');
+    ok(!-e $t->dir . '/hamlyn.pid', '-s quit: the pid file is removed');
+    ok(wait_for(sub { !grep { kill 0, $_ } @w }, 5), '-s quit: the workers are gone');
+}
+
+# ---------------------------------------------------------------------
+# TERM: fast stop.  cpu_affinity off: workers keep the master's CPUs.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-term');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 2, cpu_affinity => 'off' },
+                            "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $m = $t->master_pid;
+    my @w = $t->worker_pids;
+    is_deeply([map { cpus_allowed($_) } @w], [(cpus_allowed($m)) x 2],
+              'cpu_affinity off: workers keep the master\'s CPU set');
+    my ($rc, $out) = $t->hamlyn('-s', 'stop', '-c', $t->conf_path);
+    is($rc, 0, '-s stop exits 0');
+    is($t->wait_exit(10), 0, 'TERM: the master exits 0');
+    ok(wait_for(sub { !grep { kill 0, $_ } @w }, 5), 'TERM: the workers are gone');
+    ok(!-e $t->dir . '/hamlyn.pid', 'TERM: the pid file is removed');
+    like($t->error_log, qr/fast shutdown/, 'TERM: fast shutdown logged');
+}
+
+# ---------------------------------------------------------------------
+# Workers die with their master (kill -9 of the master).
+{
+    my $t = Hamlyn::Test->new(name => '11-process-orphan');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 2 }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $m = $t->master_pid;
+    my @w = $t->worker_pids;
+    kill 'KILL', $m;
+    ok(wait_for(sub { !grep { kill(0, $_) && Hamlyn::Test::_is_ours($_) } @w }, 5),
+       'workers exit when the master is killed');
+    $t->wait_exit(5);
+}
+
+# ---------------------------------------------------------------------
+# runtime.user: workers switch to it when the master runs as root.
+SKIP: {
+    skip 'runtime.user needs a root master', 4 if $> != 0;
+    my ($nuid) = (getpwnam('nobody'))[2];
+    skip 'no user "nobody"', 4 unless defined $nuid;
+    my $t = Hamlyn::Test->new(name => '11-process-user');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 1, user => 'nobody' }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $m = $t->master_pid;
+    my @w = $t->worker_pids;
+    is(uid_of($m), 0, 'the master stays root');
+    is(uid_of($w[0]), $nuid, 'the worker runs as "nobody"');
+    ok(connects('127.0.0.1', $p), 'and the listener accepts');
+    unlike($t->error_log, qr/workers run as root/, 'no root warning');
+    $t->stop;
+}
+
+# The root warning without runtime.user.
+SKIP: {
+    skip 'the root warning needs a root master', 1 if $> != 0;
+    my $t = Hamlyn::Test->new(name => '11-process-root');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 1 }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    like($t->error_log, qr/\[warn\] \d+: workers run as root: runtime\.user is not set/,
+         'root without runtime.user: warning logged');
+    $t->stop;
+}
+
+# A port that is taken: start fails with exit 1 and the reason.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-busy');
+    my $p = $t->port;
+    my $hold = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $p,
+                                     Listen => 1, Proto => 'tcp') or die;
+    $t->write_conf(conf_for($t, { workers => 1 }, "127.0.0.1:$p"));
+    my ($rc, $out) = $t->hamlyn('-c', $t->conf_path);
+    is($rc, 1, 'a port in use: exit 1');
+    like($t->error_log, qr/listeners\[0\]\.listen\[0\]: cannot listen on 127\.0\.0\.1:$p: bind\(\) failed: Address already in use/,
+         'a port in use: the listener and the reason are logged');
+    close $hold;
+}
+
+done_testing;

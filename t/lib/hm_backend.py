@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""hm_backend.py: the real backends Hamlyn's integration tests proxy to.
+
+Where it sits: started by t/lib/Hamlyn/Test.pm ($t->backend(...)); Hamlyn
+(passthrough or terminate) connects to it.  Python stdlib only.
+
+Modes:
+  tls-echo  TLS server.  Per connection it first sends one line
+              backend=NAME sni=SNI|- client=CN|- proxy=SRC|-\\n
+            then echoes every byte back until EOF, then half-closes.
+  sink      TLS server.  Sends --send-bytes N deterministic bytes first
+            (hm_pattern), then reads until EOF (TLS close_notify or a TCP
+            FIN) and replies "sha256=HEX bytes=N\\n", then closes.
+  http      plaintext HTTP/1.1 keep-alive server (see Http below).
+  https     the same over TLS.
+
+Options: --port N (0 = pick; "PORT n" is printed on stdout once listening),
+--host, --certs DIR, --cert NAME (NAME.pem/NAME.key in DIR; default
+backend.test), --client-ca FILE (require a client certificate),
+--proxy-protocol (accept an optional PROXY v1/v2 header first),
+--send-bytes N, --name NAME, --log FILE (HTTP request lines, one per line).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+LOG_LOCK = threading.Lock()
+
+
+def hm_pattern(n, seed=b"hamlyn"):
+    """Deterministic pseudo-random bytes: sha256 counter stream (same in
+    Test.pm's pattern() and hm_client.py)."""
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(seed + i.to_bytes(8, "big")).digest() * 64
+        i += 1
+    return bytes(out[:n])
+
+
+def pattern_chunks(n):
+    """Yield hm_pattern(n) in 2 KiB pieces without holding it all."""
+    i = 0
+    sent = 0
+    while sent < n:
+        d = hashlib.sha256(b"hamlyn" + i.to_bytes(8, "big")).digest() * 64
+        i += 1
+        take = min(len(d), n - sent)
+        yield d[:take]
+        sent += take
+
+
+def recv_exact(sock, n, deadline):
+    buf = b""
+    while len(buf) < n:
+        sock.settimeout(max(0.01, deadline - time.time()))
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("EOF inside PROXY header")
+        buf += chunk
+    return buf
+
+
+def read_proxy_header(sock):
+    """Parse an optional PROXY v1/v2 header without reading past it.
+    Returns "src_ip:port", "local", "unknown" or None (no header)."""
+    deadline = time.time() + 5
+    head = b""
+    while len(head) < 12 and time.time() < deadline:
+        sock.settimeout(max(0.01, deadline - time.time()))
+        head = sock.recv(12, socket.MSG_PEEK)
+        if not head:
+            return None
+        if not (PP2_SIG.startswith(head[:12]) or b"PROXY "[:len(head)] == head[:6]):
+            return None
+        if head.startswith(b"PROXY ") or len(head) >= 12:
+            break
+        time.sleep(0.01)
+    if head.startswith(b"PROXY "):
+        line = b""
+        while not line.endswith(b"\r\n"):
+            if len(line) > 107:
+                raise ValueError("PROXY v1 line too long")
+            line += recv_exact(sock, 1, deadline)
+        parts = line.decode("ascii").split()
+        if parts[1] == "UNKNOWN":
+            return "unknown"
+        src = parts[2]
+        if parts[1] == "TCP6":
+            return "[%s]:%s" % (src, parts[4])
+        return "%s:%s" % (src, parts[4])
+    if head[:12] == PP2_SIG:
+        hdr = recv_exact(sock, 16, deadline)
+        ver_cmd, fam, length = hdr[12], hdr[13], struct.unpack("!H", hdr[14:16])[0]
+        body = recv_exact(sock, length, deadline) if length else b""
+        if ver_cmd >> 4 != 2:
+            raise ValueError("bad PROXY v2 version")
+        if ver_cmd & 0xF == 0:
+            return "local"
+        if fam >> 4 == 1 and len(body) >= 12:
+            src = socket.inet_ntop(socket.AF_INET, body[0:4])
+            return "%s:%d" % (src, struct.unpack("!H", body[8:10])[0])
+        if fam >> 4 == 2 and len(body) >= 36:
+            src = socket.inet_ntop(socket.AF_INET6, body[0:16])
+            return "[%s]:%d" % (src, struct.unpack("!H", body[32:34])[0])
+        return "unknown"
+    return None
+
+
+def peer_cn(ssock):
+    try:
+        cert = ssock.getpeercert()
+    except Exception:
+        return None
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return None
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def setup(self):
+        self.opt = self.server.opt
+        self.proxy_src = None
+        self.sni = None
+        self.sock = self.request
+
+    def handle(self):
+        opt = self.opt
+        try:
+            if opt.proxy_protocol:
+                self.proxy_src = read_proxy_header(self.sock)
+            self.sock.settimeout(60)
+            if opt.mode != "http":
+                ctx = self.server.ssl_ctx
+                self.sock = ctx.wrap_socket(self.sock, server_side=True,
+                                            do_handshake_on_connect=False)
+                self.sock.do_handshake()
+                self.sni = getattr(self.sock, "hm_sni", None)
+            getattr(self, "mode_" + opt.mode.replace("-", "_"))()
+        except (ssl.SSLError, OSError, ValueError, ConnectionError) as e:
+            sys.stderr.write("hm_backend: %s: %s\n" % (type(e).__name__, e))
+        finally:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def half_close(self):
+        s = self.sock
+        if isinstance(s, ssl.SSLSocket):
+            try:
+                s.settimeout(2)
+                s = s.unwrap()
+            except (ssl.SSLError, OSError, ValueError):
+                pass
+        try:
+            socket.socket.shutdown(s, socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            s.settimeout(2)
+            while s.recv(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def mode_tls_echo(self):
+        line = "backend=%s sni=%s client=%s proxy=%s\n" % (
+            self.opt.name, self.sni or "-", peer_cn(self.sock) or "-",
+            self.proxy_src or "-")
+        self.sock.sendall(line.encode())
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.sock.sendall(data)
+        self.half_close()
+
+    def mode_sink(self):
+        if self.opt.send_bytes:
+            for piece in pattern_chunks(self.opt.send_bytes):
+                self.sock.sendall(piece)
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            h.update(data)
+            n += len(data)
+        self.sock.sendall(("sha256=%s bytes=%d\n" % (h.hexdigest(), n)).encode())
+        self.half_close()
+
+    def mode_https(self):
+        self.mode_http()
+
+    # ---- HTTP/1.1 ----
+    def mode_http(self):
+        rf = self.sock.makefile("rb")
+        count = 0
+        while True:
+            line = rf.readline(65537)
+            if not line:
+                return
+            if line in (b"\r\n", b"\n") and count == 0:
+                continue
+            count += 1
+            with LOG_LOCK:
+                if self.opt.log:
+                    with open(self.opt.log, "ab") as f:
+                        f.write(line.rstrip(b"\r\n") + b"\n")
+            try:
+                method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+            except ValueError:
+                self.send(400, b"bad request line\n", close=True)
+                return
+            headers = []
+            total = 0
+            while True:
+                h = rf.readline(65537)
+                total += len(h)
+                if not h or total > 65536:
+                    self.send(431 if h else 400, b"bad headers\n", close=True)
+                    return
+                if h in (b"\r\n", b"\n"):
+                    break
+                name, _, value = h.decode("latin-1").rstrip("\r\n").partition(":")
+                headers.append([name, value.strip(" \t")])
+            hl = {}
+            for n_, v in headers:
+                hl.setdefault(n_.lower(), []).append(v)
+            body = b""
+            te = ",".join(hl.get("transfer-encoding", [])).lower()
+            if "chunked" in te:
+                while True:
+                    sz = rf.readline(1024)
+                    if not sz:
+                        return
+                    size = int(sz.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while True:  # trailers
+                            t = rf.readline(65537)
+                            if t in (b"\r\n", b"\n", b""):
+                                break
+                        break
+                    body += rf.read(size)
+                    rf.readline(3)
+            elif "content-length" in hl:
+                n = int(hl["content-length"][0])
+                body = rf.read(n)
+            keep = version.upper() == "HTTP/1.1"
+            conn_tokens = ",".join(hl.get("connection", [])).lower()
+            if "close" in conn_tokens:
+                keep = False
+            elif "keep-alive" in conn_tokens:
+                keep = True
+            if not self.respond(method, target, version, headers, body, count, keep):
+                return
+            if not keep:
+                return
+
+    def send(self, status, body, ctype="text/plain", close=False, extra=(),
+             chunked=False, head=False):
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
+                  431: "Request Header Fields Too Large"}.get(status, "Status")
+        h = ["HTTP/1.1 %d %s" % (status, reason), "Content-Type: " + ctype,
+             "Server: hm_backend"]
+        h += list(extra)
+        if chunked:
+            h.append("Transfer-Encoding: chunked")
+        else:
+            h.append("Content-Length: %d" % len(body))
+        if close:
+            h.append("Connection: close")
+        out = ("\r\n".join(h) + "\r\n\r\n").encode("latin-1")
+        if head:
+            self.sock.sendall(out)
+            return
+        if chunked:
+            self.sock.sendall(out)
+            step = max(1, len(body) // 3)
+            for i in range(0, len(body), step):
+                part = body[i:i + step]
+                self.sock.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            self.sock.sendall(b"0\r\n\r\n")
+        else:
+            self.sock.sendall(out + body)
+
+    def respond(self, method, target, version, headers, body, count, keep):
+        u = urllib.parse.urlsplit(target)
+        q = urllib.parse.parse_qs(u.query)
+        path = u.path
+        info = {
+            "method": method, "path": target, "version": version,
+            "headers": headers,
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_len": len(body), "conn_requests": count,
+            "backend": self.opt.name,
+            "sni": self.sni, "client_cert": peer_cn(self.sock) if self.opt.mode == "https" else None,
+            "proxy": self.proxy_src,
+        }
+        j = (json.dumps(info) + "\n").encode()
+        head = method.upper() == "HEAD"
+        close = not keep
+        parts = path.split("/")
+        if path.startswith("/status/") and len(parts) > 2 and parts[2].isdigit():
+            st = int(parts[2])
+            self.send(st, b"" if st in (204, 304) else j, "application/json",
+                      close=close, head=head)
+        elif path.startswith("/bytes/") and len(parts) > 2 and parts[2].isdigit():
+            n = int(parts[2])
+            data = b"".join(pattern_chunks(n))
+            self.send(200, data, "application/octet-stream", close=close, head=head)
+        elif path == "/chunked":
+            self.send(200, j, "application/json", close=close, chunked=True, head=head)
+        elif path == "/slow":
+            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)
+            self.send(200, j, "application/json", close=close, head=head)
+        elif path == "/close":
+            self.send(200, j, "application/json", close=True, head=head)
+            return False
+        elif path == "/echo":
+            self.send(200, body, "application/octet-stream", close=close, head=head)
+        else:
+            self.send(200, j, "application/json", close=close, head=head)
+        return True
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", required=True, choices=["tls-echo", "sink", "http", "https"])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--certs", default=os.path.join(os.path.dirname(__file__), "..", "tmp", "certs"))
+    ap.add_argument("--cert", default="backend.test")
+    ap.add_argument("--client-ca")
+    ap.add_argument("--proxy-protocol", action="store_true")
+    ap.add_argument("--send-bytes", type=int, default=0)
+    ap.add_argument("--name")
+    ap.add_argument("--log")
+    opt = ap.parse_args()
+    if not opt.name:
+        opt.name = opt.cert
+    cls = Server6 if ":" in opt.host else Server
+    srv = cls((opt.host, opt.port), Handler)
+    srv.opt = opt
+    if opt.mode != "http":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert = opt.cert if "/" in opt.cert else os.path.join(opt.certs, opt.cert)
+        ctx.load_cert_chain(cert + ".pem", cert + ".key")
+        ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        if opt.client_ca:
+            ca = opt.client_ca if "/" in opt.client_ca else os.path.join(opt.certs, opt.client_ca)
+            ctx.load_verify_locations(ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        if opt.mode == "https":
+            ctx.set_alpn_protocols(["http/1.1"])
+        def sni_cb(sslsock, name, _ctx):
+            sslsock.hm_sni = name
+        ctx.sni_callback = sni_cb
+        srv.ssl_ctx = ctx
+    sys.stdout.write("PORT %d\n" % srv.server_address[1])
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
