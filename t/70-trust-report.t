@@ -48,7 +48,7 @@ my $conf = {
     },
     listeners => [ {
         name => 'public', listen => ["127.0.0.1:$port"],
-        sites => ['db', 'api'], default_site => 'static',
+        sites => ['db', 'api', 'static'], default_site => 'static',
     } ],
     sites => {
         db => { server_names => ['db.test'], mode => 'passthrough',
@@ -110,7 +110,7 @@ like(line_of($out, qr/RISK: .*upstream self/), qr/"\Q$verify_risk\E"/,
      'verify-off risk quoted on a RISK: line');
 is(scalar(() = $out =~ /RISK:/g), 2, 'exactly two RISK lines');
 like(line_of($out, qr/site static/), qr/\[default site\]/,
-     'default site reported although not in the sites list');
+     'the default site is marked');
 like($out, qr/fixed responses:.*\/admin\/ \S+ 404/, 'fixed response of site api');
 
 my $api_block = ($out =~ /(  site api .*?)(?:\n\n|\z)/s)[0] // '';
