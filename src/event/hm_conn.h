@@ -61,12 +61,17 @@ struct hm_conn_s {
     void               *ctx[16];    /* per-module state, by ctx_index */
     hm_conn_t          *next;
     hm_conn_t          *prev;
+
+    /* Added by the passthrough work. */
+    unsigned            logged:1;   /* hm_conn_log() ran */
 };
 
 /* Allocates a conn for an accepted fd and links it into the worker.
  * Returns NULL when out of memory (the caller closes fd). */
 hm_conn_t *hm_conn_new(hm_worker_t *w, hm_conf_listener_t *l, int fd,
                        const struct sockaddr *peer, socklen_t peer_len);
+/* Sets c->peer and c->peer_text (e.g. from a PROXY protocol header). */
+void hm_conn_set_peer(hm_conn_t *c, const struct sockaddr *sa, socklen_t len);
 /* Writes the connection's access-log line (passthrough format) and runs
  * the modules' on_log hooks.  Idempotent. */
 void hm_conn_log(hm_conn_t *c);

@@ -24,6 +24,18 @@ int hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
                      size_t errlen);
 void hm_tls_site_cleanup(hm_conf_site_t *site);
 
+/* Builds u->tls.tls (the upstream's client SSL_CTX: CA or system
+ * defaults, host name check on server_name, pins, client certificate,
+ * session callback).  Freed with conf->pool.  hm_tls_site_init() calls it
+ * for every TLS upstream of conf on first use, so callers need not.
+ * HM_OK or HM_ERROR with a reason. */
+int hm_tls_upstream_init(hm_conf_t *conf, hm_conf_upstream_t *u, char *err,
+                         size_t errlen);
+
+/* Counters of this worker: completed handshakes, failed ones, resumed
+ * ones (for metrics). */
+void hm_tls_stats(uint64_t *handshakes, uint64_t *failed, uint64_t *resumed);
+
 /* Library version string for -V. */
 const char *hm_tls_version(void);
 

@@ -335,7 +335,7 @@ sub master_pid {
     my $pf = $self->_pid_file;
     if ($pf && -s $pf) {
         my $p = _slurp($pf);
-        return $1 if $p =~ /(\d+)/ && kill(0, $1);
+        return $1 if $p =~ /(\d+)/ && _alive_pid($1);
     }
     return $self->{pid} if $self->{pid} && $self->_alive_child;
     return undef;
@@ -373,41 +373,54 @@ sub signal {
     return kill($sig, $m);
 }
 
-# wait_exit($timeout_s = 10): wait for the master to exit (after a signal);
-# returns its exit code (128+N for signal N), or undef on timeout.
+# wait_exit($timeout_s = 10): wait until the master (the pid file's, else
+# the process run() spawned) and the process run() spawned have both exited
+# (after an upgrade they differ).  Returns the exit code of the process
+# run() spawned (128+N for signal N; 0 when it was reaped earlier, e.g.
+# after -d), or undef on timeout.
 sub wait_exit {
     my ($self, $timeout) = @_;
     my $deadline = time + ($timeout // 10);
     my $m = $self->master_pid;
-    while (time < $deadline) {
-        if ($self->{pid} && !$self->_alive_child) {
+    my $spawned = $self->{pid};
+    while (1) {
+        my $child_done = !$spawned || !$self->_alive_child;
+        my $m_done = !$m || (($spawned && $m == $spawned) ? $child_done : !_alive_pid($m));
+        if ($child_done && $m_done) {
+            $self->{pid} = undef;
             my $s = $self->{exit_status};
-            $self->{pid} = undef if !$m || $m == ($self->{pid} // 0);
+            return 0 unless $spawned && defined $s;
             return ($s & 127) ? 128 + ($s & 127) : $s >> 8;
         }
-        if ($m && (!$self->{pid} || $m != $self->{pid}) && !kill(0, $m)) {
-            return 0;
-        }
-        last if !$m && !$self->{pid};
+        return undef if time > $deadline;
         sleep 0.05;
     }
-    return undef;
 }
 
-# stop(): TERM the master, wait up to 5 s, then KILL; reap; also end any
-# worker that outlived its master (by PID, with a diag).  Returns the
-# master's exit code (or undef).
+# True while PID exists and is not a zombie.
+sub _alive_pid {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $l = <$fh> // return 0;
+    return $l !~ /^\d+ \(.*\) [ZX] /s;
+}
+
+# stop(): TERM the master (and the process run() spawned, if that is
+# another one, as mid-upgrade), wait up to 5 s, then KILL; reap; also end
+# any worker that outlived its master (by PID, with a diag).  Returns what
+# wait_exit() returns.
 sub stop {
     my ($self) = @_;
     my $m = $self->master_pid;
+    my $sp = $self->{pid} && $self->_alive_child ? $self->{pid} : undef;
     return undef unless $m || $self->{pid};
-    my @w = $m ? _children($m) : ();
-    kill 'TERM', $m if $m;
+    my @masters = grep { defined } $m, (($sp && (!$m || $sp != $m)) ? $sp : ());
+    my @w = map { _children($_) } @masters;
+    kill 'TERM', @masters if @masters;
     my $code = $self->wait_exit(5);
     unless (defined $code) {
-        _diag("Hamlyn::Test: master $m ignored TERM for 5 s, sending KILL");
-        kill 'KILL', $m if $m;
-        kill 'KILL', $self->{pid} if $self->{pid};
+        _diag("Hamlyn::Test: master(s) @masters ignored TERM for 5 s, sending KILL");
+        kill 'KILL', grep { _alive_pid($_) } @masters;
         $code = $self->wait_exit(5);
     }
     my $deadline = time + 3;
@@ -428,7 +441,7 @@ sub _is_ours {
     my ($pid) = @_;
     open my $fh, '<', "/proc/$pid/stat" or return 0;
     my $l = <$fh> // return 0;
-    return 0 if $l =~ /^\d+ \(.*\) Z /s;
+    return 0 if $l =~ /^\d+ \(.*\) [ZX] /s;
     my $exe = readlink("/proc/$pid/exe") // '';
     my $bin = abs_path(_bin()) // _bin();
     return $exe =~ /\Q$bin\E/ || $exe =~ /hamlyn/;
@@ -542,9 +555,16 @@ sub _capture {
     my $stdin_open = 1;
     my $last = time;
     my $timed_out = 0;
+    my ($reaped, $status, $grace);
     while ($sel->count) {
         my $left = $deadline - time;
         if ($left <= 0) { $timed_out = 1; last }
+        # A child that daemonized may leave our pipe open in a grandchild:
+        # once the direct child has exited, read for 0.5 s more, then stop.
+        if (!$reaped && waitpid($pid, WNOHANG) == $pid) {
+            ($reaped, $status, $grace) = (1, $?, time + 0.5);
+        }
+        last if $reaped && time > $grace;
         if ($stdin_open && length $input == 0) {
             my $close = !$hold;
             $close ||= $expect && $out =~ $expect;
@@ -567,9 +587,13 @@ sub _capture {
         }
     }
     close $iw if $stdin_open;
-    if ($timed_out) { kill 'KILL', $pid }
-    waitpid($pid, 0);
-    my $code = $timed_out ? 124 : ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+    close $_ for $sel->handles;
+    unless ($reaped) {
+        kill 'KILL', $pid if $timed_out;
+        waitpid($pid, 0);
+        $status = $?;
+    }
+    my $code = $timed_out ? 124 : ($status & 127) ? 128 + ($status & 127) : $status >> 8;
     return ($code, $out, $err);
 }
 
@@ -767,7 +791,12 @@ sub _cleanup {
     return if $self->{cleaned} || $$ != $self->{owner_pid};
     $self->{cleaned} = 1;
     local ($?, $!, $@);
-    $self->stop if $self->{started};
+    # Stop what run() started, and a master left behind by `hamlyn -d`
+    # (found through the pid file; only a process running hamlyn).
+    my $m = $self->master_pid;
+    if ($self->{started} || ($m && _is_ours($m))) {
+        $self->stop;
+    }
     $self->stop_backend($_) for @{ $self->{backends} };
     my $tb = Test::More->builder;
     my $failed = !$tb->is_passing;

@@ -1,0 +1,1006 @@
+/*
+ * hm_tls.c: the TLS contexts (built once per configuration generation, in
+ * the master, before the workers fork) and the hand-off of a terminating
+ * connection from preread to the TLS handshake.
+ *
+ * Data flow: hm_cycle_new() calls hm_tls_site_init() for every terminating
+ * site, which builds site->tls_ctx (certificates, versions, ALPN, client
+ * auth, session tickets, OCSP) and, on first use of a configuration, the
+ * client contexts of its TLS upstreams (hm_tls_upstream_init, freed with
+ * the configuration pool).  At run time, after sni_route picked a
+ * terminating site, preread calls hm_tls_terminate_start(c): the socket
+ * becomes an hm_stream_t, the preread ClientHello is fed to the handshake,
+ * and on success the HTTP layer takes the connection.  Nothing per
+ * connection is built here: the select-certificate callback only swaps in
+ * the pre-built RSA chain for clients that cannot take ECDSA.
+ *
+ * Session tickets: every site of one configuration shares one key set.
+ * runtime.tls_session_ticket_keys names a file of keys (one base64 key per
+ * line: 80 bytes = 16 name + 32 HMAC-SHA256 + 32 AES-256 key, or 48 bytes =
+ * 16 + 16 + 16 AES-128; the first line encrypts new tickets, every line
+ * decrypts; '#' lines ignored; a raw 48- or 80-byte binary file as nginx
+ * writes it is accepted too).  Without it, keys derive from a random
+ * secret drawn at start: one key per hour (HMAC of the secret and the hour
+ * number), the previous hour's still decrypts, so every worker forked from
+ * the same master agrees without talking to the others.
+ */
+#include "hm_core.h"
+#include "hm_conf.h"
+#include "hm_conn.h"
+#include "hm_log.h"
+#include "hm_stream.h"
+#include "hm_http.h"
+#include "hm_tls.h"
+#include "hm_tls_int.h"
+
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/base64.h>
+#include <openssl/bytestring.h>
+#include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Other layers' entry points, weak so that this file links (and unit
+ * tests build) in a tree where they are not there yet. */
+#pragma weak hm_http_conn_start
+#pragma weak hm_conn_log
+#pragma weak hm_conn_free
+
+#define HM_TICKET_MAX_KEYS 16
+#define HM_TICKET_ROTATE_S 3600
+
+typedef struct {
+    uint8_t name[16];
+    uint8_t hmac[32];
+    uint8_t aes[32];
+    size_t  hmac_len;
+    size_t  aes_len;                /* 16 or 32 */
+} hm_ticket_key_t;
+
+typedef struct {
+    int             from_file;
+    hm_ticket_key_t keys[HM_TICKET_MAX_KEYS];  /* file: [0] encrypts */
+    size_t          nkeys;
+    uint8_t         secret[32];     /* random mode */
+    uint64_t        hour;           /* random mode: keys[0] = hour,
+                                       keys[1] = hour - 1 */
+} hm_tickets_t;
+
+/* Per-site state hung on the SSL_CTX (ex_data). */
+typedef struct {
+    hm_conf_site_t  *site;
+    hm_tls_cert_t   *ecdsa;         /* default certificate when present */
+    hm_tls_cert_t   *rsa;           /* fallback */
+    CRYPTO_BUFFER  **rsa_chain;
+    size_t           rsa_nchain;
+    EVP_PKEY        *rsa_key;       /* own reference */
+    uint8_t         *rsa_ocsp;      /* own copy or NULL */
+    size_t           rsa_ocsp_len;
+    uint8_t         *alpn;          /* wire format */
+    size_t           alpn_len;
+    hm_tickets_t    *tickets;
+    int              max_version;
+} hm_tls_site_t;
+
+static int hm_tls_site_index = -1;
+
+/* Counters of this worker, for metrics. */
+static uint64_t hm_tls_nhandshakes;
+static uint64_t hm_tls_nfailed;
+static uint64_t hm_tls_nresumed;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void
+err_from_queue(char *err, size_t errlen, const char *what)
+{
+    uint32_t    e = ERR_get_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    if (r != NULL) {
+        snprintf(err, errlen, "%s: %s", what, r);
+    } else {
+        snprintf(err, errlen, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+/* Builds a CRYPTO_BUFFER array: leaf then intermediates. */
+static CRYPTO_BUFFER **
+cert_buffers(hm_tls_cert_t *tc, size_t *n)
+{
+    CRYPTO_BUFFER **bufs;
+    X509           *x;
+    uint8_t        *der;
+    size_t          i, k, nchain;
+    int             len;
+
+    nchain = tc->chain != NULL ? sk_X509_num(tc->chain) : 0;
+    bufs = hm_xcalloc(nchain + 1, sizeof(*bufs));
+    k = 0;
+    for (i = 0; i <= nchain; i++) {
+        x = i == 0 ? tc->leaf : sk_X509_value(tc->chain, i - 1);
+        der = NULL;
+        len = i2d_X509(x, &der);
+        if (len <= 0) {
+            continue;
+        }
+        bufs[k++] = CRYPTO_BUFFER_new(der, len, NULL);
+        OPENSSL_free(der);
+    }
+    *n = k;
+    return bufs;
+}
+
+static void
+cert_buffers_free(CRYPTO_BUFFER **bufs, size_t n)
+{
+    size_t i;
+
+    if (bufs == NULL) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        CRYPTO_BUFFER_free(bufs[i]);
+    }
+    free(bufs);
+}
+
+/* ---- session tickets -------------------------------------------------- */
+
+/* Cache: the key set of the conf being built (conf and its pool: a new
+ * conf may reuse a freed one's address, never while its pool lives). */
+static hm_conf_t    *tickets_conf;
+static hm_pool_t    *tickets_pool;
+static hm_tickets_t *tickets_set;
+
+static void
+tickets_cleanup(void *data)
+{
+    hm_tickets_t *t = data;
+
+    if (tickets_set == t) {
+        tickets_set = NULL;
+        tickets_conf = NULL;
+        tickets_pool = NULL;
+    }
+    OPENSSL_cleanse(t, sizeof(*t));
+}
+
+static int
+ticket_key_parse(hm_ticket_key_t *k, const uint8_t *raw, size_t len)
+{
+    if (len != 48 && len != 80) {
+        return HM_ERROR;
+    }
+    memcpy(k->name, raw, 16);
+    k->hmac_len = len == 80 ? 32 : 16;
+    k->aes_len = len == 80 ? 32 : 16;
+    memcpy(k->hmac, raw + 16, k->hmac_len);
+    memcpy(k->aes, raw + 16 + k->hmac_len, k->aes_len);
+    return HM_OK;
+}
+
+/*
+ * Reads the ticket key file (format in the file comment).  Returns HM_OK
+ * or HM_ERROR with a reason.
+ */
+static int
+tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
+{
+    FILE    *f;
+    uint8_t  data[65536], raw[128];
+    size_t   n, pos, end, len, outlen;
+    int      line = 0, text_ok = 1;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "runtime.tls_session_ticket_keys: cannot read "
+                 "\"%s\"", path);
+        return HM_ERROR;
+    }
+    n = fread(data, 1, sizeof(data) - 1, f);
+    fclose(f);
+    data[n] = '\0';
+
+    t->nkeys = 0;
+    for (pos = 0; pos < n && text_ok; pos = end + 1) {
+        for (end = pos; end < n && data[end] != '\n'; end++) {
+            /* find end of line */
+        }
+        line++;
+        len = end - pos;
+        while (len > 0 && (data[pos + len - 1] == '\r'
+                           || data[pos + len - 1] == ' '))
+        {
+            len--;
+        }
+        while (len > 0 && data[pos] == ' ') {
+            pos++;
+            len--;
+        }
+        if (len == 0 || data[pos] == '#') {
+            continue;
+        }
+        if (len > 120
+            || !EVP_DecodeBase64(raw, &outlen, sizeof(raw), data + pos, len)
+            || t->nkeys == HM_TICKET_MAX_KEYS
+            || ticket_key_parse(&t->keys[t->nkeys], raw, outlen) != HM_OK)
+        {
+            text_ok = 0;
+            break;
+        }
+        t->nkeys++;
+    }
+    ERR_clear_error();
+    if (text_ok && t->nkeys > 0) {
+        return HM_OK;
+    }
+    if (n == 48 || n == 80) {
+        t->nkeys = 1;
+        ticket_key_parse(&t->keys[0], data, n);
+        return HM_OK;
+    }
+    snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line %d: "
+             "expected base64 of a 48- or 80-byte key per line", path, line);
+    t->nkeys = 0;
+    return HM_ERROR;
+}
+
+static void
+tickets_derive(hm_tickets_t *t, hm_ticket_key_t *k, uint64_t hour)
+{
+    uint8_t      msg[9], out[EVP_MAX_MD_SIZE];
+    unsigned int outlen;
+    int          i;
+
+    for (i = 0; i < 8; i++) {
+        msg[1 + i] = (uint8_t) (hour >> (56 - 8 * i));
+    }
+    msg[0] = 'n';
+    HMAC(EVP_sha256(), t->secret, sizeof(t->secret), msg, 9, out, &outlen);
+    memcpy(k->name, out, 16);
+    msg[0] = 'h';
+    HMAC(EVP_sha256(), t->secret, sizeof(t->secret), msg, 9, out, &outlen);
+    memcpy(k->hmac, out, 32);
+    msg[0] = 'a';
+    HMAC(EVP_sha256(), t->secret, sizeof(t->secret), msg, 9, out, &outlen);
+    memcpy(k->aes, out, 32);
+    k->hmac_len = 32;
+    k->aes_len = 32;
+}
+
+/* Random mode: makes keys[0] the key of the current hour, keys[1] the
+ * previous one. */
+static void
+tickets_rotate(hm_tickets_t *t)
+{
+    uint64_t hour = (uint64_t) time(NULL) / HM_TICKET_ROTATE_S;
+
+    if (t->nkeys == 2 && t->hour == hour) {
+        return;
+    }
+    t->hour = hour;
+    tickets_derive(t, &t->keys[0], hour);
+    tickets_derive(t, &t->keys[1], hour - 1);
+    t->nkeys = 2;
+}
+
+static hm_tickets_t *
+tickets_get(hm_conf_t *conf, char *err, size_t errlen)
+{
+    hm_tickets_t *t;
+
+    if (tickets_conf == conf && tickets_pool == conf->pool
+        && tickets_set != NULL)
+    {
+        return tickets_set;
+    }
+    t = hm_pool_calloc(conf->pool, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (conf->runtime.tls_session_ticket_keys != NULL) {
+        if (tickets_load_file(t, conf->runtime.tls_session_ticket_keys, err,
+                              errlen) != HM_OK)
+        {
+            return NULL;
+        }
+        t->from_file = 1;
+    } else {
+        RAND_bytes(t->secret, sizeof(t->secret));
+        tickets_rotate(t);
+    }
+    hm_pool_cleanup_add(conf->pool, tickets_cleanup, t);
+    tickets_conf = conf;
+    tickets_pool = conf->pool;
+    tickets_set = t;
+    return t;
+}
+
+/*
+ * BoringSSL ticket key callback: encrypt with the current key, decrypt
+ * with any known key (asking for a fresh ticket when it was not the
+ * current one).  Returns 1 (ok), 2 (ok, renew), 0 (unknown key: full
+ * handshake), -1 (error).
+ */
+static int
+ticket_key_cb(SSL *ssl, uint8_t *name, uint8_t *iv, EVP_CIPHER_CTX *ectx,
+              HMAC_CTX *hctx, int encrypt)
+{
+    hm_tls_site_t   *ts;
+    hm_tickets_t    *t;
+    hm_ticket_key_t *k;
+    size_t           i;
+
+    ts = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), hm_tls_site_index);
+    if (ts == NULL || ts->tickets == NULL) {
+        return -1;
+    }
+    t = ts->tickets;
+    if (!t->from_file) {
+        tickets_rotate(t);
+    }
+    if (encrypt) {
+        k = &t->keys[0];
+        if (!RAND_bytes(iv, 16)) {
+            return -1;
+        }
+        memcpy(name, k->name, 16);
+        if (!EVP_EncryptInit_ex(ectx, k->aes_len == 32 ? EVP_aes_256_cbc()
+                                                       : EVP_aes_128_cbc(),
+                                NULL, k->aes, iv)
+            || !HMAC_Init_ex(hctx, k->hmac, k->hmac_len, EVP_sha256(), NULL))
+        {
+            return -1;
+        }
+        return 1;
+    }
+    for (i = 0; i < t->nkeys; i++) {
+        k = &t->keys[i];
+        if (memcmp(name, k->name, 16) != 0) {
+            continue;
+        }
+        if (!HMAC_Init_ex(hctx, k->hmac, k->hmac_len, EVP_sha256(), NULL)
+            || !EVP_DecryptInit_ex(ectx, k->aes_len == 32 ? EVP_aes_256_cbc()
+                                                          : EVP_aes_128_cbc(),
+                                   NULL, k->aes, iv))
+        {
+            return -1;
+        }
+        return i == 0 ? 1 : 2;
+    }
+    return 0;
+}
+
+/* ---- site context callbacks ------------------------------------------- */
+
+static int
+u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
+{
+    CBS      l = *list;
+    uint16_t v;
+    size_t   i;
+
+    while (CBS_len(&l) >= 2) {
+        if (!CBS_get_u16(&l, &v)) {
+            return 0;
+        }
+        for (i = 0; i < nwant; i++) {
+            if (v == want[i]) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Decides from the raw ClientHello whether the client can take an ECDSA
+ * certificate: with TLS 1.3 on offer, its signature_algorithms must list
+ * an ECDSA scheme; with TLS 1.2 only, it must also offer an ECDHE-ECDSA
+ * cipher suite.  Clients that cannot get the RSA chain instead.
+ */
+static enum ssl_select_cert_result_t
+select_cert_cb(const SSL_CLIENT_HELLO *ch)
+{
+    static const uint16_t ecdsa_sigalgs[] = { 0x0403, 0x0503, 0x0603, 0x0203 };
+    static const uint16_t ecdsa_suites[] = { 0xc02b, 0xc02c, 0xcca9, 0xc009,
+                                             0xc00a };
+    static const uint16_t tls13[] = { 0x0304 };
+    hm_tls_site_t        *ts;
+    const uint8_t        *ext;
+    size_t                extlen;
+    CBS                   cbs, list;
+    uint8_t               vlen;
+    int                   has13 = 0, ecdsa_ok = 1;
+
+    ts = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ch->ssl), hm_tls_site_index);
+    if (ts == NULL || ts->ecdsa == NULL || ts->rsa == NULL) {
+        return ssl_select_cert_success;
+    }
+
+    if (ts->max_version >= HM_TLS1_3
+        && SSL_early_callback_ctx_extension_get(ch, 0x002b, &ext, &extlen))
+    {
+        CBS_init(&cbs, ext, extlen);
+        if (CBS_get_u8(&cbs, &vlen) && CBS_get_bytes(&cbs, &list, vlen)) {
+            has13 = u16_list_has(&list, tls13, 1);
+        }
+    }
+    if (SSL_early_callback_ctx_extension_get(ch, 0x000d, &ext, &extlen)) {
+        CBS_init(&cbs, ext, extlen);
+        if (CBS_get_u16_length_prefixed(&cbs, &list)) {
+            ecdsa_ok = u16_list_has(&list, ecdsa_sigalgs,
+                                    hm_nelem(ecdsa_sigalgs));
+        } else {
+            ecdsa_ok = 0;
+        }
+    } else if (has13) {
+        ecdsa_ok = 0;
+    }
+    if (ecdsa_ok && !has13) {
+        CBS_init(&list, ch->cipher_suites, ch->cipher_suites_len);
+        ecdsa_ok = u16_list_has(&list, ecdsa_suites, hm_nelem(ecdsa_suites));
+    }
+    if (!ecdsa_ok) {
+        if (!SSL_set_chain_and_key(ch->ssl, ts->rsa_chain, ts->rsa_nchain,
+                                   ts->rsa_key, NULL))
+        {
+            ERR_clear_error();
+            return ssl_select_cert_error;
+        }
+        if (ts->rsa_ocsp != NULL) {
+            SSL_set_ocsp_response(ch->ssl, ts->rsa_ocsp, ts->rsa_ocsp_len);
+        }
+    }
+    return ssl_select_cert_success;
+}
+
+static int
+alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen,
+               const uint8_t *in, unsigned inlen, void *arg)
+{
+    hm_tls_site_t *ts = arg;
+    uint8_t       *sel;
+
+    if (SSL_select_next_proto(&sel, outlen, ts->alpn, ts->alpn_len, in, inlen)
+        != OPENSSL_NPN_NEGOTIATED)
+    {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ---- site init -------------------------------------------------------- */
+
+static int hm_tls_upstreams_init(hm_conf_t *conf, char *err, size_t errlen);
+
+/*
+ * Builds site->tls_ctx for a terminating site.  Certificates come from
+ * hm_tls_cert_load() (cert->tls is an hm_tls_cert_t).  Returns HM_OK, or
+ * HM_ERROR with a reason in err.
+ */
+int
+hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
+                 size_t errlen)
+{
+    hm_conf_site_tls_t *st = &site->tls;
+    hm_tls_site_t      *ts;
+    hm_tls_cert_t      *tc, *def;
+    SSL_CTX            *ctx;
+    CRYPTO_BUFFER     **bufs;
+    STACK_OF(X509_NAME) *names;
+    uint8_t             sid[SHA256_DIGEST_LENGTH];
+    size_t              i, n, len, pos;
+
+    ERR_clear_error();
+    if (hm_tls_upstreams_init(conf, err, errlen) != HM_OK) {
+        return HM_ERROR;
+    }
+    if (hm_tls_site_index < 0) {
+        hm_tls_site_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+                                                     NULL);
+    }
+    if (st->ncertificates == 0) {
+        snprintf(err, errlen, "certificates: at least one is required");
+        return HM_ERROR;
+    }
+
+    ts = hm_xcalloc(1, sizeof(*ts));
+    ts->site = site;
+    ts->max_version = st->max_version ? st->max_version : HM_TLS1_3;
+    for (i = 0; i < st->ncertificates; i++) {
+        tc = st->certificates[i]->tls;
+        if (tc == NULL || tc->leaf == NULL || tc->key == NULL) {
+            snprintf(err, errlen, "certificates[%zu]: \"%s\" is not loaded",
+                     i, st->certificates[i]->name);
+            free(ts);
+            return HM_ERROR;
+        }
+        if (tc->key_type == EVP_PKEY_EC && ts->ecdsa == NULL) {
+            ts->ecdsa = tc;
+        } else if (tc->key_type == EVP_PKEY_RSA && ts->rsa == NULL) {
+            ts->rsa = tc;
+        }
+    }
+    def = ts->ecdsa != NULL ? ts->ecdsa : st->certificates[0]->tls;
+    if (def == ts->rsa) {
+        ts->rsa = NULL;             /* no ECDSA: RSA is simply the default */
+    }
+
+    ctx = SSL_CTX_new(TLS_method());
+    if (ctx == NULL) {
+        err_from_queue(err, errlen, "SSL_CTX_new failed");
+        free(ts);
+        return HM_ERROR;
+    }
+    SSL_CTX_set_ex_data(ctx, hm_tls_site_index, ts);
+    site->tls_ctx = ctx;            /* hm_tls_site_cleanup frees from here */
+
+    if (!SSL_CTX_set_min_proto_version(ctx, st->min_version ? st->min_version
+                                                            : HM_TLS1_2)
+        || !SSL_CTX_set_max_proto_version(ctx, ts->max_version))
+    {
+        err_from_queue(err, errlen, "min_version/max_version");
+        goto failed;
+    }
+    if (st->ciphers != NULL
+        && !SSL_CTX_set_strict_cipher_list(ctx, st->ciphers))
+    {
+        err_from_queue(err, errlen, "ciphers: invalid cipher list");
+        goto failed;
+    }
+    SSL_CTX_set1_curves_list(ctx, "X25519:P-256:P-384");
+
+    /* Default certificate (ECDSA when there is one). */
+    bufs = cert_buffers(def, &n);
+    if (!SSL_CTX_set_chain_and_key(ctx, bufs, n, def->key, NULL)) {
+        cert_buffers_free(bufs, n);
+        err_from_queue(err, errlen, "certificates: cannot use the chain");
+        goto failed;
+    }
+    cert_buffers_free(bufs, n);
+    if (def->ocsp != NULL
+        && !SSL_CTX_set_ocsp_response(ctx, def->ocsp, def->ocsp_len))
+    {
+        err_from_queue(err, errlen, "certificates: OCSP response");
+        goto failed;
+    }
+    if (ts->rsa != NULL) {
+        ts->rsa_chain = cert_buffers(ts->rsa, &ts->rsa_nchain);
+        ts->rsa_key = ts->rsa->key;
+        EVP_PKEY_up_ref(ts->rsa_key);
+        if (ts->rsa->ocsp != NULL && ts->rsa->ocsp_len > 0) {
+            ts->rsa_ocsp = hm_xmalloc(ts->rsa->ocsp_len);
+            memcpy(ts->rsa_ocsp, ts->rsa->ocsp, ts->rsa->ocsp_len);
+            ts->rsa_ocsp_len = ts->rsa->ocsp_len;
+        }
+        SSL_CTX_set_select_certificate_cb(ctx, select_cert_cb);
+    }
+
+    /* ALPN. */
+    len = 0;
+    for (i = 0; i < st->nalpn; i++) {
+        len += 1 + strlen(st->alpn[i]);
+    }
+    if (st->nalpn == 0) {
+        ts->alpn = (uint8_t *) hm_xstrdup("\x08http/1.1");
+        ts->alpn_len = 9;
+    } else {
+        ts->alpn = hm_xmalloc(len);
+        pos = 0;
+        for (i = 0; i < st->nalpn; i++) {
+            n = strlen(st->alpn[i]);
+            if (n == 0 || n > 255) {
+                snprintf(err, errlen, "alpn[%zu]: invalid protocol name", i);
+                goto failed;
+            }
+            ts->alpn[pos++] = (uint8_t) n;
+            memcpy(ts->alpn + pos, st->alpn[i], n);
+            pos += n;
+        }
+        ts->alpn_len = pos;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, ts);
+
+    /* Client certificates. */
+    if (st->client_auth != HM_CLIENT_AUTH_NONE) {
+        if (st->client_auth_ca == NULL) {
+            snprintf(err, errlen, "client_auth.ca: required");
+            goto failed;
+        }
+        if (!SSL_CTX_load_verify_locations(ctx, st->client_auth_ca, NULL)) {
+            err_from_queue(err, errlen, "client_auth.ca: cannot load");
+            goto failed;
+        }
+        names = SSL_load_client_CA_file(st->client_auth_ca);
+        if (names != NULL) {
+            SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER
+                                | (st->client_auth == HM_CLIENT_AUTH_REQUIRED
+                                   ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+        SSL_CTX_set_verify_depth(ctx, 8);
+    }
+
+    /* Sessions: stateless tickets only, bound to this site. */
+    SHA256((const uint8_t *) site->name, strlen(site->name), sid);
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    ts->tickets = tickets_get(conf, err, errlen);
+    if (ts->tickets == NULL) {
+        goto failed;
+    }
+    SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_key_cb);
+    SSL_CTX_set_timeout(ctx, ts->tickets->from_file ? 86400
+                                                    : HM_TICKET_ROTATE_S);
+    SSL_CTX_set_session_psk_dhe_timeout(ctx, ts->tickets->from_file
+                                                 ? 86400 : HM_TICKET_ROTATE_S);
+    ERR_clear_error();
+    return HM_OK;
+
+failed:
+    hm_tls_site_cleanup(site);
+    return HM_ERROR;
+}
+
+void
+hm_tls_site_cleanup(hm_conf_site_t *site)
+{
+    hm_tls_site_t *ts;
+    SSL_CTX       *ctx = site->tls_ctx;
+
+    if (ctx == NULL) {
+        return;
+    }
+    ts = SSL_CTX_get_ex_data(ctx, hm_tls_site_index);
+    if (ts != NULL) {
+        cert_buffers_free(ts->rsa_chain, ts->rsa_nchain);
+        EVP_PKEY_free(ts->rsa_key);
+        free(ts->rsa_ocsp);
+        free(ts->alpn);
+        free(ts);
+        SSL_CTX_set_ex_data(ctx, hm_tls_site_index, NULL);
+    }
+    SSL_CTX_free(ctx);
+    site->tls_ctx = NULL;
+}
+
+/* ---- upstream (client) contexts --------------------------------------- */
+
+typedef struct {
+    hm_conf_upstream_tls_t *ut;
+    uint8_t               (*pins)[SHA256_DIGEST_LENGTH];
+    size_t                  npins;
+} hm_tls_upstream_t;
+
+static int
+spki_pinned(hm_tls_upstream_t *tu, X509 *x)
+{
+    uint8_t *der = NULL, md[SHA256_DIGEST_LENGTH];
+    int      len;
+    size_t   i;
+
+    len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    if (len <= 0) {
+        return 0;
+    }
+    SHA256(der, len, md);
+    OPENSSL_free(der);
+    for (i = 0; i < tu->npins; i++) {
+        if (memcmp(md, tu->pins[i], sizeof(md)) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Certificate verification of upstream connections: the chain against the
+ * CA with the host name (unless verify is off, which requires an accepted
+ * risk), then the SPKI pins when there are any (any certificate of the
+ * chain may match).  Returns 1 to accept.
+ */
+static int
+upstream_verify_cb(X509_STORE_CTX *sctx, void *arg)
+{
+    hm_tls_upstream_t *tu = arg;
+    STACK_OF(X509)    *chain;
+    X509              *leaf;
+    size_t             i;
+    int                ok = 1;
+
+    if (tu->ut->verify) {
+        ok = X509_verify_cert(sctx) == 1;
+        if (!ok) {
+            return 0;
+        }
+    }
+    if (tu->npins == 0) {
+        return 1;
+    }
+    leaf = X509_STORE_CTX_get0_cert(sctx);
+    if (leaf != NULL && spki_pinned(tu, leaf)) {
+        return 1;
+    }
+    chain = tu->ut->verify ? X509_STORE_CTX_get0_chain(sctx)
+                           : X509_STORE_CTX_get0_untrusted(sctx);
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+        if (spki_pinned(tu, sk_X509_value(chain, i))) {
+            return 1;
+        }
+    }
+    X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+static void
+upstream_ctx_free(void *data)
+{
+    hm_conf_upstream_t *u = data;
+    hm_tls_upstream_t  *tu;
+
+    if (u->tls.tls == NULL) {
+        return;
+    }
+    tu = SSL_CTX_get_app_data((SSL_CTX *) u->tls.tls);
+    SSL_CTX_free(u->tls.tls);
+    u->tls.tls = NULL;
+    if (tu != NULL) {
+        free(tu->pins);
+        free(tu);
+    }
+}
+
+/*
+ * Builds u->tls.tls, the client SSL_CTX of an upstream with "tls": CA
+ * (tls.ca, else the system's default paths), host name check against
+ * server_name, pins, client certificate (mTLS), session callback, ALPN
+ * http/1.1.  Freed with conf->pool.  HM_OK or HM_ERROR with a reason.
+ */
+int
+hm_tls_upstream_init(hm_conf_t *conf, hm_conf_upstream_t *u, char *err,
+                     size_t errlen)
+{
+    hm_conf_upstream_tls_t *ut = &u->tls;
+    hm_tls_upstream_t      *tu;
+    hm_tls_cert_t          *cc;
+    SSL_CTX                *ctx;
+    X509_VERIFY_PARAM      *param;
+    const char             *p;
+    size_t                  i, outlen;
+    uint8_t                 raw[64];
+
+    if (!ut->present || ut->tls != NULL) {
+        return HM_OK;
+    }
+    ctx = SSL_CTX_new(TLS_method());
+    if (ctx == NULL) {
+        err_from_queue(err, errlen, "SSL_CTX_new failed");
+        return HM_ERROR;
+    }
+    tu = hm_xcalloc(1, sizeof(*tu));
+    tu->ut = ut;
+    SSL_CTX_set_app_data(ctx, tu);
+    ut->tls = ctx;
+    hm_pool_cleanup_add(conf->pool, upstream_ctx_free, u);
+
+    SSL_CTX_set_min_proto_version(ctx, HM_TLS1_2);
+    SSL_CTX_set_max_proto_version(ctx, HM_TLS1_3);
+    SSL_CTX_set1_curves_list(ctx, "X25519:P-256:P-384");
+    SSL_CTX_set_alpn_protos(ctx, (const uint8_t *) "\x08http/1.1", 9);
+
+    if (ut->ca_path != NULL) {
+        if (!SSL_CTX_load_verify_locations(ctx, ut->ca_path, NULL)) {
+            err_from_queue(err, errlen, "tls.ca: cannot load");
+            return HM_ERROR;
+        }
+    } else if (!SSL_CTX_set_default_verify_paths(ctx)) {
+        ERR_clear_error();
+    }
+    param = SSL_CTX_get0_param(ctx);
+    if (ut->server_name != NULL && ut->verify) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, ut->server_name) != 1) {
+            ERR_clear_error();
+            if (!X509_VERIFY_PARAM_set1_host(param, ut->server_name,
+                                             strlen(ut->server_name)))
+            {
+                err_from_queue(err, errlen, "tls.server_name: invalid");
+                return HM_ERROR;
+            }
+        }
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+
+    if (ut->npins > 0) {
+        tu->pins = hm_xcalloc(ut->npins, sizeof(*tu->pins));
+        for (i = 0; i < ut->npins; i++) {
+            p = ut->pins[i];
+            if (strncmp(p, "sha256/", 7) != 0
+                || !EVP_DecodeBase64(raw, &outlen, sizeof(raw),
+                                     (const uint8_t *) p + 7, strlen(p + 7))
+                || outlen != SHA256_DIGEST_LENGTH)
+            {
+                ERR_clear_error();
+                snprintf(err, errlen, "tls.pins[%zu]: expected "
+                         "\"sha256/\" and the base64 of 32 bytes", i);
+                return HM_ERROR;
+            }
+            memcpy(tu->pins[i], raw, SHA256_DIGEST_LENGTH);
+        }
+        tu->npins = ut->npins;
+    }
+    SSL_CTX_set_cert_verify_callback(ctx, upstream_verify_cb, tu);
+
+    if (ut->client_certificate != NULL) {
+        cc = ut->client_certificate->tls;
+        if (cc == NULL || cc->leaf == NULL || cc->key == NULL) {
+            snprintf(err, errlen, "tls.client_certificate: \"%s\" is not "
+                     "loaded", ut->client_certificate->name);
+            return HM_ERROR;
+        }
+        if (!SSL_CTX_use_certificate(ctx, cc->leaf)
+            || !SSL_CTX_use_PrivateKey(ctx, cc->key))
+        {
+            err_from_queue(err, errlen, "tls.client_certificate");
+            return HM_ERROR;
+        }
+        for (i = 0; cc->chain != NULL && i < sk_X509_num(cc->chain); i++) {
+            SSL_CTX_add1_chain_cert(ctx, sk_X509_value(cc->chain, i));
+        }
+    }
+
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT
+                                        | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, hm__tls_client_new_session);
+    ERR_clear_error();
+    return HM_OK;
+}
+
+/* Builds the client contexts of every TLS upstream of conf once. */
+static int
+hm_tls_upstreams_init(hm_conf_t *conf, char *err, size_t errlen)
+{
+    char   reason[256];
+    size_t i;
+
+    for (i = 0; i < conf->nupstreams; i++) {
+        if (!conf->upstreams[i].tls.present
+            || conf->upstreams[i].tls.tls != NULL)
+        {
+            continue;
+        }
+        reason[0] = '\0';
+        if (hm_tls_upstream_init(conf, &conf->upstreams[i], reason,
+                                 sizeof(reason)) != HM_OK)
+        {
+            snprintf(err, errlen, "upstreams.%s.%s",
+                     conf->upstreams[i].name, reason);
+            return HM_ERROR;
+        }
+    }
+    return HM_OK;
+}
+
+/* ---- hand-off from preread -------------------------------------------- */
+
+void
+hm_tls_stats(uint64_t *handshakes, uint64_t *failed, uint64_t *resumed)
+{
+    *handshakes = hm_tls_nhandshakes;
+    *failed = hm_tls_nfailed;
+    *resumed = hm_tls_nresumed;
+}
+
+static void
+terminate_closed(hm_stream_t *s)
+{
+    hm_conn_t *c = s->data;
+
+    if (hm_conn_log != NULL) {
+        hm_conn_log(c);
+    }
+    if (hm_conn_free != NULL) {
+        hm_conn_free(c);
+    }
+}
+
+static void
+terminate_abort(hm_conn_t *c)
+{
+    hm_stream_t *s = c->owner;
+
+    if (c->outcome == NULL) {
+        c->outcome = "shutdown";
+    }
+    hm_stream_close(s, terminate_closed);
+}
+
+static void
+terminate_handshake_done(hm_stream_t *s, int status)
+{
+    hm_conn_t *c = s->data;
+
+    if (status != 0) {
+        hm_tls_nfailed++;
+        c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
+                                            : "tls_handshake_failed";
+        hm_log_info(&c->log, "TLS handshake failed: %s",
+                    status == UV_ETIMEDOUT ? "timeout" : hm_stream_error(s));
+        hm_stream_close(s, terminate_closed);
+        return;
+    }
+    hm_tls_nhandshakes++;
+    if (hm_stream_tls_resumed(s)) {
+        hm_tls_nresumed++;
+    }
+    c->log.action = NULL;
+    c->drain = NULL;
+    c->abort = NULL;
+    c->owner = NULL;
+    if (hm_http_conn_start == NULL) {
+        hm_log_error(&c->log, "no HTTP layer in this build");
+        c->outcome = "no_http";
+        hm_stream_close(s, terminate_closed);
+        return;
+    }
+    hm_http_conn_start(c, s);
+}
+
+/*
+ * Takes over c after preread (its poll handle is closed): the socket
+ * becomes a stream in c->pool, the handshake starts with the preread
+ * ClientHello; on success hm_http_conn_start(c, s), on failure the
+ * connection is logged (info) and freed.
+ */
+void
+hm_tls_terminate_start(hm_conn_t *c)
+{
+    hm_stream_t *s;
+    int          rc, fd = c->fd;
+
+    s = hm_pool_calloc(c->pool, sizeof(*s));
+    if (s == NULL) {
+        hm_log_warn(&c->log, "out of memory for the TLS stream");
+        close(fd);
+        c->fd = -1;
+        c->outcome = "no_memory";
+        terminate_closed(&(hm_stream_t) { .data = c });
+        return;
+    }
+    s->data = c;
+    c->log.action = "during TLS handshake";
+    c->owner = s;
+    c->abort = terminate_abort;
+    c->drain = terminate_abort;
+    rc = hm_stream_open(s, c->worker->loop, fd);
+    if (rc == 0) {
+        c->fd = -1;                 /* the stream owns it now */
+        rc = hm_stream_tls_accept(s, c->site->tls_ctx, c->preread,
+                                  c->preread_len,
+                                  c->site->tls.handshake_timeout_ms,
+                                  terminate_handshake_done);
+    }
+    if (rc != 0) {
+        hm_tls_nfailed++;
+        hm_log_warn(&c->log, "cannot start the TLS handshake: %s",
+                    rc == HM_STREAM_ETLS ? hm_stream_error(s)
+                                         : uv_strerror(rc));
+        c->outcome = "tls_handshake_failed";
+        if (c->fd >= 0) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        hm_stream_close(s, terminate_closed);
+    }
+}

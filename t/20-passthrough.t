@@ -1,0 +1,214 @@
+#!/usr/bin/perl
+# 20-passthrough.t: TLS passthrough by SNI (issue 2).  The real ./hamlyn
+# reads the ClientHello, routes by server name (exact, "*." wildcard,
+# default site, refusal) and splices the client's own TLS session to real
+# TLS backends (t/lib/hm_backend.py), which identify themselves.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+
+plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+
+my $be_a    = $t->backend(mode => 'tls-echo', cert => 'a.test',      name => 'A');
+my $be_wild = $t->backend(mode => 'tls-echo', cert => 'wild.test',   name => 'WILD');
+my $be_ex   = $t->backend(mode => 'tls-echo', cert => 'wild.test',   name => 'EXACT');
+my $be_def  = $t->backend(mode => 'tls-echo', cert => 'default.test', name => 'DEF');
+my $be_mtls = $t->backend(mode => 'tls-echo', cert => 'b.test', client_ca => 1, name => 'MTLS');
+my $be_pp   = $t->backend(mode => 'tls-echo', cert => 'backend.test', proxy_protocol => 1,
+                          name => 'PP');
+my $be_sink = $t->backend(mode => 'sink', cert => 'backend.test', send_bytes => 20 << 20,
+                          name => 'SINK');
+
+my $p  = $t->port;     # listener with a default site
+my $p2 = $t->port;     # listener without: unknown names are refused
+my $dead = $t->port;   # nobody listens here
+
+sub up { my ($be) = @_; return { servers => ["127.0.0.1:$be->{port}"] } }
+
+$t->write_conf({
+    runtime => { max_connections => 100 },
+    upstreams => {
+        a => up($be_a), wild => up($be_wild), exact => up($be_ex), def => up($be_def),
+        mtls => up($be_mtls), pp => up($be_pp), sink => up($be_sink),
+        # the first server refuses: the relay moves on to the next one
+        retry => { servers => ["127.0.0.1:$dead", "127.0.0.1:$be_a->{port}"],
+                   connect_timeout_ms => 500 },
+    },
+    listeners => [
+        { name => 'main', listen => ["127.0.0.1:$p"],
+          sites => [qw(a wild exact def mtls pp sink retry)], default_site => 'def' },
+        { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
+    ],
+    sites => {
+        a     => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' },
+        wild  => { server_names => ['*.wild.test'], mode => 'passthrough', upstream => 'wild' },
+        exact => { server_names => ['exact.wild.test'], mode => 'passthrough', upstream => 'exact' },
+        def   => { server_names => ['default.test'], mode => 'passthrough', upstream => 'def' },
+        mtls  => { server_names => ['b.test'], mode => 'passthrough', upstream => 'mtls' },
+        pp    => { server_names => ['pp.test'], mode => 'passthrough', upstream => 'pp',
+                   proxy_protocol_out => 'v2' },
+        sink  => { server_names => ['backend.test'], mode => 'passthrough', upstream => 'sink' },
+        retry => { server_names => ['retry.test'], mode => 'passthrough', upstream => 'retry' },
+    },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+my @workers = $t->worker_pids;
+
+# Connects through the proxy with SNI $name (undef = none), sends a line,
+# returns the backend's first line ("backend=NAME sni=... client=...").
+sub via {
+    my (%o) = @_;
+    my $r = $t->tls_client(connect => "127.0.0.1:" . ($o{port} // $p),
+                           (defined $o{sni} ? (servername => $o{sni}) : (no_sni => 1)),
+                           no_verify => 1, send => "hello\n", shut_wr => 1,
+                           ($o{cert} ? (cert => $o{cert}) : ()), timeout => 10);
+    return $r;
+}
+
+# --- routing
+my $r = via(sni => 'a.test');
+like($r->{first_line}, qr/^backend=A sni=a\.test /, 'exact name a.test -> backend A');
+is($r->{rest_bytes}, 6, 'bytes echoed back through the relay');
+$r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test',
+                    ca => "$certs/ca.pem", send => "x\n", shut_wr => 1, timeout => 10);
+ok($r->{ok}, 'verified handshake through the relay') or diag explain $r;
+is($r->{peer_cn}, 'a.test', 'the client sees the backend\'s own certificate (no termination)');
+
+$r = via(sni => 'x.wild.test');
+like($r->{first_line}, qr/^backend=WILD sni=x\.wild\.test /, '*.wild.test matches x.wild.test');
+$r = via(sni => 'exact.wild.test');
+like($r->{first_line}, qr/^backend=EXACT /, 'exact beats wildcard');
+$r = via(sni => 'A.TeSt');
+like($r->{first_line}, qr/^backend=A /, 'matching is case-insensitive');
+$r = via(sni => 'X.Wild.Test');
+like($r->{first_line}, qr/^backend=WILD /, 'wildcard matching is case-insensitive');
+$r = via(sni => 'a.b.wild.test');
+like($r->{first_line}, qr/^backend=DEF /, '*.wild.test does not match two labels: default site');
+$r = via(sni => 'wild.test');
+like($r->{first_line}, qr/^backend=DEF /, '*.wild.test does not match wild.test itself');
+$r = via(sni => 'unknown.example');
+like($r->{first_line}, qr/^backend=DEF /, 'unknown name -> default site');
+$r = via(sni => undef);
+like($r->{first_line}, qr/^backend=DEF sni=- /, 'no SNI -> default site');
+
+# --- refusal without a default site: alert unrecognized_name
+my $o = $t->s_client(port => $p2, servername => 'nope.test', timeout => 5);
+like($o, qr/unrecognized.name|alert number 112/i, 'unknown name refused with alert unrecognized_name');
+unlike($o, qr/backend=/, 'nothing reached a backend');
+$o = $t->s_client(port => $p2, timeout => 5);
+like($o, qr/unrecognized.name|alert number 112/i, 'no SNI and no default site: refused');
+$r = via(sni => 'a.test', port => $p2);
+like($r->{first_line}, qr/^backend=A /, 'the strict listener still routes known names');
+
+# --- next server on failure
+$r = via(sni => 'retry.test');
+like($r->{first_line}, qr/^backend=A /, 'refused first server: next server used');
+
+# --- the backend sees the real client's certificate
+$r = via(sni => 'b.test', cert => 'client');
+like($r->{first_line}, qr/^backend=MTLS .*client=client\.test/,
+     'backend requiring a client certificate sees the client\'s CN');
+
+# --- PROXY protocol v2 towards the backend
+$r = via(sni => 'pp.test');
+like($r->{first_line}, qr/^backend=PP .*proxy=127\.0\.0\.1:\d+/,
+     'proxy_protocol_out v2: backend sees the client address');
+
+# --- a ClientHello one byte at a time
+{
+    my $hello = capture_hello();
+    ok(length($hello) > 100, 'captured a ClientHello of ' . length($hello) . ' bytes');
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or die "connect: $!";
+    $s->autoflush(1);
+    for my $i (0 .. length($hello) - 1) {
+        syswrite($s, substr($hello, $i, 1));
+        sleep 0.001 if $i % 16 == 0;
+    }
+    # The backend (A) answers the hello with a ServerHello: a TLS
+    # handshake record (0x16) arrives.
+    my $buf = '';
+    my $deadline = time + 5;
+    while (length($buf) < 5 && time < $deadline) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        last unless select($rin, undef, undef, 0.5);
+        my $n = sysread($s, $buf, 4096, length $buf);
+        last unless $n;
+    }
+    is(substr($buf, 0, 1), "\x16", 'hello sent byte by byte: the backend\'s ServerHello came back');
+    close $s;
+}
+
+# --- 20 MiB each way, byte-exact (sink sends 20 MiB, hashes what it gets)
+$r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'backend.test', no_verify => 1,
+                    send_bytes => 20 << 20, shut_wr => 1, timeout => 60);
+my $want = Hamlyn::Test::pattern_sha256(20 << 20);
+my ($sum, $cnt) = ($r->{last_line} // '') =~ /sha256=(\w+) bytes=(\d+)$/;
+is($cnt, 20 << 20, '20 MiB client -> backend');
+is($sum, $want, 'client -> backend byte-exact (sha256)');
+my $line = "sha256=$want bytes=" . (20 << 20) . "\n";
+is($r->{recv_bytes} - length($line), 20 << 20, '20 MiB backend -> client');
+ok($r->{ok}, 'transfer completed') or diag explain $r;
+
+# --- access log
+my $log = $t->wait_access_log(16, 5);
+my @ok = grep { ($_->{outcome} // '') eq 'ok' } @$log;
+ok(@ok >= 10, 'access log has ok lines') or diag explain $log;
+my ($la) = grep { ($_->{sni} // '') eq 'a.test' && ($_->{listener} // '') eq 'main' } @$log;
+ok($la, 'access-log line for a.test');
+if ($la) {
+    is($la->{site}, 'a', 'site');
+    is($la->{upstream}, "127.0.0.1:$be_a->{port}", 'upstream address');
+    like($la->{client}, qr/^127\.0\.0\.1:\d+$/, 'client address');
+    ok($la->{bytes_in} > 100 && $la->{bytes_out} > 100, 'bytes counted both ways');
+    ok(defined $la->{duration_ms} && $la->{duration_ms} >= 0, 'duration_ms');
+    like($la->{time}, qr/^\d{4}-\d\d-\d\dT/, 'time');
+}
+my ($big) = grep { ($_->{sni} // '') eq 'backend.test' } @$log;
+ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk bytes counted')
+    or diag explain $big;
+my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
+is(scalar @refused, 2, 'two refusals logged as no_sni_match');
+ok(!defined $refused[0]{upstream}, 'refused: no upstream');
+
+# --- same worker all along: nothing crashed
+is_deeply([$t->worker_pids], \@workers, 'same worker process after all tests');
+unlike($t->error_log, qr/assert|signal \d+|exited/i, 'no crash in the error log');
+
+$t->stop;
+done_testing;
+
+# Captures a real ClientHello (openssl s_client to a local listener).
+sub capture_hello {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1,
+                                  ReuseAddr => 1) or die "listen: $!";
+    my $port = $l->sockport;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'openssl', 's_client', '-connect', "127.0.0.1:$port", '-servername', 'a.test';
+        exit 127;
+    }
+    my $c = $l->accept;
+    my $data = '';
+    my $deadline = time + 5;
+    while (time < $deadline) {
+        my $rin = ''; vec($rin, fileno($c), 1) = 1;
+        last unless select($rin, undef, undef, 0.3);
+        my $n = sysread($c, $data, 65536, length $data);
+        last unless $n;
+        # one complete record: header 5 + length
+        last if length($data) >= 5 && length($data) >= 5 + unpack('n', substr($data, 3, 2));
+    }
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    return $data;
+}

@@ -1,0 +1,192 @@
+#!/usr/bin/perl
+# 21-passthrough-bad-input.t: hostile and broken clients on a passthrough
+# listener (issue 2, "Bad input"): plain HTTP, random bytes, a malformed
+# ClientHello, a silent client, a hello that never completes, more
+# connections than runtime.max_connections.  Each is closed or refused
+# quickly and logged; the same worker keeps serving everyone else.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+
+plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $be = $t->backend(mode => 'tls-echo', cert => 'a.test', name => 'A');
+my $p = $t->port;       # short ClientHello timeout
+my $ph = $t->port;      # long timeout: holds connections for the max test
+my $MAX = 5;
+
+$t->write_conf({
+    runtime => { max_connections => $MAX },
+    upstreams => { a => { servers => ["127.0.0.1:$be->{port}"] } },
+    listeners => [
+        { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a'], default_site => 'a',
+          client_hello_timeout_ms => 500 },
+        { name => 'hold', listen => ["127.0.0.1:$ph"], sites => ['a'], default_site => 'a',
+          client_hello_timeout_ms => 8000 },
+    ],
+    sites => { a => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' } },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+my @workers = $t->worker_pids;
+is(scalar @workers, 1, 'one worker');
+
+sub conn {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:" . ($port // $p), Timeout => 5)
+        or die "connect: $!";
+    $s->autoflush(1);
+    return $s;
+}
+
+# Reads until EOF or $timeout; returns (data, seconds, eof?).
+sub read_all {
+    my ($s, $timeout) = @_;
+    my ($buf, $t0, $eof) = ('', time, 0);
+    while (time - $t0 < $timeout) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        next unless select($rin, undef, undef, 0.05);
+        my $n = sysread($s, $buf, 65536, length $buf);
+        if (!$n) { $eof = 1; last }
+    }
+    return ($buf, time - $t0, $eof);
+}
+
+sub works {
+    my $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test',
+                           ca => "$certs/ca.pem", send => "ping\n", shut_wr => 1, timeout => 10);
+    return ($r->{first_line} // '') =~ /^backend=A / && ($r->{rest_bytes} // 0) == 5;
+}
+
+ok(works(), 'a normal client is served');
+
+# --- plain HTTP on the TLS port: 400 and close
+{
+    my $s = conn();
+    print $s "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    my ($d, $secs, $eof) = read_all($s, 3);
+    like($d, qr{^HTTP/1\.1 400 Bad Request\r\n}, 'plain HTTP: 400 Bad Request');
+    like($d, qr/TLS/, 'the body says this is a TLS port');
+    ok($eof && $secs < 2, 'plain HTTP: closed at once');
+}
+{
+    my ($code) = $t->curl("http://127.0.0.1:$p/");
+    is($code, 400, 'curl over plain HTTP gets 400');
+}
+
+# --- random bytes: closed at once, nothing answered
+{
+    my $s = conn();
+    print $s join('', map { chr(int(rand(256)) | 0x80) } 1 .. 200);
+    my ($d, $secs, $eof) = read_all($s, 3);
+    ok($eof && $secs < 2, 'random bytes: closed at once');
+    is(length $d, 0, 'random bytes: nothing sent back');
+}
+
+# --- a malformed ClientHello: alert decode_error
+{
+    my $s = conn();
+    # handshake record holding a "ClientHello" whose body is garbage
+    my $body = "\x03\x03" . ("\xff" x 40);
+    my $hs = "\x01" . substr(pack('N', length $body), 1) . $body;
+    print $s "\x16\x03\x01" . pack('n', length $hs) . $hs;
+    my ($d, $secs, $eof) = read_all($s, 3);
+    is(substr($d, 0, 1), "\x15", 'malformed hello: an alert record comes back');
+    is(ord(substr($d, 6, 1) // "\0"), 50, 'alert decode_error (50)');
+    ok($eof && $secs < 2, 'malformed hello: closed');
+}
+
+# --- a silent client: closed after client_hello_timeout_ms (500)
+{
+    my $s = conn();
+    my ($d, $secs, $eof) = read_all($s, 5);
+    ok($eof, 'silent client: closed');
+    ok($secs >= 0.4 && $secs < 3, sprintf('silent client: closed after the timeout (%.2f s)', $secs));
+}
+
+# --- a ClientHello that never completes: closed after the timeout
+{
+    my $s = conn();
+    # a record header announcing 512 bytes, then only some of them
+    print $s "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" . ("\x11" x 32);
+    my ($d, $secs, $eof) = read_all($s, 5);
+    ok($eof, 'incomplete hello: closed');
+    ok($secs >= 0.4 && $secs < 3, sprintf('incomplete hello: closed after the timeout (%.2f s)', $secs));
+}
+
+ok(works(), 'still serving after bad input');
+
+# --- more than max_connections
+{
+    # A relayed session established before the limit is reached keeps
+    # working while new connections are refused.
+    my $script = $t->dir . '/hold.py';
+    open my $fh, '>', $script or die;
+    print $fh <<'PY';
+import socket, ssl, sys, time
+port, ca, flag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                    server_hostname="a.test")
+f = s.makefile("rb")
+first = f.readline().decode().strip()
+s.sendall(b"one\n"); one = f.readline().decode().strip()
+print("READY", flush=True)
+t0 = time.time()
+while time.time() - t0 < 10:
+    try:
+        open(flag).close(); break
+    except OSError:
+        time.sleep(0.05)
+s.sendall(b"two\n"); two = f.readline().decode().strip()
+print("RESULT", first, one, two, flush=True)
+PY
+    close $fh;
+    my $flag = $t->dir . '/go';
+    my $pid = open(my $kid, '-|', 'python3', $script, $p, "$certs/ca.pem", $flag) or die;
+    my $ready = <$kid>;
+    like($ready // '', qr/READY/, 'long-lived relayed session established');
+
+    my @hold = map { conn($ph) } 1 .. $MAX - 1;   # now at the limit
+    sleep 0.3;
+    my $s = conn();
+    my ($d, $secs, $eof) = read_all($s, 3);
+    ok($eof && $secs < 1, sprintf('over max_connections: refused at once (%.2f s)', $secs));
+    my $s2 = conn($ph);
+    ($d, $secs, $eof) = read_all($s2, 3);
+    ok($eof && $secs < 1, 'refused on the other listener too');
+
+    open my $g, '>', $flag or die; close $g;
+    my $res = <$kid>;
+    close $kid;
+    like($res // '', qr/^RESULT backend=A .* one two$/, 'the established session kept working');
+    close $_ for @hold;
+    sleep 0.3;
+}
+ok($t->wait_error_log(qr/max_connections \($MAX\) reached/, 3), 'refusal logged (info)');
+ok(works(), 'served again once below the limit');
+
+# --- access log outcomes
+my $log = $t->wait_access_log(12, 5);
+my %out;
+$out{$_->{outcome} // ''}++ for @$log;
+ok($out{not_tls} && $out{not_tls} >= 3, 'not_tls logged (plain HTTP, curl, random bytes)')
+    or diag explain \%out;
+ok($out{bad_hello}, 'bad_hello logged');
+ok(($out{timeout} // 0) >= 2, 'timeouts logged (silent, incomplete hello)');
+ok(($out{too_many_connections} // 0) >= 2, 'too_many_connections logged');
+ok(($out{ok} // 0) >= 3, 'ok logged (the three normal clients)');
+my ($to) = grep { ($_->{outcome} // '') eq 'timeout' } @$log;
+ok($to && !defined $to->{sni} && $to->{listener} eq 'main', 'timeout line: listener, no sni');
+
+# --- nothing crashed
+is_deeply([$t->worker_pids], \@workers, 'same worker process after all bad input');
+unlike($t->error_log, qr/assert|signal \d+|exited/i, 'no crash in the error log');
+
+$t->stop;
+done_testing;

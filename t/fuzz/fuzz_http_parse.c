@@ -1,0 +1,75 @@
+/*
+ * fuzz_http_parse.c: libFuzzer driver over src/http/hm_http_parse.c.  The
+ * first byte chooses request or response head and the split points; the
+ * head is fed incrementally (as the network would), then whatever follows
+ * it goes through the chunked decoder.  Asserts the invariants callers
+ * rely on: a parsed head lies inside the input, header pointers point
+ * into it, decoded data pieces stay within what was passed.
+ */
+#include "hm_core.h"
+#include "hm_http_parse.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    hm_http_header_t hdrs[32];
+    hm_http_msg_t m;
+    hm_http_scan_t sc;
+    hm_http_chunked_t d;
+    const char *buf;
+    size_t len, n, step, i, pos, consumed, off, dl;
+    int rc = HM_AGAIN;
+
+    if (size < 1) {
+        return 0;
+    }
+    step = (data[0] >> 1) + 1;
+    buf = (const char *) data + 1;
+    len = size - 1;
+
+    memset(&sc, 0, sizeof(sc));
+    memset(&m, 0, sizeof(m));
+    m.type = (data[0] & 1) ? HM_HTTP_RESPONSE : HM_HTTP_REQUEST;
+    m.headers = hdrs;
+    m.max_headers = hm_nelem(hdrs);
+    for (n = hm_min(step, len); ; n = hm_min(n + step, len)) {
+        rc = hm_http_parse_head(&m, &sc, buf, n, 4096);
+        if (rc != HM_AGAIN || n == len) {
+            break;
+        }
+    }
+    if (rc != HM_OK) {
+        return 0;
+    }
+    HM_ASSERT(m.head_len <= len);
+    for (i = 0; i < m.nheaders; i++) {
+        HM_ASSERT(m.headers[i].name.data >= buf);
+        HM_ASSERT(m.headers[i].value.data + m.headers[i].value.len
+                  <= buf + m.head_len);
+    }
+    if (m.type == HM_HTTP_REQUEST) {
+        HM_ASSERT(m.path.data >= buf && m.path.data + m.path.len <= buf + len);
+    }
+
+    hm_http_chunked_init(&d);
+    pos = m.head_len;
+    while (pos < len) {
+        n = hm_min(len - pos, step);
+        rc = hm_http_chunked_next(&d, (const uint8_t *) buf + pos, n,
+                                  &consumed, &off, &dl);
+        if (rc == HM_ERROR) {
+            break;
+        }
+        HM_ASSERT(consumed <= n);
+        if (rc == HM_OK) {
+            HM_ASSERT(off + dl <= consumed);
+        }
+        pos += consumed;
+        if (rc == HM_DONE) {
+            break;
+        }
+    }
+    return 0;
+}
