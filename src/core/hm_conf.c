@@ -2410,7 +2410,9 @@ decode_listeners(cx_t *cx, json_t *root)
         for (j = 0; j < i; j++) {
             hm_conf_listener_t *p = &conf->listeners[j];
 
-            if (strcmp(p->name, ls->name) == 0) {
+            if (json_object_get(v, "name") != NULL
+                && strcmp(p->name, ls->name) == 0)
+            {
                 cerr_at(cx, "name", "listeners[%zu] has the same name "
                         "\"%s\"", j, ls->name);
             }
