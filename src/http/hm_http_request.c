@@ -531,9 +531,11 @@ client_timeout(uv_timer_t *t)
 
     if (hc->pipeline) {
         hc->pipeline = 0;
-        timer_start(&hc->timer, client_timeout,
-                    hc->site->limits.header_timeout_ms);
-        hc_try_head(hc);
+        if (hc->state == HC_HEAD) {
+            timer_start(&hc->timer, client_timeout,
+                        hc->site->limits.header_timeout_ms);
+            hc_try_head(hc);
+        }
         return;
     }
     switch (hc->state) {
@@ -681,7 +683,6 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
         return -1;
     }
     if (hc->req_done) {
-        client_read(hc, 0);
         uv_timer_stop(&hc->timer);
     } else if (hc->up != NULL
                && hm_stream_write_queued(&hc->up->s) > HM_HTTP_BP_HIGH)
@@ -719,7 +720,9 @@ save_pipelined(hm_http_conn_t *hc, const uint8_t *data, size_t n)
     }
     memcpy(hc->ws->in + hc->in_len, data, n);
     hc->in_len += n;
-    client_read(hc, 0);
+    if (hc->ws->in_cap - hc->in_len < HM_HTTP_READ_CHUNK) {
+        client_read(hc, 0);         /* resumed by hc_finish() */
+    }
     return HM_OK;
 }
 
@@ -860,8 +863,7 @@ resp_complete(hm_http_conn_t *hc)
                    && hc->req_done && !hc->up_junk && !hc->up_eof;
         hc->up = NULL;
         hc->up_reading = 0;
-        hm_stream_read_stop(&up->s);
-        up->s.data = NULL;
+        up->s.data = NULL;          /* the pool takes over its reads */
         if (reusable) {
             hm_upool_put(up);
         } else {
@@ -1630,7 +1632,6 @@ hc_try_head(hm_http_conn_t *hc)
         return;
     }
     uv_timer_stop(&hc->timer);
-    client_read(hc, 0);
     hc->started = 1;
     if (rc == HM_ERROR) {
         hc->state = HC_REQ;
@@ -1751,9 +1752,14 @@ client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
             hc->in_len = 0;
             hc->in_off = 0;
         }
-        if (hc->state == HC_IDLE) {
+        if (hc->state == HC_IDLE || hc->pipeline) {
+            /* A new request, or more bytes while a pipelined one waits
+             * for its turn from the timer: parse now, time the head. */
+            if (hc->state == HC_IDLE) {
+                hc->t_start = hm_now_ms();
+            }
             hc->state = HC_HEAD;
-            hc->t_start = hm_now_ms();
+            hc->pipeline = 0;
             timer_start(&hc->timer, client_timeout,
                         hc->site->limits.header_timeout_ms);
         }
