@@ -28,6 +28,7 @@ struct hm_upool_conn_s {
     unsigned             requests;  /* requests served on it */
     unsigned             idle:1;
     unsigned             connected:1;
+    unsigned             session_saved:1;   /* TLS session kept for peer */
 };
 
 /* Takes an idle connection of peer out of the pool, or NULL.  The stream
