@@ -10,14 +10,29 @@ package Hamlyn::Test;
 # temp dir t/tmp/<test>-<pid> is removed unless the test failed or
 # HM_KEEP_TMP=1.  Core Perl modules only.
 #
-#   my $t = Hamlyn::Test->new;
+#   my $t = Hamlyn::Test->new;         # t/tmp/<test>-<pid>: $t->dir
 #   my $p = $t->port;                  # free port on 127.0.0.1, never twice
 #   my $certs = $t->certs;             # absolute dir of t/certs/mkcerts.sh output
-#   $t->write_conf({...} | $json_text);
+#   $t->write_conf({...} | $json_text);          # $t->conf_path; defaults filled
 #   $t->run(@args) or BAIL_OUT("hamlyn did not start");
-#   my ($code, $body, $hdr) = $t->curl('--cacert', "$certs/ca.pem", ...);
-#   my $out = $t->s_client(port => $p, servername => 'a.test');
-#   $t->stop;
+#   $t->master_pid; $t->pid; $t->worker_pids;     # from the pid file and /proc
+#   $t->signal('HUP'); $t->wait_exit($s); $t->stop;   # stop/wait_exit: exit code
+#   $t->error_log (text), $t->error_log_json, $t->access_log (arrayref),
+#   $t->wait_access_log($n, $s), $t->wait_error_log(qr//, $s), $t->diag_logs
+#   my ($rc, $out) = $t->hamlyn(@args);           # synchronous run
+#   Hamlyn::Test::has('jwt');                     # module listed by hamlyn -V
+#   my $be = $t->backend(mode => 'tls-echo'|'sink'|'http'|'https', cert =>,
+#       client_ca => 1, proxy_protocol => 1, send_bytes => N, name =>);
+#       # {port, pid, name, log (HTTP request lines), stderr}; $t->stop_backend($be)
+#   my ($code, $body, $hdr, $exit, $err) = $t->curl(@curl_args);
+#   my $out = $t->s_client(port =>, servername =>, input =>, expect => qr//,
+#       cert => 'client', args => [...]);
+#   my $r = $t->tls_client(connect => "127.0.0.1:$p", servername =>,
+#       send_bytes => N, shut_wr => 1, cert => 'client', no_verify => 1);
+#       # hashref from t/lib/hm_client.py (ok, error, first_line, rest_sha256...)
+#   Hamlyn::Test::pattern_sha256($n);  # sha256 of the first $n pattern bytes
+#
+# Environment: HAMLYN_BIN (default ./hamlyn), HM_KEEP_TMP=1 (keep the dir).
 
 use strict;
 use warnings;
@@ -112,18 +127,19 @@ sub port {
 # ---------------------------------------------------------------- certs
 
 # certs(): absolute path of the test certificates, generated once per
-# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh).
+# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh, which
+# regenerates them when the script changed).
+my $CERTS_OK;
 sub certs {
     my $dir = "$TMP/certs";
-    return $dir if -f "$dir/.done";
+    return $dir if $CERTS_OK;
     make_path($TMP);
     open my $lk, '>', "$TMP/certs.lock" or die "certs.lock: $!";
     flock($lk, LOCK_EX) or die "flock: $!";
-    unless (-f "$dir/.done") {
-        my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
-        die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
-    }
+    my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
+    die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
     close $lk;
+    $CERTS_OK = 1;
     return $dir;
 }
 
