@@ -220,6 +220,11 @@ class Handler(socketserver.BaseRequestHandler):
             if line in (b"\r\n", b"\n") and count == 0:
                 continue
             count += 1
+            if getattr(self, "drop_next", False):
+                # /drop-next (added by the http work): this connection's
+                # next request is dropped unanswered, as a server closing a
+                # keep-alive connection just as it is reused.
+                return
             with LOG_LOCK:
                 if self.opt.log:
                     with open(self.opt.log, "ab") as f:
@@ -336,6 +341,9 @@ class Handler(socketserver.BaseRequestHandler):
         elif path == "/close":
             self.send(200, j, "application/json", close=True, head=head)
             return False
+        elif path == "/drop-next":
+            self.drop_next = True
+            self.send(200, j, "application/json", close=close, head=head)
         elif path == "/echo":
             self.send(200, body, "application/octet-stream", close=close, head=head)
         elif path == "/ws" and any(n.lower() == "upgrade" for n, _ in headers):
