@@ -160,6 +160,30 @@ print $sock "\r\n\r\n\0\r\nQUIT\n" . pack('CCn', 0x21, 0x11, 12) . pack('C4C4nn'
 $resp = do { local $/; <$sock> };
 like($resp, qr/"proxy": "198\.51\.100\.9:5555"/, 'PROXY v2 source recorded');
 
+# --- run / worker_pids / signal / wait_exit / stop against the real binary
+SKIP: {
+    skip 'sni_route not compiled in', 9 unless Hamlyn::Test::has('sni_route');
+    my $lp = $t->port;
+    $t->write_conf({
+        listeners => [{ name => 'pub', listen => ["127.0.0.1:$lp"], sites => ['s'] }],
+        upstreams => { s => { servers => ["127.0.0.1:$be->{port}"] } },
+        sites => { s => { server_names => ['backend.test'], mode => 'passthrough', upstream => 's' } },
+    });
+    ok($t->run, 'run() starts hamlyn and sees the port listening');
+    my $m = $t->master_pid;
+    ok($m && -s $t->dir . '/hamlyn.pid', 'pid file written where write_conf put it');
+    my @w = $t->worker_pids;
+    is(scalar @w, 1, 'one worker (write_conf default)');
+    ok($t->wait_error_log(qr/\S/, 5), 'error log in the test dir');
+    ok($t->signal('QUIT'), 'signal QUIT sent');
+    is($t->wait_exit(10), 0, 'QUIT: the master exits 0');
+    my $until = time + 5;
+    select(undef, undef, undef, 0.05) while grep({ Hamlyn::Test::_alive_pid($_) } @w) && time < $until;
+    ok(!grep({ Hamlyn::Test::_alive_pid($_) } @w), 'the worker is gone too');
+    ok($t->run, 'run() again');
+    is($t->stop, 0, 'stop() (TERM): exit 0');
+}
+
 # --- stop_backend really stops it
 $t->stop_backend($h);
 ok(!IO::Socket::INET->new(PeerAddr => "127.0.0.1:$h->{port}", Timeout => 2), 'stopped backend refuses');

@@ -2410,7 +2410,9 @@ decode_listeners(cx_t *cx, json_t *root)
         for (j = 0; j < i; j++) {
             hm_conf_listener_t *p = &conf->listeners[j];
 
-            if (strcmp(p->name, ls->name) == 0) {
+            if (json_object_get(v, "name") != NULL
+                && strcmp(p->name, ls->name) == 0)
+            {
                 cerr_at(cx, "name", "listeners[%zu] has the same name "
                         "\"%s\"", j, ls->name);
             }
@@ -2549,8 +2551,15 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         if (err != NULL) {
+            char   text[512];
+            size_t tlen = 0;
+
+            /* jansson quotes the input near the error: keep it on one
+             * line. */
+            text[0] = '\0';
+            escape_into(text, sizeof(text), &tlen, jerr.text, 200);
             fprintf(err, "%s: line %d column %d: %s\n", name, jerr.line,
-                    jerr.column, jerr.text);
+                    jerr.column, text);
         }
         *nerrors = 1;
         hm_pool_free(pool);

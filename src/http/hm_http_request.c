@@ -1511,6 +1511,38 @@ hc_process(hm_http_conn_t *hc)
         }
     } else if (hc->req_kind == HM_HTTP_BODY_CHUNKED) {
         hm_http_chunked_init(&hc->req_chunk);
+        /* Check the framing of the body bytes already here before any
+         * upstream sees the head: most smuggling attempts arrive in one
+         * piece and are refused without an upstream connection. */
+        if (hc->in_len > hc->in_off) {
+            hm_http_chunked_t probe = hc->req_chunk;
+            size_t pos = hc->in_off, used, off, len;
+            uint64_t total = 0;
+
+            while (pos < hc->in_len) {
+                rc = hm_http_chunked_next(&probe,
+                                          (uint8_t *) hc->ws->in + pos,
+                                          hc->in_len - pos, &used, &off, &len);
+                if (rc == HM_ERROR) {
+                    hm_log_info(&hc->c->log, "invalid chunked request body");
+                    hc->outcome = "bad_request";
+                    hc_send_local(hc, 400, NULL, NULL, 0, 1);
+                    return;
+                }
+                total += rc == HM_OK ? len : 0;
+                pos += used;
+                if (rc != HM_OK) {
+                    break;
+                }
+            }
+            if (total > lim->max_body_bytes) {
+                hm_log_info(&hc->c->log, "request body larger than "
+                            "max_body_bytes");
+                hc->outcome = "body_too_large";
+                hc_send_local(hc, 413, NULL, NULL, 0, 1);
+                return;
+            }
+        }
     } else {
         hc->req_done = 1;
     }

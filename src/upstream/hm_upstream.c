@@ -129,7 +129,14 @@ hm_upstream_rt(const hm_conf_upstream_t *u)
 int
 hm_upstream_peer_up(const hm_upstream_peer_t *peer, uint64_t now_ms)
 {
-    return peer->down_until_ms == 0 || now_ms >= peer->down_until_ms;
+    return !peer->health_down
+           && (peer->down_until_ms == 0 || now_ms >= peer->down_until_ms);
+}
+
+void
+hm_upstream_peer_set_health(hm_upstream_peer_t *peer, int up)
+{
+    peer->health_down = !up;
 }
 
 static int
@@ -258,7 +265,9 @@ hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     if (rt->npeers == 1) {
         /* The common single-server case: no clock, no balancing. */
         p = &rt->peers[0];
-        if (nexclude > 0 && excluded(p, exclude, nexclude)) {
+        if ((nexclude > 0 && excluded(p, exclude, nexclude))
+            || p->health_down)
+        {
             return NULL;
         }
         /* Even when marked down: the only peer is tried anyway (see
@@ -284,6 +293,9 @@ hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
          * until the windows expire, try the one that recovers first. */
         for (i = 0; i < rt->npeers; i++) {
             q = &rt->peers[i];
+            if (q->health_down) {
+                continue;       /* active health: really down */
+            }
             if (p == NULL || q->down_until_ms < p->down_until_ms) {
                 p = q;
             }

@@ -59,6 +59,12 @@ struct hm_upstream_peer_s {
     uint64_t                down_until_ms;  /* 0 = up */
     uint64_t                total_fails;    /* counters for metrics */
     uint64_t                total_selected;
+
+    /* Active health (src/upstream/hm_health.c), set only through
+     * hm_upstream_peer_set_health(): 1 = the last fail_after checks
+     * failed.  Unlike passive health, a peer down by health check is never
+     * picked, not even when every peer is down (no peer: 503). */
+    int                     health_down;
 };
 
 struct hm_upstream_rt_s {
@@ -92,7 +98,8 @@ hm_upstream_rt_t *hm_upstream_rt(const hm_conf_upstream_t *u);
  *
  * When every peer is down and none was tried yet, the peer whose down
  * period ends first is returned anyway (like nginx, a group never blocks
- * all traffic forever on passive health alone).
+ * all traffic forever on passive health alone).  Peers marked down by an
+ * active health check (hm_upstream_peer_set_health) are never returned.
  */
 hm_upstream_peer_t *hm_upstream_select(hm_upstream_rt_t *rt,
                                        hm_upstream_peer_t *const *exclude,
@@ -111,7 +118,12 @@ void hm_upstream_peer_release(hm_upstream_peer_t *peer);
  * With ok = 1 the connection stays counted until release. */
 void hm_upstream_peer_done(hm_upstream_peer_t *peer, int ok);
 
-/* 1 when peer is not marked down at now_ms. */
+/* 1 when peer is not marked down at now_ms (passive or active health). */
 int hm_upstream_peer_up(const hm_upstream_peer_t *peer, uint64_t now_ms);
+
+/* Active health checks (hm_health.c) mark peer up (up = 1) or down
+ * (up = 0).  A peer down by health check gets no traffic until marked up
+ * again. */
+void hm_upstream_peer_set_health(hm_upstream_peer_t *peer, int up);
 
 #endif

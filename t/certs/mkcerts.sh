@@ -3,7 +3,7 @@
 #
 # Where it sits: run once per test run by t/lib/Hamlyn/Test.pm (into
 # t/tmp/certs, under a lock); tests and t/lib/hm_backend.py read the files.
-# Idempotent: does nothing when DIR/.done exists.
+# Idempotent: does nothing when DIR/.done exists and matches this script.
 #
 # Files (leaf files hold the leaf only; the CA is in ca.pem):
 #   ca.pem ca.key                      test CA (RSA-2048) for every server cert
@@ -19,14 +19,17 @@
 set -eu
 
 dir=${1:?usage: mkcerts.sh DIR}
-[ -f "$dir/.done" ] && exit 0
+# .done holds the checksum of this script: a changed script regenerates.
+stamp=$(cksum < "$0")
+[ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ] && exit 0
 mkdir -p "$dir"
 
 # Serialise concurrent runs on the same DIR (parallel tests, several helpers).
 if command -v flock >/dev/null 2>&1 && [ -z "${HM_MKCERTS_LOCKED:-}" ]; then
-    HM_MKCERTS_LOCKED=1 exec flock "$dir/.lock" "$0" "$@"
+    HM_MKCERTS_LOCKED=1 exec flock "$dir/.lock" sh "$0" "$@"
 fi
-[ -f "$dir/.done" ] && exit 0
+[ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ] && exit 0
+rm -f "$dir/.done"
 
 work=$(mktemp -d "$dir/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -133,5 +136,5 @@ rm -rf ca.db expired.csr openssl.log
 
 chmod 644 ./*.pem
 chmod 600 ./*.key
-mv ./*.pem ./*.key "$dir"/
-touch "$dir/.done"
+mv -f ./*.pem ./*.key "$dir"/
+echo "$stamp" > "$dir/.done"

@@ -211,7 +211,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     # ---- HTTP/1.1 ----
     def mode_http(self):
-        rf = self.sock.makefile("rb")
+        rf = self.rfile = self.sock.makefile("rb")
         count = 0
         while True:
             line = rf.readline(65537)
@@ -220,6 +220,11 @@ class Handler(socketserver.BaseRequestHandler):
             if line in (b"\r\n", b"\n") and count == 0:
                 continue
             count += 1
+            if getattr(self, "drop_next", False):
+                # /drop-next (added by the http work): this connection's
+                # next request is dropped unanswered, as a server closing a
+                # keep-alive connection just as it is reused.
+                return
             with LOG_LOCK:
                 if self.opt.log:
                     with open(self.opt.log, "ab") as f:
@@ -245,6 +250,8 @@ class Handler(socketserver.BaseRequestHandler):
             for n_, v in headers:
                 hl.setdefault(n_.lower(), []).append(v)
             body = b""
+            if "100-continue" in ",".join(hl.get("expect", [])).lower():
+                self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             te = ",".join(hl.get("transfer-encoding", [])).lower()
             if "chunked" in te:
                 while True:
@@ -334,8 +341,26 @@ class Handler(socketserver.BaseRequestHandler):
         elif path == "/close":
             self.send(200, j, "application/json", close=True, head=head)
             return False
+        elif path == "/drop-next":
+            self.drop_next = True
+            self.send(200, j, "application/json", close=close, head=head)
         elif path == "/echo":
             self.send(200, body, "application/octet-stream", close=close, head=head)
+        elif path == "/ws" and any(n.lower() == "upgrade" for n, _ in headers):
+            # Upgrade echo (added by the http work): 101, then every byte
+            # back until EOF; the first line says what the backend saw.
+            proto = [v for n, v in headers if n.lower() == "upgrade"][0]
+            self.sock.sendall(("HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: %s\r\nConnection: Upgrade\r\n\r\n"
+                               % proto).encode("latin-1"))
+            self.sock.sendall(b"ws-backend=" + self.opt.name.encode() + b"\n")
+            rf = self.rfile
+            while True:
+                d = rf.read1(65536)
+                if not d:
+                    break
+                self.sock.sendall(d)
+            return False
         else:
             self.send(200, j, "application/json", close=close, head=head)
         return True

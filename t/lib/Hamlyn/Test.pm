@@ -10,14 +10,29 @@ package Hamlyn::Test;
 # temp dir t/tmp/<test>-<pid> is removed unless the test failed or
 # HM_KEEP_TMP=1.  Core Perl modules only.
 #
-#   my $t = Hamlyn::Test->new;
+#   my $t = Hamlyn::Test->new;         # t/tmp/<test>-<pid>: $t->dir
 #   my $p = $t->port;                  # free port on 127.0.0.1, never twice
 #   my $certs = $t->certs;             # absolute dir of t/certs/mkcerts.sh output
-#   $t->write_conf({...} | $json_text);
+#   $t->write_conf({...} | $json_text);          # $t->conf_path; defaults filled
 #   $t->run(@args) or BAIL_OUT("hamlyn did not start");
-#   my ($code, $body, $hdr) = $t->curl('--cacert', "$certs/ca.pem", ...);
-#   my $out = $t->s_client(port => $p, servername => 'a.test');
-#   $t->stop;
+#   $t->master_pid; $t->pid; $t->worker_pids;     # from the pid file and /proc
+#   $t->signal('HUP'); $t->wait_exit($s); $t->stop;   # stop/wait_exit: exit code
+#   $t->error_log (text), $t->error_log_json, $t->access_log (arrayref),
+#   $t->wait_access_log($n, $s), $t->wait_error_log(qr//, $s), $t->diag_logs
+#   my ($rc, $out) = $t->hamlyn(@args);           # synchronous run
+#   Hamlyn::Test::has('jwt');                     # module listed by hamlyn -V
+#   my $be = $t->backend(mode => 'tls-echo'|'sink'|'http'|'https', cert =>,
+#       client_ca => 1, proxy_protocol => 1, send_bytes => N, name =>);
+#       # {port, pid, name, log (HTTP request lines), stderr}; $t->stop_backend($be)
+#   my ($code, $body, $hdr, $exit, $err) = $t->curl(@curl_args);
+#   my $out = $t->s_client(port =>, servername =>, input =>, expect => qr//,
+#       cert => 'client', args => [...]);
+#   my $r = $t->tls_client(connect => "127.0.0.1:$p", servername =>,
+#       send_bytes => N, shut_wr => 1, cert => 'client', no_verify => 1);
+#       # hashref from t/lib/hm_client.py (ok, error, first_line, rest_sha256...)
+#   Hamlyn::Test::pattern_sha256($n);  # sha256 of the first $n pattern bytes
+#
+# Environment: HAMLYN_BIN (default ./hamlyn), HM_KEEP_TMP=1 (keep the dir).
 
 use strict;
 use warnings;
@@ -112,18 +127,19 @@ sub port {
 # ---------------------------------------------------------------- certs
 
 # certs(): absolute path of the test certificates, generated once per
-# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh).
+# checkout into t/tmp/certs under a lock (t/certs/mkcerts.sh, which
+# regenerates them when the script changed).
+my $CERTS_OK;
 sub certs {
     my $dir = "$TMP/certs";
-    return $dir if -f "$dir/.done";
+    return $dir if $CERTS_OK;
     make_path($TMP);
     open my $lk, '>', "$TMP/certs.lock" or die "certs.lock: $!";
     flock($lk, LOCK_EX) or die "flock: $!";
-    unless (-f "$dir/.done") {
-        my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
-        die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
-    }
+    my $out = `sh '$TOP/t/certs/mkcerts.sh' '$dir' 2>&1`;
+    die "Hamlyn::Test: mkcerts.sh failed: $out\n" if $? != 0 || !-f "$dir/.done";
     close $lk;
+    $CERTS_OK = 1;
     return $dir;
 }
 
@@ -335,7 +351,7 @@ sub master_pid {
     my $pf = $self->_pid_file;
     if ($pf && -s $pf) {
         my $p = _slurp($pf);
-        return $1 if $p =~ /(\d+)/ && kill(0, $1);
+        return $1 if $p =~ /(\d+)/ && _alive_pid($1);
     }
     return $self->{pid} if $self->{pid} && $self->_alive_child;
     return undef;
@@ -373,41 +389,54 @@ sub signal {
     return kill($sig, $m);
 }
 
-# wait_exit($timeout_s = 10): wait for the master to exit (after a signal);
-# returns its exit code (128+N for signal N), or undef on timeout.
+# wait_exit($timeout_s = 10): wait until the master (the pid file's, else
+# the process run() spawned) and the process run() spawned have both exited
+# (after an upgrade they differ).  Returns the exit code of the process
+# run() spawned (128+N for signal N; 0 when it was reaped earlier, e.g.
+# after -d), or undef on timeout.
 sub wait_exit {
     my ($self, $timeout) = @_;
     my $deadline = time + ($timeout // 10);
     my $m = $self->master_pid;
-    while (time < $deadline) {
-        if ($self->{pid} && !$self->_alive_child) {
+    my $spawned = $self->{pid};
+    while (1) {
+        my $child_done = !$spawned || !$self->_alive_child;
+        my $m_done = !$m || (($spawned && $m == $spawned) ? $child_done : !_alive_pid($m));
+        if ($child_done && $m_done) {
+            $self->{pid} = undef;
             my $s = $self->{exit_status};
-            $self->{pid} = undef if !$m || $m == ($self->{pid} // 0);
+            return 0 unless $spawned && defined $s;
             return ($s & 127) ? 128 + ($s & 127) : $s >> 8;
         }
-        if ($m && (!$self->{pid} || $m != $self->{pid}) && !kill(0, $m)) {
-            return 0;
-        }
-        last if !$m && !$self->{pid};
+        return undef if time > $deadline;
         sleep 0.05;
     }
-    return undef;
 }
 
-# stop(): TERM the master, wait up to 5 s, then KILL; reap; also end any
-# worker that outlived its master (by PID, with a diag).  Returns the
-# master's exit code (or undef).
+# True while PID exists and is not a zombie.
+sub _alive_pid {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $l = <$fh> // return 0;
+    return $l !~ /^\d+ \(.*\) [ZX] /s;
+}
+
+# stop(): TERM the master (and the process run() spawned, if that is
+# another one, as mid-upgrade), wait up to 5 s, then KILL; reap; also end
+# any worker that outlived its master (by PID, with a diag).  Returns what
+# wait_exit() returns.
 sub stop {
     my ($self) = @_;
     my $m = $self->master_pid;
+    my $sp = $self->{pid} && $self->_alive_child ? $self->{pid} : undef;
     return undef unless $m || $self->{pid};
-    my @w = $m ? _children($m) : ();
-    kill 'TERM', $m if $m;
+    my @masters = grep { defined } $m, (($sp && (!$m || $sp != $m)) ? $sp : ());
+    my @w = map { _children($_) } @masters;
+    kill 'TERM', @masters if @masters;
     my $code = $self->wait_exit(5);
     unless (defined $code) {
-        _diag("Hamlyn::Test: master $m ignored TERM for 5 s, sending KILL");
-        kill 'KILL', $m if $m;
-        kill 'KILL', $self->{pid} if $self->{pid};
+        _diag("Hamlyn::Test: master(s) @masters ignored TERM for 5 s, sending KILL");
+        kill 'KILL', grep { _alive_pid($_) } @masters;
         $code = $self->wait_exit(5);
     }
     my $deadline = time + 3;
@@ -428,7 +457,7 @@ sub _is_ours {
     my ($pid) = @_;
     open my $fh, '<', "/proc/$pid/stat" or return 0;
     my $l = <$fh> // return 0;
-    return 0 if $l =~ /^\d+ \(.*\) Z /s;
+    return 0 if $l =~ /^\d+ \(.*\) [ZX] /s;
     my $exe = readlink("/proc/$pid/exe") // '';
     my $bin = abs_path(_bin()) // _bin();
     return $exe =~ /\Q$bin\E/ || $exe =~ /hamlyn/;

@@ -1,0 +1,239 @@
+#!/usr/bin/perl
+# 00-conf.t: the configuration file of shared/CONFIG.md and
+# man/hamlyn.json.5 through `hamlyn -t` on the real binary: the shipped
+# conf/hamlyn.json (with a throwaway certificate made here, as the README's
+# run command does) and conf/examples/*.json validate; the default
+# configuration serves its demo site over TLS without any backend;
+# relative paths are taken from the file's folder; every kind of mistake
+# is reported as "FILE: json.path: reason", all of them in one run, with
+# exit code 1.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+use File::Copy qw(copy);
+use File::Path qw(make_path);
+
+my $t = Hamlyn::Test->new;
+my $top = Hamlyn::Test->top;
+my $certs = $t->certs;
+my $dir = $t->dir;
+
+sub slurp { my ($f) = @_; open my $fh, '<', $f or die "$f: $!"; local $/; my $s = <$fh>; close $fh; return $s }
+sub spew  { my ($f, $s) = @_; open my $fh, '>', $f or die "$f: $!"; print $fh $s; close $fh; return $f }
+
+# -t on FILE: (exit code, output)
+sub check_t { my ($f) = @_; return $t->hamlyn('-t', '-c', $f) }
+
+# The lines of the form "FILE: path: reason" for FILE.
+sub error_lines {
+    my ($out, $file) = @_;
+    return grep { /^\Q$file\E: / } split /\n/, $out;
+}
+
+# --- the shipped default configuration ---------------------------------
+{
+    my $d = "$dir/default";
+    make_path("$d/certs");
+    copy("$top/conf/hamlyn.json", "$d/hamlyn.json") or die "copy: $!";
+    my ($rc, $out) = check_t("$d/hamlyn.json");
+    is($rc, 1, 'default config without its certificate: -t fails');
+    like($out, qr{^\Q$d\E/hamlyn\.json: certificates\.demo\.cert: cannot read "\Q$d\E/certs/demo\.pem": }m,
+         'the missing demo certificate is named with its path, relative to the config folder');
+
+    system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           . "-keyout '$d/certs/demo.key' -out '$d/certs/demo.pem' -days 2 "
+           . "-subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null") == 0
+        or die "openssl req failed";
+    ($rc, $out) = check_t("$d/hamlyn.json");
+    is($rc, 0, 'conf/hamlyn.json with conf/certs/demo.{pem,key} passes -t') or diag($out);
+    like($out, qr/^hamlyn: configuration \Q$d\E\/hamlyn\.json is ok$/m, '-t says the file is ok');
+
+    # Started (on free ports instead of 8443), it answers without a backend.
+    my $p = $t->port;
+    my $json = slurp("$top/conf/hamlyn.json");
+    like($json, qr/"127\.0\.0\.1:8443"/, 'default config listens on 127.0.0.1:8443');
+    like($json, qr/"\[::1\]:8443"/, 'default config listens on [::1]:8443');
+    $json =~ s/127\.0\.0\.1:8443/127.0.0.1:$p/;
+    $json =~ s/\[::1\]:8443/[::1]:$p/;
+    $json =~ s/"workers": "auto"/"workers": 1/;
+    $json =~ s/"pid_file": "hamlyn\.pid"/"pid_file": "$dir\/hamlyn.pid"/;
+    $json =~ s/"path": "stderr"/"path": "$dir\/error.log"/;
+    $json =~ s/"path": "stdout"/"path": "$dir\/access.log"/;
+    make_path("$dir/certs");
+    copy("$d/certs/demo.pem", "$dir/certs/demo.pem") or die;
+    copy("$d/certs/demo.key", "$dir/certs/demo.key") or die;
+    $t->write_conf($json);
+    ($rc, $out) = check_t($t->conf_path);
+    is($rc, 0, 'the default config on a free port passes -t') or diag($out);
+    if ($t->run) {
+        my ($code, $body) = $t->curl('-k', "https://localhost:$p/");
+        is($code, 200, 'default config: GET / answers 200');
+        like($body // '', qr/Hamlyn/, 'default config: the body says what Hamlyn is');
+        like($body // '', qr/hamlyn\.json/, 'default config: the body points to the manual');
+        ($code, $body) = $t->curl('-k', "https://localhost:$p/healthz");
+        is($code, 200, 'default config: /healthz answers 200');
+        is($body, "ok\n", 'default config: /healthz body');
+        ($code) = $t->curl('-k', "https://localhost:$p/nope");
+        is($code, 404, 'default config: other paths answer 404');
+        $t->stop;
+    } else {
+        fail('the default config starts');
+        $t->diag_logs;
+    }
+}
+
+# --- the examples ---------------------------------------------------------
+# Each example refers to certificates under certs/ next to it and to log
+# and pid paths of an installed system: the certificates are copied from
+# the test CA's, the runtime paths moved into the temp dir.
+{
+    my %files = (
+        'www-ecdsa' => 'a.test-ecdsa', 'www-rsa' => 'a.test-rsa',
+        'api-ecdsa' => 'b.test-ecdsa', 'proxy-client' => 'proxy-client',
+    );
+    my $d = "$dir/examples";
+    make_path("$d/certs");
+    for my $n (keys %files) {
+        copy("$certs/$files{$n}.pem", "$d/certs/$n.pem") or die "$files{$n}: $!";
+        copy("$certs/$files{$n}.key", "$d/certs/$n.key") or die "$files{$n}: $!";
+    }
+    copy("$certs/ca.pem", "$d/certs/internal-ca.pem") or die;
+    copy("$certs/client-ca.pem", "$d/certs/clients-ca.pem") or die;
+
+    for my $ex (qw(passthrough terminate mtls)) {
+        my $conf = decode_json(slurp("$top/conf/examples/$ex.json"));
+        ok(ref $conf->{runtime} eq 'HASH', "$ex.json has a runtime section");
+        $conf->{runtime}{pid_file} = "$d/hamlyn.pid";
+        $conf->{runtime}{error_log}{path} = "$d/error.log";
+        $conf->{runtime}{access_log}{path} = "$d/access.log";
+        my $f = spew("$d/$ex.json", JSON::PP->new->canonical->pretty->encode($conf));
+        my ($rc, $out) = check_t($f);
+        is($rc, 0, "conf/examples/$ex.json passes -t") or diag($out);
+    }
+}
+
+# --- mistakes, each with its JSON path ---------------------------------------
+my $p1 = $t->port;
+my $p2 = $t->port;
+my $f;
+my ($rc, $out);
+
+# Several errors in one file: all reported, each on its own line.
+$f = $t->write_conf(<<"JSON");
+{
+  "admin": {"listen": "127.0.0.1:9901"},
+  "certificates": {
+    "api": {"cert": "$certs/a.test.pem", "key": "$certs/b.test.key"},
+    "gone": {"cert": "nowhere/x.pem", "key": "$certs/a.test.key"}
+  },
+  "upstreams": {
+    "api": {"servers": ["127.0.0.1:$p2"], "plaintext": {"accepted_risk": "loopback"}},
+    "self": {"servers": ["127.0.0.1:$p2"], "tls": {"server_name": "b.test", "verify": false}},
+    "db": {"servers": ["127.0.0.1:$p2"], "tls": {"server_name": "db.test", "ca": "$certs/ca.pem"}}
+  },
+  "listeners": [
+    {"listen": ["127.0.0.1:$p1", "[::1]:$p1"], "sites": ["api", "db", "ghost"], "default_site": "other"},
+    {"listen": ["127.0.0.1:$p1"], "sites": ["other"]}
+  ],
+  "sites": {
+    "api": {"server_names": ["a.test", "*.w.test"], "mode": "terminate",
+            "tls": {"certificates": ["api"], "min_version": "TLSv1.0"},
+            "routes": [{"match": {"path_prefix": "/"}, "status": 200},
+                       {"match": {"path_prefix": "/v1/"}, "upstream": "apj", "jwt": "main"}]},
+    "db": {"server_names": ["a.test"], "mode": "passthrough", "upstream": "db"},
+    "other": {"server_names": ["x.*.test"], "mode": "passthrough", "upstream": "db", "sites": 1}
+  }
+}
+JSON
+($rc, $out) = check_t($f);
+is($rc, 1, 'a file with many mistakes: exit 1');
+my @want = (
+    qr/: admin: not supported yet$/,
+    qr/: certificates\.api: key ".*b\.test\.key" does not match certificate ".*a\.test\.pem"$/,
+    qr/: certificates\.gone\.cert: cannot read "\Q$dir\E\/nowhere\/x\.pem": No such file or directory$/,
+    qr/: upstreams\.self\.tls\.verify: "verify": false needs "accepted_risk"/,
+    qr/: sites\.api\.tls\.min_version: must be "TLSv1\.2" or "TLSv1\.3" \(got "TLSv1\.0"\)$/,
+    qr/: sites\.api\.routes\[1\]\.upstream: no upstream named "apj"$/,
+    qr/: sites\.api\.routes\[1\]\.jwt: not supported yet$/,
+    qr/: sites\.other\.server_names\[0\]: only a leading "\*\." label may be a wildcard/,
+    qr/: sites\.other\.sites: unknown key$/,
+    qr/: listeners\[0\]\.sites\[2\]: no site named "ghost"$/,
+    qr/: listeners\[0\]\.default_site: site "other" is not one of this listener's "sites"$/,
+    qr/: listeners\[0\]\.sites\[1\]: server name "a\.test" of site "db" is also a server name of site "api"/,
+    qr/: listeners\[1\]\.listen\[0\]: 127\.0\.0\.1:$p1 overlaps with 127\.0\.0\.1:$p1 of listeners\[0\]$/,
+    qr/: upstreams\.db\.tls: upstream of passthrough site "db"/,
+);
+my @lines = error_lines($out, $f);
+for my $re (@want) {
+    ok((grep { $_ =~ $re } @lines), "reported: $re") or diag($out);
+}
+is(scalar(@lines), scalar(@want), 'exactly these errors, one line each') or diag($out);
+like($out, qr/test failed \(${\ scalar(@want)} errors\)/, 'the summary counts them');
+unlike($out, qr/is ok/, 'no "is ok"');
+
+# Relative paths are taken from the config file's folder, not the cwd.
+make_path("$dir/rel/certs");
+copy("$certs/a.test.pem", "$dir/rel/certs/a.pem") or die;
+copy("$certs/a.test.key", "$dir/rel/certs/a.key") or die;
+$f = spew("$dir/rel/conf.json", <<"JSON");
+{"runtime": {"workers": 1, "pid_file": "run.pid", "error_log": {"path": "err.log"}},
+ "certificates": {"a": {"cert": "certs/a.pem", "key": "./certs/a.key"}},
+ "listeners": [{"listen": ["127.0.0.1:$p1"], "sites": ["s"]}],
+ "sites": {"s": {"server_names": ["a.test"], "mode": "terminate",
+                 "tls": {"certificates": ["a"]}, "routes": [{"status": 204}]}}}
+JSON
+($rc, $out) = check_t($f);
+is($rc, 0, 'relative certificate paths resolve against the config folder') or diag($out);
+
+# Duplicate keys, truncated JSON, a top level that is not an object.
+$f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
+($rc, $out) = check_t($f);
+is($rc, 1, 'duplicate keys: exit 1');
+like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key/m, 'duplicate key: line and reason');
+
+$f = $t->write_conf(qq({"sites": {"s": {"server_names": ["a.test"]));
+($rc, $out) = check_t($f);
+is($rc, 1, 'truncated JSON: exit 1');
+like($out, qr/^\Q$f\E: line 1 column \d+: /m, 'truncated JSON: line and column');
+
+$f = $t->write_conf(qq([1, 2]\n));
+($rc, $out) = check_t($f);
+is($rc, 1, 'an array at the top: exit 1');
+like($out, qr/^\Q$f\E: \(top level\): expected an object, got an array$/m, 'top level must be an object');
+
+# Route keys of features that are not built yet, and a terminating site
+# whose upstream has neither tls nor plaintext.
+$f = $t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => { app => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      routes => [{ upstream => 'app', waf => 'default', rate_limit => 'per-ip' }] } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'unsupported route keys: exit 1');
+like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.waf: not supported yet$/m, 'waf: not supported yet');
+like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.rate_limit: not supported yet$/m, 'rate_limit: not supported yet');
+like($out, qr/^\Q$f\E: upstreams\.app: upstream of terminating site "s" needs "tls" \(re-encrypt\) or "plaintext"/m,
+     'a terminating site\'s upstream needs tls or plaintext');
+
+# A good file with the IPv6 and wildcard forms, proxy protocol both ways
+# and a redirect listener.
+$f = $t->write_conf({
+    upstreams => { be => { servers => ["127.0.0.1:$p2", { address => "[::1]:$p2", weight => 3 }],
+                           balance => 'random_two' } },
+    listeners => [{ name => 'pub', listen => ["127.0.0.1:$p1", "[::1]:$p1"], sites => ['s'],
+                    default_site => 's', proxy_protocol => JSON::PP::true },
+                  { name => 'redir', listen => ["127.0.0.1:$p2"],
+                    http => { redirect_to_https => JSON::PP::true } }],
+    sites => { s => { server_names => ['a.test', '*.W.test'], mode => 'passthrough',
+                      upstream => 'be', proxy_protocol_out => 'v1' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 0, 'IPv6 addresses, weights, wildcards, proxy protocol, redirect listener: ok') or diag($out);
+
+done_testing();

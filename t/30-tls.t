@@ -1,0 +1,197 @@
+#!/usr/bin/perl
+# 30-tls.t: TLS termination (issue 3, TLS part).  The real ./hamlyn serves
+# terminating and passthrough sites on one port; real clients (openssl
+# s_client, curl, t/lib/hm_client.py) check what the TLS layer decides:
+# ECDSA or RSA certificate by the client's signature algorithms, TLS 1.2
+# and 1.3, min_version, ALPN, session resumption through tickets (also
+# with a ticket key file), OCSP stapling, client certificates (required),
+# the handshake timeout, and that failures are logged with a reason.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+use MIME::Base64 qw(encode_base64);
+
+plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $dir = $t->dir;
+
+# --- an OCSP response for a.test-ecdsa, signed by the test CA
+sub sh { my ($cmd) = @_; my $o = `$cmd 2>&1`; die "failed: $cmd\n$o" if $?; return $o }
+my ($serial) = sh("openssl x509 -in $certs/a.test-ecdsa.pem -noout -serial") =~ /serial=(\w+)/;
+open my $ix, '>', "$dir/index.txt" or die;
+print $ix "V\t351231000000Z\t\t$serial\tunknown\t/CN=a.test\n";
+close $ix;
+sh("openssl ocsp -issuer $certs/ca.pem -cert $certs/a.test-ecdsa.pem -no_nonce -reqout $dir/ocsp.req");
+sh("openssl ocsp -index $dir/index.txt -rsigner $certs/ca.pem -rkey $certs/ca.key -CA $certs/ca.pem"
+   . " -reqin $dir/ocsp.req -respout $dir/a.ocsp -ndays 2");
+ok(-s "$dir/a.ocsp", 'OCSP response generated with openssl ocsp');
+
+# --- a ticket key file (80-byte key, base64 per line) for the second instance
+open my $tk, '>', "$dir/tickets.keys" or die;
+print $tk "# hamlyn ticket keys\n", encode_base64(join('', map { chr } 0 .. 79), ''), "\n";
+close $tk;
+
+my $be = $t->backend(mode => 'tls-echo', cert => 'default.test', name => 'PT');
+my $p = $t->port;
+
+my %conf = (
+    certificates => {
+        'a-ecdsa' => { cert => "$certs/a.test-ecdsa.pem", key => "$certs/a.test-ecdsa.key",
+                       ocsp => "$dir/a.ocsp" },
+        'a-rsa'   => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key" },
+        'b'       => { cert => "$certs/b.test.pem", key => "$certs/b.test.key" },
+        'wild'    => { cert => "$certs/wild.test.pem", key => "$certs/wild.test.key" },
+    },
+    upstreams => { pt => { servers => ["127.0.0.1:$be->{port}"] } },
+    listeners => [ { name => 'main', listen => ["127.0.0.1:$p"],
+                     sites => [qw(a b m pt)] } ],
+    sites => {
+        a  => { server_names => ['a.test'], mode => 'terminate',
+                tls => { certificates => ['a-ecdsa', 'a-rsa'], handshake_timeout_ms => 1000 },
+                routes => [ { match => { path_prefix => '/' }, status => 200, body => "site a\n" } ] },
+        b  => { server_names => ['b.test'], mode => 'terminate',
+                tls => { certificates => ['b'], min_version => 'TLSv1.3' },
+                routes => [ { match => { path_prefix => '/' }, status => 200, body => "site b\n" } ] },
+        m  => { server_names => ['m.wild.test'], mode => 'terminate',
+                tls => { certificates => ['wild'],
+                         client_auth => { mode => 'required', ca => "$certs/client-ca.pem" } },
+                routes => [ { match => { path_prefix => '/' }, status => 200, body => "site m\n" } ] },
+        pt => { server_names => ['default.test'], mode => 'passthrough', upstream => 'pt' },
+    },
+);
+$t->write_conf(\%conf);
+$t->run or BAIL_OUT('hamlyn did not start');
+
+sub sc {
+    my (%o) = @_;
+    my $name = delete $o{name};
+    return scalar $t->s_client(port => $p, servername => $name, input => "", %o);
+}
+
+# --- certificate choice
+my $out = sc(name => 'a.test', args => ['-brief']);
+like($out, qr/(?:Peer )?signature type: ECDSA/i, 'ECDSA-capable client gets the ECDSA certificate');
+like($out, qr/Verification: OK/, 'chain verifies against the test CA');
+$out = sc(name => 'a.test', args => ['-brief', '-sigalgs', 'RSA-PSS+SHA256:RSA-PSS+SHA384:RSA+SHA256']);
+like($out, qr/(?:Peer )?signature type: RSA-PSS/i, 'RSA-only client (TLS 1.3) gets the RSA certificate');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']);
+like($out, qr/Protocol version: TLSv1\.2/, 'TLS 1.2 handshake');
+like($out, qr/Ciphersuite: ECDHE-RSA-AES128-GCM-SHA256/,
+     'TLS 1.2 client offering only ECDHE-RSA suites gets the RSA certificate');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2']);
+like($out, qr/Ciphersuite: ECDHE-ECDSA-/, 'TLS 1.2 client with ECDSA suites gets ECDSA');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_3']);
+like($out, qr/Protocol version: TLSv1\.3/, 'TLS 1.3 handshake');
+
+# --- versions
+($out) = $t->s_client(port => $p, servername => 'b.test', input => "", args => ['-brief', '-tls1_2']);
+unlike($out, qr/Protocol version/, 'min_version TLSv1.3 refuses a TLS 1.2 client');
+like($out, qr/alert|error/i, '... with an alert');
+$out = sc(name => 'b.test', args => ['-brief']);
+like($out, qr/Protocol version: TLSv1\.3/, 'min_version TLSv1.3 site accepts TLS 1.3');
+
+# --- ALPN
+$out = sc(name => 'a.test', args => ['-alpn', 'h2,http/1.1']);
+like($out, qr{ALPN protocol: http/1\.1}, 'ALPN: http/1.1 chosen over h2');
+$out = sc(name => 'a.test', args => ['-alpn', 'h2']);
+like($out, qr{No ALPN negotiated}, 'ALPN: h2 alone is not negotiated, handshake continues');
+like($out, qr{Verification: OK|Verify return code: 0}, '... and the handshake completes');
+
+# --- OCSP stapling
+$out = sc(name => 'a.test', args => ['-status']);
+like($out, qr/OCSP Response Status: successful/, 'OCSP response stapled for the ECDSA cert');
+like($out, qr/Cert Status: good/, '... saying good');
+
+# --- session resumption (tickets), TLS 1.3 and TLS 1.2
+for my $v ('-tls1_3', '-tls1_2') {
+    unlink "$dir/sess";
+    $out = sc(name => 'a.test', args => [$v, '-sess_out', "$dir/sess"], input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+              expect => qr/\r\n\r\n/);
+    like($out, qr/^New,/m, "$v: first connection is a full handshake");
+    ok(-s "$dir/sess", "$v: session saved by the client");
+    $out = sc(name => 'a.test', args => [$v, '-sess_in', "$dir/sess"]);
+    like($out, qr/^Reused,/m, "$v: second connection resumed the session");
+}
+
+# --- client certificates
+($out) = $t->s_client(port => $p, servername => 'm.wild.test', args => ['-brief'],
+                      input => "GET / HTTP/1.1\r\nHost: m.wild.test\r\n\r\n", expect => qr/HTTP\/1|alert|error/i);
+unlike($out, qr{HTTP/1\.1 200}, 'client_auth required: no certificate, no response');
+like($out, qr/alert|error/i, '... the handshake fails with an alert');
+my ($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.test:$p:127.0.0.1",
+                             '--cert', "$certs/client.pem", '--key', "$certs/client.key",
+                             "https://m.wild.test:$p/");
+is($code, 200, 'client_auth required: a client certificate from client-ca is accepted');
+($code) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.test:$p:127.0.0.1",
+                   '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",
+                   "https://m.wild.test:$p/");
+isnt($code, 200, 'client_auth required: a certificate from another CA is refused');
+
+# --- curl end to end, and passthrough on the same port
+($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+                          "https://a.test:$p/");
+is($code, 200, 'curl over TLS to the terminating site');
+my $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'default.test', no_verify => 1,
+                       send => "hello\n", shut_wr => 1, timeout => 10);
+like($r->{first_line} // '', qr/^backend=PT /, 'passthrough site on the same port reaches its backend');
+
+# --- handshake timeout: a silent client after a valid ClientHello
+{
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or die;
+    # a complete ClientHello for a.test, then silence: hamlyn answers with its
+    # flight and waits for ours; the handshake timeout (1 s) closes it.
+    my $ch = `python3 -c '
+import ssl, sys
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
+i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = c.wrap_bio(i, o, server_hostname="a.test")
+try: s.do_handshake()
+except ssl.SSLWantReadError: pass
+sys.stdout.buffer.write(o.read())'`;
+    ok(length($ch) > 100, 'built a ClientHello');
+    my $t0 = time;
+    syswrite($s, $ch);
+    my $closed = 0;
+    while (time - $t0 < 5) {
+        my $n = sysread($s, my $buf, 65536);
+        if (!$n) { $closed = 1; last }
+    }
+    my $el = time - $t0;
+    ok($closed, 'silent client is disconnected');
+    ok($el >= 0.8 && $el < 3, sprintf('... after the 1 s handshake timeout (%.2f s)', $el));
+}
+ok($t->wait_error_log(qr/TLS handshake failed: timeout/), 'timeout logged');
+ok($t->wait_error_log(qr/\[info\].*TLS handshake failed: .*(certificate|cert)/),
+   'client certificate failure logged at info with a reason');
+ok($t->wait_error_log(qr/TLS handshake failed: .*(unsupported protocol|version)/i),
+   'version refusal logged with a reason');
+$t->stop;
+
+# --- ticket key file: tickets survive a restart (same keys), and a ticket
+# from another key set is not accepted.
+my $t2 = Hamlyn::Test->new(name => '30-tls-keys');
+my $p2 = $t2->port;
+my %c2 = %conf;
+$c2{runtime} = { tls_session_ticket_keys => "$dir/tickets.keys" };
+$c2{listeners} = [ { name => 'main', listen => ["127.0.0.1:$p2"], sites => [qw(a)] } ];
+$c2{sites} = { a => $conf{sites}{a} };
+delete $c2{upstreams};
+$t2->write_conf(\%c2);
+$t2->run or BAIL_OUT('hamlyn (ticket keys) did not start');
+unlink "$dir/sess2";
+$out = $t2->s_client(port => $p2, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                     expect => qr/\r\n\r\n/, args => ['-sess_out', "$dir/sess2"]);
+like($out, qr/^New,/m, 'ticket key file: full handshake first');
+$t2->stop;
+$t2->run or BAIL_OUT('hamlyn (ticket keys) did not restart');
+$out = $t2->s_client(port => $p2, servername => 'a.test', input => "", args => ['-sess_in', "$dir/sess2"]);
+like($out, qr/^Reused,/m, 'ticket key file: the session resumes after a restart (same keys)');
+$t2->stop;
+
+done_testing;

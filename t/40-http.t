@@ -1,0 +1,419 @@
+#!/usr/bin/perl
+# t/40-http.t: the HTTP/1.1 reverse proxy on terminated connections, end to
+# end with the real binary, curl, raw TLS clients and t/lib/hm_backend.py:
+# proxying, header rewriting, bodies both ways (length, chunked, large,
+# backpressure), keep-alive, pipelining, 100-continue, HEAD/204/304,
+# WebSocket upgrade, limits (431/413/408/idle/max_requests), routes
+# (fixed status, normalised paths, methods, headers, host, 404), the
+# access log, and the default configuration conf/hamlyn.json.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+use Digest::SHA qw(sha256_hex);
+use Time::HiRes qw(sleep time);
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $be = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
+my $p = $t->port;
+
+# ---- helpers -----------------------------------------------------------
+
+my $RAW = $t->dir . '/raw.py';
+{
+    open my $fh, '>', $RAW or die;
+    print $fh <<'PY';
+import socket, ssl, sys, time
+host, port, sni, infile, idle, timeout, pause = sys.argv[1:8]
+data = open(infile, 'rb').read()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection((host, int(port)), timeout=float(timeout))
+ss = ctx.wrap_socket(s, server_hostname=sni)
+for i, part in enumerate(data.split(b'<<PAUSE>>')):
+    if i:
+        time.sleep(float(pause))
+    try:
+        ss.sendall(part)
+    except OSError:
+        break
+out = b''
+end = time.time() + float(timeout)
+how = 'TIMEOUT'
+ss.settimeout(float(idle))
+while time.time() < end:
+    try:
+        d = ss.recv(65536)
+    except socket.timeout:
+        how = 'IDLE'
+        break
+    except (ssl.SSLError, OSError):
+        how = 'EOF'
+        break
+    if not d:
+        how = 'EOF'
+        break
+    out += d
+sys.stdout.buffer.write(out + b'\n[[' + how.encode() + b']]')
+PY
+    close $fh;
+}
+my $nraw = 0;
+
+# raw($bytes, %o): sends $bytes over TLS ("<<PAUSE>>" splits sends with a
+# pause), returns everything read, ending in [[EOF]] (closed by the proxy),
+# [[IDLE]] (still open after idle seconds) or [[TIMEOUT]].
+sub raw {
+    my ($data, %o) = @_;
+    my $in = $t->dir . '/raw-' . ++$nraw;
+    open my $fh, '>:raw', $in or die;
+    print $fh $data;
+    close $fh;
+    open my $ph, '-|', 'python3', $RAW, '127.0.0.1', $o{port} // $p,
+        $o{sni} // 'a.test', $in, $o{idle} // 1.5, $o{timeout} // 15,
+        $o{pause} // 0.3 or die;
+    local $/;
+    my $out = <$ph>;
+    close $ph;
+    return $out // '';
+}
+
+sub statuses { my ($out) = @_; return [ $out =~ m{HTTP/1\.1 (\d{3}) }g ] }
+
+sub curl {
+    my ($path, @args) = @_;
+    return $t->curl('--cacert', "$certs/ca.pem", '--resolve',
+                    "a.test:$p:127.0.0.1", @args, "https://a.test:$p$path");
+}
+
+sub backend_json { my ($body) = @_; return eval { decode_json($body) } // {} }
+
+sub hdr {
+    my ($j, $name) = @_;
+    my @v = map { $_->[1] } grep { lc $_->[0] eq lc $name } @{ $j->{headers} // [] };
+    return wantarray ? @v : $v[0];
+}
+
+sub conf {
+    my (%o) = @_;
+    return {
+        runtime => { access_log => { path => $t->dir . '/access.log' } },
+        certificates => {
+            a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" },
+        },
+        upstreams => {
+            be => { servers => ["127.0.0.1:$be->{port}"],
+                    plaintext => { accepted_risk => 'test backend on loopback' },
+                    read_timeout_ms => 1500,
+                    %{ $o{up} // {} } },
+        },
+        listeners => [ { name => 'l', listen => ["127.0.0.1:$p"],
+                         sites => ['a'], default_site => 'a' } ],
+        sites => {
+            a => {
+                server_names => ['a.test', 'b.test'],
+                mode => 'terminate',
+                tls => { certificates => ['a'] },
+                limits => { max_header_bytes => 4096, max_body_bytes => 1 << 20,
+                            header_timeout_ms => 1000, idle_timeout_ms => 2000,
+                            max_requests => 5, %{ $o{limits} // {} } },
+                headers => { strip_request => ['X-User-Id', 'X-Internal-*'],
+                             set_request => { 'X-Edge' => 'hamlyn' },
+                             set_response => { 'Strict-Transport-Security' => 'max-age=60' },
+                             strip_response => ['Server'] },
+                routes => [
+                    { match => { path_prefix => '/admin/' }, status => 403,
+                      body => "admin is closed\n" },
+                    { match => { path_exact => '/fixed' }, status => 200,
+                      body => "fixed body\n", content_type => 'text/x-test' },
+                    { match => { path_prefix => '/m/', methods => ['PUT'] },
+                      status => 201, body => "put\n" },
+                    { match => { path_prefix => '/h/', headers => { 'x-canary' => '1' } },
+                      status => 202, body => "canary\n" },
+                    { match => { path_prefix => '/host/', host => 'b.test' },
+                      status => 203, body => "host b\n" },
+                    { match => { path_prefix => '/nowhere' }, status => 404 },
+                    { match => { path_prefix => '/' }, upstream => 'be' },
+                ],
+            },
+        },
+    };
+}
+
+$t->write_conf(conf());
+$t->run or BAIL_OUT('hamlyn did not start');
+
+# ---- basic proxying and header rewriting ------------------------------
+
+{
+    my ($code, $body, $h) = curl('/hello?x=1', '-H', 'X-User-Id: 42',
+        '-H', 'X-Internal-Secret: s', '-H', 'X-Forwarded-For: 6.6.6.6',
+        '-H', 'X-Real-IP: 6.6.6.6', '-H', 'Forwarded: for=6.6.6.6',
+        '-H', 'Connection: keep-alive, X-Hop', '-H', 'X-Hop: 1',
+        '-H', 'Keep-Alive: timeout=5', '-H', 'TE: trailers',
+        '-H', 'Proxy-Connection: keep-alive', '-H', 'X-Keep: yes');
+    is($code, 200, 'GET proxied');
+    my $j = backend_json($body);
+    is($j->{path}, '/hello?x=1', 'request-target forwarded');
+    is($j->{version}, 'HTTP/1.1', 'upstream request is HTTP/1.1');
+    is(hdr($j, 'host'), "a.test:$p", 'Host kept');
+    is(hdr($j, 'x-keep'), 'yes', 'end-to-end header kept');
+    for my $gone (qw(x-user-id x-internal-secret x-hop keep-alive te
+                     proxy-connection connection x-real-ip)) {
+        ok(!defined hdr($j, $gone), "$gone not forwarded");
+    }
+    is_deeply([hdr($j, 'x-forwarded-for')], ['127.0.0.1'], 'X-Forwarded-For replaced');
+    is(hdr($j, 'x-forwarded-proto'), 'https', 'X-Forwarded-Proto');
+    is(hdr($j, 'x-forwarded-host'), "a.test:$p", 'X-Forwarded-Host');
+    is(hdr($j, 'forwarded'), "for=127.0.0.1;proto=https;host=\"a.test:$p\"",
+       'Forwarded (RFC 7239) of our own');
+    is(hdr($j, 'x-edge'), 'hamlyn', 'set_request');
+    is($h->{'strict-transport-security'}, 'max-age=60', 'set_response');
+    ok(!exists $h->{server}, 'strip_response removed Server');
+}
+
+# ---- bodies ------------------------------------------------------------
+
+{
+    my $data = 'x' x 100000;
+    my $f = $t->dir . '/body.bin';
+    open my $fh, '>', $f or die; print $fh $data; close $fh;
+    my ($code, $body) = curl('/post', '--data-binary', "\@$f");
+    my $j = backend_json($body);
+    is($code, 200, 'POST with Content-Length');
+    is($j->{body_sha256}, sha256_hex($data), 'request body intact');
+    is(hdr($j, 'content-length'), 100000, 'Content-Length regenerated');
+
+    ($code, $body) = curl('/post', '--data-binary', "\@$f", '-H',
+                          'Transfer-Encoding: chunked');
+    $j = backend_json($body);
+    is($code, 200, 'POST chunked');
+    is($j->{body_sha256}, sha256_hex($data), 'chunked request body intact');
+    is(hdr($j, 'transfer-encoding'), 'chunked', 'upstream body re-framed as chunked');
+
+    ($code, $body) = curl('/echo', '--data-binary', "\@$f");
+    is(length $body, 100000, 'echo of 100 kB');
+    is(sha256_hex($body), sha256_hex($data), 'echoed body intact');
+
+    my ($c2, $b2, $h2) = curl('/chunked');
+    is($c2, 200, 'chunked response');
+    is($h2->{'transfer-encoding'}, 'chunked', 'client gets chunked re-framing');
+    is(backend_json($b2)->{path}, '/chunked', 'chunked response body intact');
+
+    my $n = 8_000_000;
+    my ($c3, $b3) = curl("/bytes/$n", '--limit-rate', '20M');
+    is($c3, 200, 'large download');
+    is(length $b3, $n, 'all bytes of a large download');
+    is(sha256_hex($b3), Hamlyn::Test::pattern_sha256($n), 'large download intact');
+}
+
+# ---- HEAD, 204, 304 ----------------------------------------------------
+
+{
+    my $out = raw("HEAD /bytes/1000 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /status/204 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /status/304 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 204, 304, 200], 'HEAD, 204, 304 pipelined, in order');
+    like($out, qr/Content-Length: 1000\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 204/, 'HEAD: no body, length kept');
+    like($out, qr/304 [^\r]*\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 200/, '304: no body');
+    like($out, qr/fixed body\n\n\[\[EOF\]\]$/, 'last answer, then closed (Connection: close)');
+}
+
+# ---- keep-alive, pipelining, upstream pool ----------------------------
+
+{
+    my ($code, $body) = curl('/a', '-o', $t->dir . '/ka1', '--next',
+        '--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+        "https://a.test:$p/b");
+    my $j = backend_json($body);
+    is($code, 200, 'two requests on one curl connection');
+    ok($j->{conn_requests} >= 2, 'the upstream connection was reused (pool)');
+
+    my $req = join '', map { "GET /p$_ HTTP/1.1\r\nHost: a.test\r\n\r\n" } 1 .. 3;
+    my $out = raw($req . "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello"
+                  . "GET /p5 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [200, 200, 200, 200, 200], 'five pipelined requests answered');
+    my @paths = $out =~ /"path": "([^"]+)"/g;
+    is_deeply(\@paths, [qw(/p1 /p2 /p3 /p5)], 'pipelined answers in order');
+    like($out, qr/\r\n\r\nhello/, 'pipelined POST body delivered');
+    like($out, qr/Connection: close/, 'max_requests (5) reached: Connection: close');
+    like($out, qr/\[\[EOF\]\]$/, 'closed after max_requests');
+
+    my $split = raw("GET /s1 HTTP/1.1\r\nHo<<PAUSE>>st: a.test\r\n<<PAUSE>>\r\n");
+    is_deeply(statuses($split), [200], 'head split across TLS records');
+}
+
+# ---- Expect: 100-continue --------------------------------------------
+
+{
+    my $out = raw("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n"
+                . "Expect: 100-continue\r\n\r\n<<PAUSE>>abcd", pause => 0.5);
+    like($out, qr/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /,
+         '100 Continue answered before the body, then the response');
+    like($out, qr/\r\n\r\nabcd/, 'body after 100-continue delivered');
+    my $big = raw("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 99999999\r\n"
+                . "Expect: 100-continue\r\n\r\n");
+    is_deeply(statuses($big), [413], 'oversized body refused without 100 Continue');
+    my ($code, $body) = curl('/echo', '-H', 'Expect: 100-continue', '--data-binary',
+                             'y' x 5000);
+    is($code, 200, 'curl with Expect: 100-continue');
+    is($body, 'y' x 5000, 'curl body through 100-continue');
+    my $bad = raw("GET / HTTP/1.1\r\nHost: a.test\r\nExpect: something\r\n\r\n");
+    is_deeply(statuses($bad), [417], 'unknown Expect: 417');
+}
+
+# ---- WebSocket upgrade -------------------------------------------------
+
+{
+    my $out = raw("GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
+                . "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                . "<<PAUSE>>ping-1<<PAUSE>>ping-2", pause => 0.4);
+    like($out, qr/^HTTP\/1\.1 101 /, '101 Switching Protocols forwarded');
+    like($out, qr/Upgrade: websocket/i, 'Upgrade header kept on 101');
+    like($out, qr/ws-backend=be1\n/, 'tunnel reaches the backend');
+    like($out, qr/ping-1ping-2/, 'raw bytes relayed both ways after 101');
+}
+
+# ---- limits ------------------------------------------------------------
+
+{
+    my $out = raw("GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: " . ('a' x 5000) . "\r\n\r\n");
+    is_deeply(statuses($out), [431], 'head over max_header_bytes: 431');
+    like($out, qr/\[\[EOF\]\]$/, '431 then close');
+
+    $out = raw("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2000000\r\n\r\n");
+    is_deeply(statuses($out), [413], 'Content-Length over max_body_bytes: 413');
+
+    my $chunk = sprintf("%x\r\n%s\r\n", 300000, 'z' x 300000);
+    $out = raw("POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+             . ($chunk x 4) . "0\r\n\r\n");
+    is_deeply(statuses($out), [413], 'chunked body over max_body_bytes: 413');
+    like($out, qr/\[\[EOF\]\]$/, 'chunked 413 then close');
+
+    my $t0 = time;
+    $out = raw("GET / HTTP/1.1\r\nHost: a.te", idle => 5);
+    is_deeply(statuses($out), [408], 'header_timeout_ms with a started request: 408');
+    ok(time - $t0 < 4, 'header timeout fired in time');
+
+    $t0 = time;
+    $out = raw('', idle => 5);
+    is($out, "\n[[EOF]]", 'no request at all: closed without an answer');
+    ok(time - $t0 < 4, 'closed after header_timeout_ms');
+
+    $out = raw("GET /idle HTTP/1.1\r\nHost: a.test\r\n\r\n", idle => 6);
+    is_deeply(statuses($out), [200], 'request before idling');
+    like($out, qr/\[\[EOF\]\]$/, 'idle keep-alive connection closed (idle_timeout_ms)');
+}
+
+# ---- routes ------------------------------------------------------------
+
+{
+    my ($code, $body, $h) = curl('/fixed');
+    is($code, 200, 'fixed route status');
+    is($body, "fixed body\n", 'fixed route body');
+    is($h->{'content-type'}, 'text/x-test', 'fixed route content_type');
+    is($h->{'strict-transport-security'}, 'max-age=60', 'set_response on fixed answers');
+
+    ($code, $body) = curl('/admin/x');
+    is($code, 403, 'admin prefix');
+    ($code) = curl('/v1/../admin/x', '--path-as-is');
+    is($code, 403, '/v1/../admin/ routes as /admin/');
+    ($code) = curl('//admin//x', '--path-as-is');
+    is($code, 403, 'repeated slashes merged for routing');
+    ($code) = curl('/%61dmin/x', '--path-as-is');
+    is($code, 403, 'percent-encoded unreserved decoded for routing');
+    ($code) = curl('/./admin/./x', '--path-as-is');
+    is($code, 403, 'dot segments resolved for routing');
+
+    ($code, $body) = curl('/m/x', '-X', 'PUT');
+    is($code, 201, 'methods match');
+    ($code) = curl('/m/x');
+    is($code, 200, 'other method falls through to the next route');
+    ($code) = curl('/h/x', '-H', 'X-Canary: 1');
+    is($code, 202, 'headers match');
+    ($code) = curl('/h/x', '-H', 'X-Canary: 2');
+    is($code, 200, 'header mismatch falls through');
+    ($code) = $t->curl('-k', '--resolve', "b.test:$p:127.0.0.1",
+                       "https://b.test:$p/host/x");
+    is($code, 203, 'host match');
+    ($code) = curl('/host/x');
+    is($code, 200, 'host mismatch falls through');
+    ($code, $body) = curl('/nowhere');
+    is($code, 404, 'status-only route');
+}
+
+{
+    # A site whose routes do not cover everything: 404 from the proxy.
+    my $c = conf();
+    $c->{sites}{a}{routes} = [ { match => { path_prefix => '/only/' }, upstream => 'be' } ];
+    $t->stop;
+    $t->write_conf($c);
+    $t->run or BAIL_OUT('restart');
+    my ($code, $body) = curl('/elsewhere');
+    is($code, 404, 'no route matches: 404 from the proxy');
+    like($body, qr/404/, '404 short body');
+    ($code) = curl('/only/x');
+    is($code, 200, 'the route that matches');
+}
+
+# ---- access log --------------------------------------------------------
+
+{
+    my $log = $t->access_log;
+    my @l = grep { ($_->{path} // '') eq '/only/x' } @$log;
+    is(scalar @l, 1, 'one access-log line per request');
+    my $e = $l[0] // {};
+    for my $k (qw(time client sni site method path status bytes_in bytes_out
+                  upstream duration_ms upstream_ms outcome)) {
+        ok(exists $e->{$k}, "access log has $k");
+    }
+    is($e->{status}, 200, 'access log status');
+    is($e->{site}, 'a', 'access log site');
+    is($e->{sni}, 'a.test', 'access log sni');
+    is($e->{upstream}, "127.0.0.1:$be->{port}", 'access log upstream');
+    my @bad = grep { ($_->{status} // 0) == 431 } @$log;
+    ok(@bad >= 1, 'refused requests are logged too');
+}
+
+# ---- the default configuration ----------------------------------------
+
+SKIP: {
+    my $top = $t->top;
+    my $demo = "$top/conf/certs/demo.pem";
+    if (!-f $demo && -x "$top/auto/demo-cert.sh") {
+        system("sh '$top/auto/demo-cert.sh' >/dev/null 2>&1");
+    }
+    skip 'conf/hamlyn.json or its demo certificate missing', 4
+        unless -f "$top/conf/hamlyn.json" && -f $demo;
+    open my $fh, '<', "$top/conf/hamlyn.json" or die;
+    my $c = decode_json(do { local $/; <$fh> });
+    my $dp = $t->port;
+    $c->{listeners}[0]{listen} = ["127.0.0.1:$dp"];
+    for my $cert (values %{ $c->{certificates} }) {
+        $cert->{$_} = "$top/conf/$cert->{$_}" for grep { $cert->{$_} !~ m{^/} } qw(cert key);
+    }
+    delete $c->{runtime};
+    $c->{runtime} = { workers => 1 };
+    $t->stop;
+    $t->write_conf($c);
+    $t->run or BAIL_OUT('default configuration did not start');
+    my ($code, $body) = $t->curl('-k', "https://localhost:$dp/", '--resolve',
+                                 "localhost:$dp:127.0.0.1");
+    is($code, 200, 'curl -k https://localhost/ with the default configuration');
+    like($body, qr/Hamlyn/, 'answered by the fixed route of conf/hamlyn.json');
+    ($code, $body) = $t->curl('-k', "https://localhost:$dp/healthz", '--resolve',
+                              "localhost:$dp:127.0.0.1");
+    is($code, 200, 'default /healthz');
+    ($code) = $t->curl('-k', "https://localhost:$dp/nope", '--resolve',
+                       "localhost:$dp:127.0.0.1");
+    is($code, 404, 'default catch-all 404');
+}
+
+$t->stop;
+done_testing;

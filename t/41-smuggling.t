@@ -1,0 +1,203 @@
+#!/usr/bin/perl
+# t/41-smuggling.t: request smuggling shapes are refused with 400 (or the
+# listed status) and the connection is closed; the request smuggled behind
+# each one never reaches the backend (its request log is checked).  Also:
+# requests hidden inside a valid body stay body bytes, re-framed.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(sleep);
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $be = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
+my $p = $t->port;
+
+my $RAW = $t->dir . '/raw.py';
+{
+    open my $fh, '>', $RAW or die;
+    print $fh <<'PY';
+import socket, ssl, sys, time
+host, port, sni, infile, idle, timeout = sys.argv[1:7]
+data = open(infile, 'rb').read()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection((host, int(port)), timeout=float(timeout))
+ss = ctx.wrap_socket(s, server_hostname=sni)
+try:
+    ss.sendall(data)
+except OSError:
+    pass
+out = b''
+end = time.time() + float(timeout)
+how = 'TIMEOUT'
+ss.settimeout(float(idle))
+while time.time() < end:
+    try:
+        d = ss.recv(65536)
+    except socket.timeout:
+        how = 'IDLE'
+        break
+    except (ssl.SSLError, OSError):
+        how = 'EOF'
+        break
+    if not d:
+        how = 'EOF'
+        break
+    out += d
+sys.stdout.buffer.write(out + b'\n[[' + how.encode() + b']]')
+PY
+    close $fh;
+}
+my $nraw = 0;
+sub raw {
+    my ($data, %o) = @_;
+    my $in = $t->dir . '/raw-' . ++$nraw;
+    open my $fh, '>:raw', $in or die;
+    print $fh $data;
+    close $fh;
+    open my $ph, '-|', 'python3', $RAW, '127.0.0.1', $p, 'a.test', $in,
+        $o{idle} // 3, 15 or die;
+    local $/;
+    my $out = <$ph>;
+    close $ph;
+    return $out // '';
+}
+sub statuses { my ($out) = @_; return [ $out =~ m{HTTP/1\.1 (\d{3}) }g ] }
+sub backend_log {
+    open my $fh, '<', $be->{log} or return '';
+    local $/;
+    return <$fh> // '';
+}
+
+$t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => { be => { servers => ["127.0.0.1:$be->{port}"],
+                           plaintext => { accepted_risk => 'test backend on loopback' } } },
+    listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
+                     default_site => 'a' } ],
+    sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      routes => [ { match => { path_prefix => '/' }, upstream => 'be' } ] } },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+
+my $H = "Host: a.test\r\n";
+my @cases = (
+    # [name, request bytes (the smuggled GET follows), expected status]
+    ['CL + TE', "POST /a HTTP/1.1\r\n${H}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+    ['TE + CL', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n"],
+    ['CL + TE (identity)', "POST /a HTTP/1.1\r\n${H}Content-Length: 6\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"],
+    ['two CL, different', "POST /a HTTP/1.1\r\n${H}Content-Length: 0\r\nContent-Length: 5\r\n\r\nabcde"],
+    ['two CL, same', "POST /a HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5\r\n\r\nabcde"],
+    ['CL list', "POST /a HTTP/1.1\r\n${H}Content-Length: 5, 5\r\n\r\nabcde"],
+    ['CL plus sign', "POST /a HTTP/1.1\r\n${H}Content-Length: +5\r\n\r\nabcde"],
+    ['CL minus sign', "POST /a HTTP/1.1\r\n${H}Content-Length: -1\r\n\r\n"],
+    ['CL space inside', "POST /a HTTP/1.1\r\n${H}Content-Length: 1 0\r\n\r\nabcdefghij"],
+    ['CL hex', "POST /a HTTP/1.1\r\n${H}Content-Length: 0x5\r\n\r\nabcde"],
+    ['CL empty', "POST /a HTTP/1.1\r\n${H}Content-Length:\r\n\r\n"],
+    ['CL overflow', "POST /a HTTP/1.1\r\n${H}Content-Length: 18446744073709551621\r\n\r\nabcde"],
+    ['CL space before colon', "POST /a HTTP/1.1\r\n${H}Content-Length : 5\r\n\r\nabcde"],
+    ['TE chunked, identity', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"],
+    ['TE gzip, chunked', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"],
+    ['TE xchunked', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"],
+    ['TE chunked twice', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+    ['TE identity', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: identity\r\n\r\n"],
+    ['TE space before colon', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"],
+    ['TE vertical tab', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n"],
+    ['TE obs-fold', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"],
+    ['TE in HTTP/1.0', "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+    ['obs-fold', "GET /a HTTP/1.1\r\n${H}X-A: 1\r\n 2\r\n\r\n"],
+    ['leading whitespace header', "GET /a HTTP/1.1\r\n Host: a.test\r\n\r\n"],
+    ['space in header name', "GET /a HTTP/1.1\r\n${H}X Y: 1\r\n\r\n"],
+    ['tab before colon', "GET /a HTTP/1.1\r\n${H}X-Y\t: 1\r\n\r\n"],
+    ['bad name char', "GET /a HTTP/1.1\r\n${H}X(Y): 1\r\n\r\n"],
+    ['empty header name', "GET /a HTTP/1.1\r\n${H}: 1\r\n\r\n"],
+    ['NUL in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\x002\r\n\r\n"],
+    ['CR in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\r2\r\n\r\n"],
+    ['control char in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\x012\r\n\r\n"],
+    ['bare LF', "GET /a HTTP/1.1\n${H}\n"],
+    ['bare LF in headers', "GET /a HTTP/1.1\r\nHost: a.test\nX-A: 1\r\n\r\n"],
+    ['bare LF ending the head', "GET /a HTTP/1.1\r\n${H}\n"],
+    ['HTTP/0.9', "GET /a\r\n\r\n"],
+    ['HTTP/1.2', "GET /a HTTP/1.2\r\n${H}\r\n"],
+    ['HTTP/2.0', "GET /a HTTP/2.0\r\n${H}\r\n"],
+    ['HTTP/9.9', "GET /a HTTP/9.9\r\n${H}\r\n"],
+    ['HTTP/11.1', "GET /a HTTP/11.1\r\n${H}\r\n"],
+    ['lower-case version', "GET /a http/1.1\r\n${H}\r\n"],
+    ['absolute-form target', "GET http://evil.test/a HTTP/1.1\r\n${H}\r\n"],
+    ['space in target', "GET /a b HTTP/1.1\r\n${H}\r\n"],
+    ['double space', "GET  /a HTTP/1.1\r\n${H}\r\n"],
+    ['target without slash', "GET a HTTP/1.1\r\n${H}\r\n"],
+    ['fragment in target', "GET /a#b HTTP/1.1\r\n${H}\r\n"],
+    ['CONNECT', "CONNECT evil.test:443 HTTP/1.1\r\n${H}\r\n"],
+    ['no Host', "GET /a HTTP/1.1\r\n\r\n"],
+    ['two Host', "GET /a HTTP/1.1\r\n${H}Host: b.test\r\n\r\n"],
+    ['bad Host', "GET /a HTTP/1.1\r\nHost: a.test/evil\r\n\r\n"],
+    ['malformed percent-encoding', "GET /%zz HTTP/1.1\r\n${H}\r\n"],
+    ['chunk size not hex', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"],
+    ['chunk size with sign', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n"],
+    ['chunk size 0x', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"],
+    ['chunk size space', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n"],
+    ['chunk size overflow', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n"],
+    ['chunk bare LF', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n"],
+    ['chunk data too long', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"],
+    ['chunk extension abuse', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;" . ('x' x 400) . "\r\nhello\r\n0\r\n\r\n"],
+    ['chunk extension control char', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;a\x01b\r\nhello\r\n0\r\n\r\n"],
+    ['bad trailer', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX\x01: 1\r\n\r\n"],
+    ['unknown Expect', "GET /a HTTP/1.1\r\n${H}Expect: 200-ok\r\n\r\n", 417],
+);
+
+my $smuggled = 0;
+for my $c (@cases) {
+    my ($name, $req, $want) = @$c;
+    $want //= 400;
+    $smuggled++;
+    my $out = raw($req . "GET /smuggled-$smuggled HTTP/1.1\r\n${H}\r\n");
+    is_deeply(statuses($out), [$want], "$name: answered $want, once");
+    like($out, qr/\[\[EOF\]\]$/, "$name: connection closed");
+}
+sleep 0.3;
+my $log = backend_log();
+unlike($log, qr/smuggled/, 'no smuggled request ever reached the backend');
+unlike($log, qr{^GET /a }m, 'no refused GET reached the backend');
+unlike($log, qr{^POST /a }m, 'no refused POST reached the backend (chunked framing checked first)');
+
+# A request hidden in a body stays body: Content-Length and chunked.
+{
+    my $hidden = "GET /smuggled-body HTTP/1.1\r\n${H}\r\n";
+    my $out = raw("POST /echo HTTP/1.1\r\n${H}Content-Length: " . length($hidden)
+                . "\r\n\r\n$hidden" . "GET /after-cl HTTP/1.1\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'CL body holding a request: two answers');
+    like($out, qr/\r\n\r\n\Q$hidden\E/, 'the hidden request came back as body bytes');
+    my $chunked = sprintf("%x\r\n%s\r\n0\r\n\r\n", length $hidden, $hidden);
+    $out = raw("POST /echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n$chunked"
+             . "GET /after-chunked HTTP/1.1\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'chunked body holding a request: two answers');
+    like($out, qr/\Q$hidden\E/, 'hidden request echoed as body');
+    sleep 0.3;
+    $log = backend_log();
+    unlike($log, qr/smuggled-body/, 'the hidden request never parsed by the backend');
+    like($log, qr{GET /after-cl}, 'the real next request after a CL body was forwarded');
+    like($log, qr{GET /after-chunked}, 'the real next request after a chunked body was forwarded');
+}
+
+# Chunk extensions and trailers from the client are not forwarded: the
+# body is re-framed.
+{
+    my $out = raw("POST /post HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n"
+                . "3;ext=1\r\nabc\r\n0\r\nX-Trailer: evil\r\n\r\n"
+                . "GET /x HTTP/1.1\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'chunked body with extension and trailer');
+    my ($json) = $out =~ /(\{"method": "POST".*?\})\r?\n?HTTP/s;
+    my $j = eval { decode_json($json // '{}') } // {};
+    is($j->{body_len}, 3, 'decoded body forwarded');
+    unlike($json // '', qr/X-Trailer/, 'trailer not forwarded as a header');
+}
+
+$t->stop;
+done_testing;

@@ -1,0 +1,248 @@
+#!/usr/bin/perl
+# t/42-upstream-plain.t: plaintext upstream pools behind a terminating
+# site: keep-alive reuse across client connections, idle connections the
+# server closed are never reused, a request retried on a fresh connection
+# when a pooled one dies before answering, pool idle timeout and size,
+# round_robin / least_conn / random_two, next server on connect failure,
+# the proxy's own 502 and 504, invalid or truncated upstream responses.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+use IO::Socket::INET;
+use POSIX qw(_exit WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $p = $t->port;
+my $bea = $t->backend(mode => 'http', name => 'be-a') or BAIL_OUT('backend a');
+my $beb = $t->backend(mode => 'http', name => 'be-b') or BAIL_OUT('backend b');
+my $dead = $t->port;     # nothing listens here
+
+# A hand-made upstream that answers every connection with fixed bytes.
+my @kids;
+sub fake_upstream {
+    my ($answer) = @_;
+    my $port = $t->port;
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+                                    Listen => 16, ReuseAddr => 1) or die "listen: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        local $SIG{ALRM} = sub { _exit(0) };
+        alarm 120;
+        while (my $c = $srv->accept) {
+            my $buf = '';
+            while ($buf !~ /\r\n\r\n/) {
+                my $n = sysread($c, $buf, 4096, length $buf);
+                last unless $n;
+            }
+            syswrite($c, $answer);
+            close $c;
+        }
+        _exit(0);
+    }
+    close $srv;
+    push @kids, $pid;
+    return $port;
+}
+END { local $?; kill 'TERM', @kids if @kids; waitpid($_, 0) for @kids }
+
+my $bad = fake_upstream("HTTP/1.1 200 OK\nContent-Length: 2\n\nhi");
+my $short = fake_upstream("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..");
+my $garbage = fake_upstream("garbage\r\n\r\n");
+
+sub up {
+    my ($servers, %o) = @_;
+    return { servers => $servers,
+             plaintext => { accepted_risk => 'test backends on loopback' },
+             connect_timeout_ms => 1000, read_timeout_ms => 800, %o };
+}
+
+my %routes = (
+    '/pool/'  => 'one',   '/rr/'   => 'rr',    '/lc/'   => 'lc',
+    '/r2/'    => 'r2',    '/next/' => 'next',  '/down/' => 'down',
+    '/bad/'   => 'bad',   '/short/' => 'short', '/garbage/' => 'garbage',
+    '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
+);
+$t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => {
+        one     => up(["127.0.0.1:$bea->{port}"]),
+        tiny    => up(["127.0.0.1:$bea->{port}"], pool => { max_idle_per_worker => 4,
+                                                            idle_timeout_s => 1 }),
+        nopool  => up(["127.0.0.1:$bea->{port}"], pool => { max_idle_per_worker => 0 }),
+        rr      => up(["127.0.0.1:$bea->{port}", "127.0.0.1:$beb->{port}"]),
+        lc      => up(["127.0.0.1:$bea->{port}", "127.0.0.1:$beb->{port}"],
+                      balance => 'least_conn', read_timeout_ms => 5000),
+        r2      => up(["127.0.0.1:$bea->{port}", "127.0.0.1:$beb->{port}"],
+                      balance => 'random_two'),
+        next    => up(["127.0.0.1:$dead", "127.0.0.1:$beb->{port}"]),
+        down    => up(["127.0.0.1:$dead"]),
+        bad     => up(["127.0.0.1:$bad"]),
+        short   => up(["127.0.0.1:$short"]),
+        garbage => up(["127.0.0.1:$garbage"]),
+    },
+    listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
+                     default_site => 'a' } ],
+    sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      routes => [
+                          { match => { path_prefix => '/slow', headers => { 'x-up' => 'lc' } },
+                            upstream => 'lc' },
+                          { match => { path_prefix => '/slow' }, upstream => 'one' },
+                          map { { match => { path_prefix => $_ },
+                                  upstream => $routes{$_} } } sort keys %routes ] } },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+
+sub curl {
+    my ($path, @args) = @_;
+    return $t->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+                    @args, "https://a.test:$p$path");
+}
+sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
+
+# ---- pool reuse across client connections ------------------------------
+
+{
+    my ($c1, $b1) = curl('/pool/1');
+    my ($c2, $b2) = curl('/pool/2');
+    is($c1, 200, 'first request');
+    is($c2, 200, 'second request, another client connection');
+    is(j($b2)->{conn_requests}, j($b1)->{conn_requests} + 1,
+       'the upstream connection was taken from the pool');
+}
+
+# ---- an idle pooled connection closed by the server is never reused ----
+
+{
+    my ($c1, $b1) = curl('/tiny/1');
+    is($c1, 200, 'request that leaves an idle pooled connection');
+    my $port = $bea->{port};
+    $t->stop_backend($bea);
+    $bea = $t->backend(mode => 'http', name => 'be-a', port => $port)
+        or BAIL_OUT('backend a restart');
+    sleep 0.3;
+    my ($c2, $b2) = curl('/tiny/2');
+    is($c2, 200, 'request after the server closed the idle connection');
+    is(j($b2)->{conn_requests}, 1, 'served on a new upstream connection');
+}
+
+# ---- pool idle timeout and size ---------------------------------------
+
+{
+    my ($c1, $b1) = curl('/tiny/a');
+    my ($c2, $b2) = curl('/tiny/b');
+    is(j($b2)->{conn_requests}, j($b1)->{conn_requests} + 1, 'pooled before the idle timeout');
+    sleep 2.5;
+    my ($c3, $b3) = curl('/tiny/c');
+    is($c3, 200, 'request after pool idle_timeout_s');
+    is(j($b3)->{conn_requests}, 1, 'idle connection was closed by the pool sweep');
+
+    my ($n1, $x1) = curl('/nopool/1');
+    my ($n2, $x2) = curl('/nopool/2');
+    is(j($x2)->{conn_requests}, 1, 'max_idle_per_worker 0: no reuse');
+}
+
+# ---- a pooled connection that dies on reuse: retried on a fresh one ----
+
+{
+    my ($c1, $b1) = curl('/drop-next');
+    is($c1, 200, 'the backend will drop the next request on this connection');
+    my ($c2, $b2) = curl('/pool/after-drop');
+    is($c2, 200, 'pooled connection died before answering: request retried');
+    is(j($b2)->{conn_requests}, 1, 'the retry went over a new upstream connection');
+    is(j($b2)->{path}, '/pool/after-drop', 'the retried request is the same request');
+}
+
+# ---- balance -----------------------------------------------------------
+
+{
+    my %seen;
+    for my $i (1 .. 6) {
+        my ($c, $b) = curl("/rr/$i");
+        $seen{ j($b)->{backend} // 'none' }++;
+    }
+    is($seen{'be-a'}, 3, 'round_robin: half to a');
+    is($seen{'be-b'}, 3, 'round_robin: half to b');
+
+    my $bg = fork;
+    if ($bg == 0) {
+        { no warnings 'exec';
+          exec 'curl', '-s', '-o', '/dev/null', '-H', 'X-Up: lc', '--cacert', "$certs/ca.pem",
+              '--resolve', "a.test:$p:127.0.0.1", "https://a.test:$p/slow?ms=2000"; }
+        _exit(127);
+    }
+    sleep 0.5;
+    my ($c1, $b1) = curl('/lc/x');
+    my ($c2, $b2) = curl('/lc/y');
+    waitpid($bg, 0);
+    my $first = j($b1)->{backend};
+    ok($first && $first eq j($b2)->{backend}, 'least_conn: requests avoid the busy server');
+    isnt($first, undef, 'least_conn answered');
+
+    my %r2;
+    for my $i (1 .. 8) {
+        my ($c, $b) = curl("/r2/$i");
+        $r2{$c}++;
+    }
+    is($r2{200}, 8, 'random_two: every request answered');
+}
+
+# ---- connect failure: next server; all failing: 502 --------------------
+
+{
+    my %codes;
+    my %be;
+    for my $i (1 .. 4) {
+        my ($c, $b) = curl("/next/$i");
+        $codes{$c}++;
+        $be{ j($b)->{backend} // 'none' }++;
+    }
+    is($codes{200}, 4, 'connect failure: the next server answered every request');
+    is($be{'be-b'}, 4, 'all served by the live server');
+    like($t->error_log, qr/connect|refused/i, 'connect failure logged');
+
+    my ($c, $b, $h) = curl('/down/x');
+    is($c, 502, 'no server reachable: 502');
+    like($b, qr/502/, '502 short body');
+    like($t->error_log, qr/while connecting to upstream/, 'error log names the action');
+}
+
+# ---- 504, invalid and truncated responses -------------------------------
+
+{
+    my $t0 = time;
+    my ($c, $b) = curl('/slow?ms=3000');
+    is($c, 504, 'read_timeout_ms before the response head: 504');
+    ok(time - $t0 < 2.5, '504 after read_timeout_ms');
+    like($t->error_log, qr/timed out.*while reading response header from upstream/,
+         'timeout logged with its action');
+
+    ($c) = curl('/bad/x');
+    is($c, 502, 'bare-LF response from the upstream: 502');
+    ($c) = curl('/garbage/x');
+    is($c, 502, 'garbage response: 502');
+
+    my ($sc, $sb, $sh, $exit) = curl('/short/x');
+    isnt($exit, 0, 'truncated upstream body: the client sees an incomplete response');
+    like($t->error_log, qr/in the middle of the response body/, 'truncation logged');
+}
+
+# ---- the access log names upstream and outcome -------------------------
+
+{
+    my $log = $t->access_log;
+    my ($down) = grep { ($_->{path} // '') eq '/down/x' } @$log;
+    is($down->{status}, 502, 'access log: 502');
+    is($down->{outcome}, 'upstream_error', 'access log: outcome of a 502');
+    my ($to) = grep { ($_->{path} // '') eq '/slow?ms=3000' } @$log;
+    is($to->{outcome}, 'upstream_timeout', 'access log: outcome of a 504');
+}
+
+$t->stop;
+done_testing;
