@@ -1937,7 +1937,7 @@ decode_limits(cx_t *cx, json_t *l, hm_conf_site_t *site)
             }
         }
     }
-    conf_size(cx, l, "max_header_bytes", 1024, 1048576,
+    conf_size(cx, l, "max_header_bytes", 256, 1048576,
               &lim->max_header_bytes);
     conf_size(cx, l, "max_body_bytes", 0, 1LL << 40, &lim->max_body_bytes);
     conf_int(cx, l, "header_timeout_ms", 1, 3600000,

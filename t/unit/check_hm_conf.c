@@ -679,7 +679,7 @@ static const bad_t bad[] = {
     { TERM("", "'headers': {'client_cert_header': 'X Client'},"),
       "sites.s.headers.client_cert_header: not a valid header name" },
     { TERM("", "'limits': {'max_header_bytes': 10},"),
-      "sites.s.limits.max_header_bytes: must be between 1024 and" },
+      "sites.s.limits.max_header_bytes: must be between 256 and" },
     { TERM("", "'limits': {'max_requests': 0},"),
       "sites.s.limits.max_requests: must be between 1 and" },
     /* routes (the TERM route list is replaced by a later key: use full) */
