@@ -142,13 +142,62 @@ show_version(void)
 }
 
 /*
+ * Finds runtime.pid_file in the configuration file without validating the
+ * rest: -s must be able to stop a master (or ask it to reload) even when
+ * the file was broken since it started.  Relative paths are relative to
+ * the file's folder, as in the loader.  Returns a malloc'd absolute path,
+ * or NULL (*why says whether the key is absent or the file unreadable).
+ */
+static char *
+find_pid_file(const char *path, const char **why)
+{
+    json_error_t  jerr;
+    json_t       *root, *rt, *pf;
+    const char   *v;
+    char         *abs, *dir, *slash, *res = NULL;
+    size_t        n;
+
+    root = json_load_file(path, 0, &jerr);
+    if (root == NULL) {
+        *why = "cannot be read as JSON";
+        return NULL;
+    }
+    rt = json_object_get(root, "runtime");
+    pf = rt != NULL ? json_object_get(rt, "pid_file") : NULL;
+    v = json_string_value(pf);
+    if (v == NULL || v[0] == '\0') {
+        *why = "has no runtime.pid_file";
+        json_decref(root);
+        return NULL;
+    }
+    if (v[0] == '/') {
+        res = hm_xstrdup(v);
+    } else {
+        abs = realpath(path, NULL);
+        dir = abs != NULL ? abs : hm_xstrdup(path);
+        slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        } else {
+            free(dir);
+            dir = hm_xstrdup(".");
+        }
+        n = strlen(dir) + strlen(v) + 2;
+        res = hm_xmalloc(n);
+        snprintf(res, n, "%s/%s", dir, v);
+        free(dir);
+    }
+    json_decref(root);
+    return res;
+}
+
+/*
  * -s: sends the signal named <name> to the master whose pid is in the
  * configuration's runtime.pid_file.  Returns the exit code.
  */
 static int
-send_signal(hm_cycle_t *cycle, const char *path, const char *name)
+send_signal(const char *pid_file, const char *name)
 {
-    const char *pid_file = cycle->conf->runtime.pid_file;
     char        buf[64], *end;
     size_t      i;
     ssize_t     n;
@@ -163,11 +212,6 @@ send_signal(hm_cycle_t *cycle, const char *path, const char *name)
     }
     HM_ASSERT(signo != 0);          /* checked in main() */
 
-    if (pid_file == NULL) {
-        fprintf(stderr, "hamlyn: %s: runtime.pid_file is not set, so the "
-                "running master cannot be found\n", path);
-        return 1;
-    }
     f = fopen(pid_file, "re");
     if (f == NULL) {
         fprintf(stderr, "hamlyn: cannot open pid file %s: %s (is hamlyn "
@@ -196,6 +240,40 @@ send_signal(hm_cycle_t *cycle, const char *path, const char *name)
         return 1;
     }
     return 0;
+}
+
+/*
+ * -s SIGNAL.  For "reload" the file is validated first and its errors are
+ * printed (the running master would refuse it too), but the signal is
+ * sent either way, so the master logs the outcome.
+ */
+static int
+signal_mode(hm_cmdline_t *cl)
+{
+    hm_cycle_t *cycle;
+    const char *why = "";
+    char       *pid_file;
+    int         rc, nerrors = 0;
+
+    if (strcmp(cl->signal_name, "reload") == 0) {
+        cycle = hm_cycle_new(cl->conf_path, stderr, &nerrors);
+        if (cycle == NULL) {
+            fprintf(stderr, "hamlyn: configuration %s has %d error%s: the "
+                    "running master will keep its configuration\n",
+                    cl->conf_path, nerrors, nerrors == 1 ? "" : "s");
+        } else {
+            hm_cycle_unref(cycle);
+        }
+    }
+    pid_file = find_pid_file(cl->conf_path, &why);
+    if (pid_file == NULL) {
+        fprintf(stderr, "hamlyn: %s %s, so the running master cannot be "
+                "found\n", cl->conf_path, why);
+        return 1;
+    }
+    rc = send_signal(pid_file, cl->signal_name);
+    free(pid_file);
+    return rc;
 }
 
 int
@@ -239,6 +317,10 @@ main(int argc, char **argv)
         return 2;
     }
 
+    if (cl.signal_name != NULL) {
+        return signal_mode(&cl);
+    }
+
     cycle = hm_cycle_new(cl.conf_path, stderr, &nerrors);
     if (cycle == NULL) {
         fprintf(stderr, "hamlyn: configuration %s test failed (%d error%s)\n",
@@ -250,11 +332,6 @@ main(int argc, char **argv)
         fprintf(stderr, "hamlyn: configuration %s is ok\n", cl.conf_path);
         hm_cycle_unref(cycle);
         return 0;
-    }
-    if (cl.signal_name != NULL) {
-        rc = send_signal(cycle, cl.conf_path, cl.signal_name);
-        hm_cycle_unref(cycle);
-        return rc;
     }
     if (cl.trust_report) {
         rc = hm_trust_report(cycle->conf, stdout, cl.trust_report == 2);

@@ -11,6 +11,8 @@ use lib 't/lib';
 use Hamlyn::Test;
 use Test::More;
 use IO::Socket::INET;
+use IPC::Open2 qw(open2);
+use IO::Select;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -155,17 +157,58 @@ sub wait_for {
     $t->signal('USR1');
     ok(wait_for(sub { -e $al }, 5), 'reopen (USR1): a new access log file is created');
 
-    # HUP and USR2 are refused with a clear line; serving goes on.
-    $t->signal('HUP');
-    ok($t->wait_error_log(qr/\[warn\] $m: reload is not supported yet; keeping the running configuration/),
-       'HUP: "reload is not supported yet" logged');
+    # USR2 is refused with a clear line; serving goes on.
     ($rc, $out) = $t->hamlyn('-s', 'upgrade', '-c', $t->conf_path);
     is($rc, 0, '-s upgrade exits 0');
     ok($t->wait_error_log(qr/\[warn\] $m: binary upgrade is not supported yet/),
        'USR2: "upgrade is not supported yet" logged');
-    is($t->master_pid, $m, 'the master keeps running after HUP and USR2');
-    is(scalar($t->worker_pids), 2, 'both workers keep running after HUP and USR2');
-    ok(connects('127.0.0.1', $p4), 'still accepting after HUP and USR2');
+    is($t->master_pid, $m, 'the master keeps running after USR2');
+    is(scalar($t->worker_pids), 2, 'both workers keep running after USR2');
+
+    # HUP with a broken file: every error logged, nothing changes.
+    my @gen1 = sort { $a <=> $b } $t->worker_pids;
+    my $good = Hamlyn::Test::_slurp($t->conf_path);
+    my $broken = conf_for($t, { workers => 2, cpu_affinity => 'auto', bogus => 1 },
+                          "127.0.0.1:$p4", "[::1]:$p6");
+    $broken->{sites}{s}{upstream} = 'nope';
+    $t->write_conf($broken);
+    ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, '-s reload with a broken file still signals the master (exit 0)');
+    like($out, qr/sites\.s\.upstream.*will keep its configuration/s, '-s reload prints the errors');
+    ok($t->wait_error_log(qr/reload of .* failed \(2 errors\); keeping the running configuration/),
+       'HUP with a broken file: the reload is refused');
+    like($t->error_log, qr/\[error\] $m: reload: .*runtime\.bogus/, 'HUP: error with its JSON path (runtime.bogus)');
+    like($t->error_log, qr/\[error\] $m: reload: .*sites\.s\.upstream/, 'HUP: error with its JSON path (sites.s.upstream)');
+    is_deeply([sort { $a <=> $b } $t->worker_pids], \@gen1, 'HUP with a broken file: the same workers keep serving');
+    ok(connects('127.0.0.1', $p4), 'still accepting after a refused reload');
+
+    # HUP with a valid file: 3 workers, one more address; the sockets of
+    # the addresses that stay are kept, the old workers drain and exit.
+    my $p4b = $t->port;
+    my $c2 = conf_for($t, { workers => 3, cpu_affinity => 'auto' },
+                      "127.0.0.1:$p4", "[::1]:$p6", "127.0.0.1:$p4b");
+    $t->write_conf($c2);
+    my $before_socks = socket_inodes($m);
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/configuration reloaded: 3 workers, listening on 127\.0\.0\.1:$p4, \[::1\]:$p6, 127\.0\.0\.1:$p4b; 2 old workers draining/),
+       'HUP: "configuration reloaded" with the new workers and addresses');
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 3 && !grep { my $x = $_; grep { $_ == $x } @gen1 } @n }, 10),
+       'HUP: three new workers, the old ones gone');
+    ok($t->wait_error_log(qr/old worker $gen1[0] exited with status 0/), 'HUP: an old worker drained and exited 0');
+    is($t->master_pid, $m, 'HUP: same master');
+    my $after_socks = socket_inodes($m);
+    is(scalar(grep { $after_socks->{$_} } keys %$before_socks), 4,
+       'HUP: the 4 sockets of the unchanged addresses are kept (2 workers x 2)');
+    is(scalar(keys %$after_socks), 9, 'HUP: 3 addresses x 3 workers sockets now');
+    ok(connects('127.0.0.1', $p4b), 'HUP: the new address accepts');
+    ok(connects('127.0.0.1', $p4) && connects('::1', $p6), 'HUP: the old addresses still accept');
+
+    # Back to the first file (2 workers, 2 addresses): the third port closes.
+    $t->write_conf($good);
+    $t->signal('HUP');
+    ok(wait_for(sub { scalar($t->worker_pids) == 2 }, 10), 'HUP again: two workers');
+    ok(wait_for(sub { !connects('127.0.0.1', $p4b) }, 10), 'HUP again: the removed address is closed');
+    ok(connects('127.0.0.1', $p4), 'HUP again: IPv4 still accepts');
 
     # QUIT: graceful stop, exit 0, pid file removed, workers gone.
     my @before = $t->worker_pids;
@@ -276,6 +319,104 @@ SKIP: {
     like($t->error_log, qr/listeners\[0\]\.listen\[0\]: cannot listen on 127\.0\.0\.1:$p: bind\(\) failed: Address already in use/,
          'a port in use: the listener and the reason are logged');
     close $hold;
+}
+
+# ---------------------------------------------------------------------
+# QUIT with a connection in flight: it keeps working until it ends, then
+# the master exits 0; with a short shutdown_timeout_s it is closed at the
+# deadline.  (Real TLS client through the passthrough relay to a real
+# tls-echo backend.)
+sub read_line {
+    my ($fh, $timeout) = @_;
+    my $buf = '';
+    my $sel = IO::Select->new($fh);
+    my $deadline = time + $timeout;
+    while ($buf !~ /\n/) {
+        my $left = $deadline - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($fh, my $b, 1);
+        return length $buf ? $buf : undef unless $n;
+        $buf .= $b;
+    }
+    return $buf;
+}
+
+sub eof_within {
+    my ($fh, $timeout) = @_;
+    my $sel = IO::Select->new($fh);
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        next unless $sel->can_read($deadline - time);
+        my $n = sysread($fh, my $b, 4096);
+        return 1 if !$n;
+    }
+    return 0;
+}
+
+$SIG{PIPE} = 'IGNORE';
+for my $case ('finish', 'deadline', 'reload') {
+    my $t = Hamlyn::Test->new(name => "11-process-drain-$case");
+    my $certs = $t->certs;
+    my $be = $t->backend(mode => 'tls-echo') or BAIL_OUT('no backend');
+    my $p = $t->port;
+    $t->write_conf({
+        runtime => { workers => 1,
+                     shutdown_timeout_s => $case eq 'finish' ? 30 : 1 },
+        upstreams => { be => { servers => ["127.0.0.1:$be->{port}"] } },
+        listeners => [{ name => 'pub', listen => ["127.0.0.1:$p"], sites => ['s'] }],
+        sites => { s => { server_names => ['backend.test'], mode => 'passthrough',
+                          upstream => 'be' } },
+    });
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $cpid = open2(my $out, my $in, 'sh', '-c',
+                     "exec openssl s_client -quiet -connect 127.0.0.1:$p "
+                     . "-servername backend.test -CAfile $certs/ca.pem 2>/dev/null");
+    $in->autoflush(1);
+    like(read_line($out, 10) // '', qr/^backend=\S+ sni=backend\.test/,
+         "$case: a passthrough connection reaches the backend");
+    print $in "before\n";
+    is(read_line($out, 5), "before\n", "$case: echo before QUIT");
+
+    my $m = $t->master_pid;
+    if ($case eq 'reload') {
+        my ($old) = $t->worker_pids;
+        $t->signal('HUP');
+        ok($t->wait_error_log(qr/configuration reloaded/), 'reload: reloaded');
+        ok(wait_for(sub { grep { $_ != $old } $t->worker_pids }, 5), 'reload: a new worker runs');
+        print $in "during\n";
+        is(read_line($out, 5), "during\n", 'reload: the connection in flight still works');
+        ok(kill(0, $old), 'reload: the old worker waits for its connection');
+        my $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'backend.test',
+                               ca => "$certs/ca.pem", send => "new\n", shut_wr => 1,
+                               timeout => 10);
+        like($r->{first_line} // '', qr/^backend=/, 'reload: a new connection is served');
+        kill 'TERM', $cpid;
+        waitpid($cpid, 0);
+        ok(wait_for(sub { !kill(0, $old) }, 10), 'reload: the old worker exits once its connection ended');
+        ok($t->wait_error_log(qr/old worker $old exited with status 0/), 'reload: logged');
+        is($t->master_pid, $m, 'reload: same master');
+        $t->stop;
+        next;
+    }
+    $t->signal('QUIT');
+    if ($case eq 'finish') {
+        sleep 1;
+        ok(kill(0, $m), 'finish: the master waits for the connection in flight');
+        print $in "after\n";
+        is(read_line($out, 5), "after\n", 'finish: the connection still works after QUIT');
+        kill 'TERM', $cpid;
+        waitpid($cpid, 0);
+        is($t->wait_exit(10), 0, 'finish: the master exits 0 once the connection ended');
+        like($t->error_log, qr/all connections finished/, 'finish: the worker drained');
+    } else {
+        ok(eof_within($out, 8), 'deadline: the connection is closed at shutdown_timeout_s');
+        is($t->wait_exit(10), 0, 'deadline: the master exits 0');
+        like($t->error_log, qr/shutdown timeout \(1s\) reached; closing 1 connections/,
+             'deadline: the forced close is logged');
+        kill 'TERM', $cpid;
+        waitpid($cpid, 0);
+    }
+    ok(!-e $t->dir . '/hamlyn.pid', "$case: the pid file is removed");
 }
 
 done_testing;

@@ -20,14 +20,30 @@
 #include <stdio.h>
 
 /*
- * The loader and the TLS layer are built by other parts of the tree; the
- * references are weak so that the process layer links (and says clearly
- * what is missing) in a tree where one of them is not there yet.
+ * Prints one TLS error with its JSON path.  The TLS layer's reason starts
+ * with a path relative to the site's "tls" ("certificates[0]: ...") or an
+ * absolute one ("runtime.", "upstreams."), or is plain text.
  */
-#pragma weak hm_conf_load
-#pragma weak hm_conf_free
-#pragma weak hm_tls_site_init
-#pragma weak hm_tls_site_cleanup
+static void
+cycle_tls_error(FILE *err, const char *path, hm_conf_site_t *site,
+                const char *reason)
+{
+    const char *colon = strstr(reason, ": ");
+
+    if (reason[0] == '\0') {
+        reason = "cannot build the TLS context";
+    } else if (colon != NULL && memchr(reason, ' ', colon - reason) == NULL) {
+        if (strncmp(reason, "runtime.", 8) == 0
+            || strncmp(reason, "upstreams.", 10) == 0)
+        {
+            fprintf(err, "%s: %s\n", path, reason);
+        } else {
+            fprintf(err, "%s: sites.%s.tls.%s\n", path, site->name, reason);
+        }
+        return;
+    }
+    fprintf(err, "%s: sites.%s.tls: %s\n", path, site->name, reason);
+}
 
 /*
  * Builds the SSL_CTX of every terminating site.  Prints one line per
@@ -48,16 +64,9 @@ cycle_tls_init(hm_cycle_t *cycle, const char *path, FILE *err)
         if (site->mode != HM_SITE_TERMINATE) {
             continue;
         }
-        if (hm_tls_site_init == NULL) {
-            fprintf(err, "%s: sites.%s.mode: \"terminate\" is not supported "
-                    "by this build yet (no TLS layer)\n", path, site->name);
-            nerr++;
-            continue;
-        }
         reason[0] = '\0';
         if (hm_tls_site_init(conf, site, reason, sizeof(reason)) != HM_OK) {
-            fprintf(err, "%s: sites.%s.tls: %s\n", path, site->name,
-                    reason[0] ? reason : "cannot build the TLS context");
+            cycle_tls_error(err, path, site, reason);
             nerr++;
         }
     }
@@ -70,9 +79,6 @@ cycle_tls_cleanup(hm_cycle_t *cycle)
 {
     size_t i;
 
-    if (hm_tls_site_cleanup == NULL) {
-        return;
-    }
     for (i = 0; i < cycle->conf->nsites; i++) {
         if (cycle->conf->sites[i].mode == HM_SITE_TERMINATE
             && cycle->conf->sites[i].tls_ctx != NULL)
@@ -97,12 +103,6 @@ hm_cycle_new(const char *path, void *err, int *nerrors)
     int         n = 0;
 
     *nerrors = 0;
-    if (hm_conf_load == NULL) {
-        fprintf(out, "%s: cannot load: this build has no configuration "
-                "loader yet\n", path);
-        *nerrors = 1;
-        return NULL;
-    }
     conf = hm_conf_load(path, out, &n);
     if (conf == NULL) {
         *nerrors = n > 0 ? n : 1;
@@ -123,9 +123,7 @@ hm_cycle_new(const char *path, void *err, int *nerrors)
         *nerrors = n;
         cycle->refs = 0;
         cycle_tls_cleanup(cycle);
-        if (hm_conf_free != NULL) {
-            hm_conf_free(conf);
-        }
+        hm_conf_free(conf);
         free(cycle);
         return NULL;
     }
@@ -158,8 +156,6 @@ hm_cycle_unref(hm_cycle_t *cycle)
     }
     cycle_tls_cleanup(cycle);
     cycle->magic = 0;
-    if (hm_conf_free != NULL) {
-        hm_conf_free(cycle->conf);
-    }
+    hm_conf_free(cycle->conf);
     free(cycle);
 }

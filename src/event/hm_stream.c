@@ -75,6 +75,40 @@ sbuf_put_chain(hm_sbuf_t *b)
     }
 }
 
+/* ---- per-worker request free list -------------------------------------- */
+
+#define HM_SREQ_FREE_MAX 64
+
+static hm_sreq_t *sreq_free;
+static int        sreq_nfree;
+
+static hm_sreq_t *
+sreq_get(void)
+{
+    hm_sreq_t *r = sreq_free;
+
+    if (r != NULL) {
+        sreq_free = r->next;
+        sreq_nfree--;
+        return r;
+    }
+    return malloc(sizeof(*r));
+}
+
+static void
+sreq_put(void *req)
+{
+    hm_sreq_t *r = req;
+
+    if (sreq_nfree >= HM_SREQ_FREE_MAX) {
+        free(r);
+        return;
+    }
+    r->next = sreq_free;
+    sreq_free = r;
+    sreq_nfree++;
+}
+
 /* ---- helpers ---------------------------------------------------------- */
 
 static void stream_flush(hm_stream_t *s);
@@ -323,6 +357,7 @@ stream_connect_cb(uv_connect_t *req, int status)
     hm_stream_t      *s = req->data;
     hm_stream_impl_t *impl;
 
+    sreq_put(req);
     if (s->closing || status == UV_ECANCELED) {
         return;
     }
@@ -365,6 +400,7 @@ hm_stream_connect(hm_stream_t *s, uv_loop_t *loop, const struct sockaddr *addr,
                   hm_stream_connect_cb cb)
 {
     hm_stream_impl_t *impl;
+    hm_sreq_t        *req;
     int               rc;
 
     s->impl = NULL;
@@ -382,9 +418,15 @@ hm_stream_connect(hm_stream_t *s, uv_loop_t *loop, const struct sockaddr *addr,
     impl->upstream_tls = tls;
     impl->offer = session;          /* borrowed: SSL_set_session up-refs */
     s->connect_cb = cb;
-    impl->connect_req.data = s;
-    rc = uv_tcp_connect(&impl->connect_req, &s->tcp, addr, stream_connect_cb);
+    req = sreq_get();
+    if (req == NULL) {
+        impl->flags &= ~HM_SF_CONNECTING;
+        return UV_ENOMEM;
+    }
+    req->connect.data = s;
+    rc = uv_tcp_connect(&req->connect, &s->tcp, addr, stream_connect_cb);
     if (rc != 0) {
+        sreq_put(req);
         impl->flags &= ~HM_SF_CONNECTING;
         return rc;
     }
@@ -632,18 +674,32 @@ hm_stream_read_stop(hm_stream_t *s)
 /* ---- writing ----------------------------------------------------------- */
 
 static void
+stream_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    sreq_put(req);
+}
+
+static void
 stream_maybe_finish(hm_stream_t *s)
 {
     hm_stream_impl_t  *impl = hm__stream_impl(s);
     hm_stream_drain_cb cb;
+    hm_sreq_t         *req;
 
     if (impl->out_bytes != 0 || impl->fly_bytes != 0 || s->closing) {
         return;
     }
     if ((impl->flags & HM_SF_SHUT_WANTED) && !(impl->flags & HM_SF_SHUT_SENT)) {
         impl->flags |= HM_SF_SHUT_SENT;
-        impl->shutdown_req.data = s;
-        uv_shutdown(&impl->shutdown_req, (uv_stream_t *) &s->tcp, NULL);
+        req = sreq_get();
+        if (req != NULL) {
+            req->shutdown.data = s;
+            if (uv_shutdown(&req->shutdown, (uv_stream_t *) &s->tcp,
+                            stream_shutdown_cb) != 0)
+            {
+                sreq_put(req);
+            }
+        }
     }
     if (s->drain_cb != NULL && !(impl->flags & HM_SF_IN_WRITE)) {
         cb = s->drain_cb;
@@ -676,6 +732,7 @@ stream_write_cb(uv_write_t *req, int status)
     hm_stream_t      *s = req->data;
     hm_stream_impl_t *impl = hm__stream_impl(s);
 
+    sreq_put(req);
     sbuf_put_chain(impl->fly_head);
     impl->fly_head = NULL;
     impl->fly_bytes = 0;
@@ -700,6 +757,7 @@ stream_flush(hm_stream_t *s)
 {
     hm_stream_impl_t *impl = hm__stream_impl(s);
     uv_buf_t          iov[HM_STREAM_IOV];
+    hm_sreq_t        *req;
     hm_sbuf_t        *b, *last;
     unsigned          k;
     size_t            bytes;
@@ -760,9 +818,17 @@ stream_flush(hm_stream_t *s)
     last->next = NULL;
     impl->fly_bytes = bytes;
     impl->out_bytes -= bytes;
-    impl->write_req.data = s;
-    r = uv_write(&impl->write_req, (uv_stream_t *) &s->tcp, iov, k,
-                 stream_write_cb);
+    req = sreq_get();
+    if (req == NULL) {
+        r = UV_ENOMEM;
+    } else {
+        req->write.data = s;
+        r = uv_write(&req->write, (uv_stream_t *) &s->tcp, iov, k,
+                     stream_write_cb);
+        if (r != 0) {
+            sreq_put(req);
+        }
+    }
     if (r != 0) {
         sbuf_put_chain(impl->fly_head);
         impl->fly_head = NULL;

@@ -41,12 +41,19 @@ enum {
     HM_SF_IN_WRITE     = 0x0200     /* inside hm_stream_write */
 };
 
+/* A libuv request (write, connect or shutdown) taken from a per-worker
+ * free list only while it is pending, so an idle stream holds none. */
+typedef union hm_sreq_u hm_sreq_t;
+union hm_sreq_u {
+    uv_write_t     write;
+    uv_connect_t   connect;
+    uv_shutdown_t  shutdown;
+    hm_sreq_t     *next;            /* in the free list */
+};
+
 typedef struct {
     hm_stream_t     *s;
     uv_timer_t       timer;         /* connect/handshake timeout; resume */
-    uv_connect_t     connect_req;
-    uv_shutdown_t    shutdown_req;
-    uv_write_t       write_req;
     unsigned         flags;
     int              handles;       /* open uv handles */
     int              write_error;   /* sticky uv error of the write side */
@@ -64,7 +71,7 @@ typedef struct {
     const void      *upstream_tls;  /* hm_conf_upstream_tls_t, client */
     void            *offer;         /* SSL_SESSION * to offer (borrowed) */
     void            *session;       /* latest SSL_SESSION * (owned) */
-    char             err[120];
+    char             err[96];
 } hm_stream_impl_t;
 
 #define hm__stream_impl(s) ((hm_stream_impl_t *) (s)->impl)

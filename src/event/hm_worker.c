@@ -27,11 +27,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-/* hm_accept.c is built by the passthrough work; weak so this file links
- * (and says what is missing) in a tree where it is not there yet. */
-#pragma weak hm_accept_init
-#pragma weak hm_accept_stop
-
 #define HM_WORKER_ABORT_GRACE_MS 1000   /* after c->abort(): then exit */
 #define HM_WORKER_FAST_GRACE_MS  500    /* TERM: close callbacks, then exit */
 
@@ -137,9 +132,7 @@ worker_graceful(hm_worker_t *w)
     w->quitting = 1;
     hm_log_info(NULL, "worker (slot %d): graceful shutdown, %d connections "
                 "to finish", w->slot, w->nconns);
-    if (hm_accept_stop != NULL) {
-        hm_accept_stop(w);
-    }
+    hm_accept_stop(w);
     worker_walk_conns(w, 1);
     worker_start_exit_watch(w,
         (uint64_t) w->cycle->conf->runtime.shutdown_timeout_s * 1000);
@@ -158,7 +151,7 @@ worker_fast(hm_worker_t *w)
     }
     hm_log_info(NULL, "worker (slot %d): fast shutdown, closing %d "
                 "connections", w->slot, w->nconns);
-    if (hm_accept_stop != NULL && !w->quitting) {
+    if (!w->quitting) {
         hm_accept_stop(w);
     }
     w->quitting = 1;
@@ -257,10 +250,7 @@ hm_worker_main(hm_cycle_t *cycle, int slot)
         }
     }
 
-    if (hm_accept_init == NULL) {
-        hm_log_error(NULL, "worker (slot %d): this build cannot accept "
-                     "connections yet (no src/event/hm_accept.c)", slot);
-    } else if (hm_accept_init(w) != HM_OK) {
+    if (hm_accept_init(w) != HM_OK) {
         hm_log_error(NULL, "worker (slot %d): cannot start accepting", slot);
         exit(2);
     }

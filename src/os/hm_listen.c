@@ -66,12 +66,64 @@ failed:
     return -1;
 }
 
+/* Same family, address and port (sockaddr padding is not compared). */
+static int
+addr_equal(const hm_addr_t *a, const hm_addr_t *b)
+{
+    const struct sockaddr_in  *a4, *b4;
+    const struct sockaddr_in6 *a6, *b6;
+
+    if (a->sa.ss_family != b->sa.ss_family) {
+        return 0;
+    }
+    if (a->sa.ss_family == AF_INET) {
+        a4 = (const struct sockaddr_in *) &a->sa;
+        b4 = (const struct sockaddr_in *) &b->sa;
+        return a4->sin_port == b4->sin_port
+               && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+    }
+    if (a->sa.ss_family == AF_INET6) {
+        a6 = (const struct sockaddr_in6 *) &a->sa;
+        b6 = (const struct sockaddr_in6 *) &b->sa;
+        return a6->sin6_port == b6->sin6_port
+               && a6->sin6_scope_id == b6->sin6_scope_id
+               && memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0;
+    }
+    return 0;
+}
+
+/* Index of an open socket of <old> for (addr, slot), or -1. */
+static ssize_t
+find_old(hm_cycle_t *old, const hm_addr_t *addr, int slot)
+{
+    size_t i;
+
+    if (old == NULL) {
+        return -1;
+    }
+    for (i = 0; i < old->nlistens; i++) {
+        if (old->listens[i].fd >= 0 && old->listens[i].slot == slot
+            && addr_equal(old->listens[i].addr, addr))
+        {
+            return (ssize_t) i;
+        }
+    }
+    return -1;
+}
+
 int
 hm_listen_open(hm_cycle_t *cycle, int workers)
+{
+    return hm_listen_reuse(cycle, NULL, workers);
+}
+
+int
+hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
 {
     hm_conf_t          *conf = cycle->conf;
     hm_conf_listener_t *l;
     hm_listen_t        *ls;
+    ssize_t            *from, j;
     const char         *what = "";
     size_t              i, a, n = 0, k = 0;
     int                 slot, fd, backlog;
@@ -84,6 +136,7 @@ hm_listen_open(hm_cycle_t *cycle, int workers)
         hm_log_error(NULL, "out of memory for %zu listening sockets", n);
         return HM_ERROR;
     }
+    from = hm_xcalloc(n ? n : 1, sizeof(ssize_t));
     cycle->listens = ls;
     cycle->nlistens = 0;
 
@@ -92,14 +145,28 @@ hm_listen_open(hm_cycle_t *cycle, int workers)
         backlog = l->backlog > 0 ? l->backlog : 511;
         for (a = 0; a < l->naddrs; a++) {
             for (slot = 0; slot < workers; slot++) {
-                fd = listen_one(&l->addrs[a], backlog, &what);
+                j = find_old(old, &l->addrs[a], slot);
+                if (j >= 0) {
+                    /* Same address and slot: keep the socket (and its
+                     * queue); listen() again applies a new backlog. */
+                    fd = old->listens[j].fd;
+                    old->listens[j].fd = -1;
+                    if (listen(fd, backlog) < 0) {
+                        hm_log_warn(NULL, "listeners[%zu].listen[%zu]: "
+                                    "listen(%s, %d) failed: %s", i, a,
+                                    l->addrs[a].text, backlog,
+                                    strerror(errno));
+                    }
+                } else {
+                    fd = listen_one(&l->addrs[a], backlog, &what);
+                }
                 if (fd < 0) {
                     hm_log_error(NULL, "listeners[%zu].listen[%zu]: cannot "
                                  "listen on %s: %s failed: %s", i, a,
                                  l->addrs[a].text, what, strerror(errno));
-                    hm_listen_close_all(cycle);
-                    return HM_ERROR;
+                    goto failed;
                 }
+                from[k] = j;
                 ls[k].listener = l;
                 ls[k].addr = &l->addrs[a];
                 ls[k].slot = slot;
@@ -109,7 +176,21 @@ hm_listen_open(hm_cycle_t *cycle, int workers)
             }
         }
     }
+    free(from);
     return HM_OK;
+
+failed:
+    /* Give the adopted sockets back to <old>, close the new ones. */
+    for (i = 0; i < k; i++) {
+        if (from[i] >= 0) {
+            old->listens[from[i]].fd = ls[i].fd;
+        } else {
+            close(ls[i].fd);
+        }
+        ls[i].fd = -1;
+    }
+    free(from);
+    return HM_ERROR;
 }
 
 void

@@ -15,8 +15,9 @@
  * the delay resets once a worker has lived HM_BACKOFF_RESET_MS.
  *
  * Signals (shared/CLI.md): QUIT graceful stop, TERM/INT fast stop, USR1
- * reopen logs, HUP reload and USR2 upgrade (refused for now: logged, the
- * running configuration keeps serving).
+ * reopen logs, HUP reload (a new cycle and new workers on the same
+ * sockets; the old workers drain; an invalid file changes nothing), USR2
+ * upgrade (refused for now: logged, the running binary keeps serving).
  */
 #include "hm_core.h"
 #include "hm_cycle.h"
@@ -65,6 +66,11 @@ static pid_t                master_pid;
 static int                  ready_fd = -1;  /* -d: tells the parent we run */
 static int                  pid_file_written;
 static int                  daemonized;     /* stderr is the error log */
+
+/* Workers of previous generations, draining after a reload. */
+static pid_t               *old_pids;
+static int                  nold;
+static uint64_t             old_deadline_ms;
 
 /* Privileges the workers switch to (resolved once, in the master). */
 static int                  switch_user;
@@ -261,26 +267,63 @@ describe_status(int status, char *buf, size_t len)
  * stopping, only logs.  Returns the number of workers still running.
  */
 static int
+master_live(void)
+{
+    int i, live = 0;
+
+    for (i = 0; i < nworkers; i++) {
+        live += workers[i].pid != 0;
+    }
+    for (i = 0; i < nold; i++) {
+        live += old_pids[i] != 0;
+    }
+    return live;
+}
+
+/* Forgets an old-generation worker that exited; 1 if <pid> was one. */
+static int
+master_reap_old(pid_t pid, const char *how)
+{
+    int i;
+
+    for (i = 0; i < nold; i++) {
+        if (old_pids[i] == pid) {
+            old_pids[i] = 0;
+            hm_log_info(NULL, "old worker %d %s", (int) pid, how);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Collects every exited child.  While running, schedules the restart of
+ * the slot (with crash-loop backoff) and logs it at error level; while
+ * stopping, and for old workers draining after a reload, only logs.
+ * Returns the number of workers still running (both generations).
+ */
+static int
 master_reap(int stopping)
 {
     hm_master_worker_t *w;
     uint64_t            now, lived;
     pid_t               pid;
     char                how[128];
-    int                 status, slot, live = 0;
+    int                 status, slot;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        describe_status(status, how, sizeof(how));
         for (slot = 0; slot < nworkers; slot++) {
             if (workers[slot].pid == pid) {
                 break;
             }
         }
         if (slot == nworkers) {
-            continue;               /* not a worker (a daemon's parent) */
+            master_reap_old(pid, how);
+            continue;
         }
         w = &workers[slot];
         w->pid = 0;
-        describe_status(status, how, sizeof(how));
         if (stopping) {
             hm_log_info(NULL, "worker %d (slot %d) %s", (int) pid, slot, how);
             continue;
@@ -303,22 +346,58 @@ master_reap(int stopping)
                      (int) pid, slot, how,
                      (double) (w->restart_at_ms - now) / 1000.0);
     }
-    for (slot = 0; slot < nworkers; slot++) {
-        live += workers[slot].pid != 0;
-    }
-    return live;
+    return master_live();
 }
 
+/* Sends <signo> to every worker, old generations included. */
 static void
 master_signal_workers(int signo)
 {
-    int slot;
+    int i;
 
-    for (slot = 0; slot < nworkers; slot++) {
-        if (workers[slot].pid != 0) {
-            kill(workers[slot].pid, signo);
+    for (i = 0; i < nworkers; i++) {
+        if (workers[i].pid != 0) {
+            kill(workers[i].pid, signo);
         }
     }
+    for (i = 0; i < nold; i++) {
+        if (old_pids[i] != 0) {
+            kill(old_pids[i], signo);
+        }
+    }
+}
+
+/* Old-generation workers still running (forgets the list when none). */
+static int
+master_old_live(void)
+{
+    int i, n = 0;
+
+    for (i = 0; i < nold; i++) {
+        n += old_pids[i] != 0;
+    }
+    if (n == 0) {
+        nold = 0;
+    }
+    return n;
+}
+
+/* SIGKILLs the old-generation workers still draining and reaps them. */
+static void
+master_kill_old(void)
+{
+    int i;
+
+    for (i = 0; i < nold; i++) {
+        if (old_pids[i] != 0) {
+            hm_log_warn(NULL, "old worker %d still running after its "
+                        "shutdown deadline; killing it", (int) old_pids[i]);
+            kill(old_pids[i], SIGKILL);
+            waitpid(old_pids[i], NULL, 0);
+            old_pids[i] = 0;
+        }
+    }
+    nold = 0;
 }
 
 /* Makes the log files the workers' so they can reopen them on USR1. */
@@ -532,6 +611,165 @@ master_run_exit_hooks(void)
     }
 }
 
+static int
+str_differ(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        return a != b;
+    }
+    return strcmp(a, b) != 0;
+}
+
+/* Writes every line the loader printed into the error log. */
+static void
+master_log_lines(char *text)
+{
+    char *line, *save = NULL;
+
+    if (text == NULL) {
+        return;
+    }
+    for (line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+    {
+        hm_log_error(NULL, "reload: %s", line);
+    }
+}
+
+/*
+ * HUP: re-reads the configuration file into a new cycle.  If it is
+ * invalid, every error goes to the error log and the running generation
+ * keeps serving.  If it is valid, the sockets of addresses that stay are
+ * moved into the new cycle (their accept queues survive), new ones are
+ * bound, the new workers are started, and only then the old ones get
+ * QUIT and drain at their own pace (bounded by their shutdown_timeout_s).
+ */
+static void
+master_reload(void)
+{
+    hm_cycle_t         *old = master_cycle, *cycle;
+    hm_conf_runtime_t  *ort = &old->conf->runtime, *rt;
+    hm_master_worker_t *nw;
+    FILE               *mem;
+    char               *text = NULL, *path, addrs[1024];
+    size_t              len = 0;
+    pid_t              *quit;
+    int                 nerr = 0, n, i, nquit = 0, su;
+    uid_t               uid;
+    gid_t               gid;
+
+    path = hm_xstrdup(old->conf->path);
+    hm_log_info(NULL, "reloading the configuration %s", path);
+
+    mem = open_memstream(&text, &len);
+    cycle = hm_cycle_new(path, mem != NULL ? mem : stderr, &nerr);
+    if (mem != NULL) {
+        fclose(mem);
+    }
+    master_log_lines(text);
+    free(text);
+    if (cycle == NULL) {
+        hm_log_error(NULL, "reload of %s failed (%d error%s); keeping the "
+                     "running configuration", path, nerr,
+                     nerr == 1 ? "" : "s");
+        free(path);
+        return;
+    }
+    free(path);
+    rt = &cycle->conf->runtime;
+    n = rt->workers > 0 ? rt->workers : 1;
+
+    su = switch_user;
+    uid = worker_uid;
+    gid = worker_gid;
+    if (master_resolve_user(rt) != HM_OK
+        || hm_listen_reuse(cycle, old, n) != HM_OK)
+    {
+        switch_user = su;
+        worker_uid = uid;
+        worker_gid = gid;
+        hm_log_error(NULL, "reload failed; keeping the running "
+                     "configuration");
+        hm_cycle_unref(cycle);
+        return;
+    }
+
+    if (str_differ(ort->error_log_path, rt->error_log_path)
+        || ort->error_log_level != rt->error_log_level)
+    {
+        if (hm_log_open(rt->error_log_path, rt->error_log_level) != HM_OK) {
+            hm_log_error(NULL, "runtime.error_log: cannot open %s: %s; "
+                         "keeping the current error log",
+                         rt->error_log_path, strerror(errno));
+        } else if (daemonized && hm_log_fd() > 2) {
+            dup2(hm_log_fd(), 2);
+        }
+    }
+    if (str_differ(ort->access_log_path, rt->access_log_path)
+        && hm_access_log_open(rt->access_log_path) != HM_OK)
+    {
+        hm_log_error(NULL, "runtime.access_log: cannot open %s: %s; keeping "
+                     "the current access log", rt->access_log_path,
+                     strerror(errno));
+    }
+    master_chown_logs(rt);
+    if (str_differ(ort->pid_file, rt->pid_file)) {
+        master_remove_pid_file(ort->pid_file);
+        pid_file_written = 0;
+        if (rt->pid_file != NULL) {
+            master_write_pid_file(rt->pid_file);
+        }
+    }
+
+    /* The running workers become the old generation. */
+    quit = hm_xcalloc((size_t) nworkers + 1, sizeof(pid_t));
+    for (i = 0; i < nworkers; i++) {
+        if (workers[i].pid != 0) {
+            quit[nquit++] = workers[i].pid;
+        }
+    }
+    old_pids = hm_xrealloc(old_pids, sizeof(pid_t) * (size_t) (nold + nquit));
+    memcpy(old_pids + nold, quit, sizeof(pid_t) * (size_t) nquit);
+    nold += nquit;
+    old_deadline_ms = hm_now_ms() + (uint64_t) ort->shutdown_timeout_s * 1000
+                      + HM_QUIT_MARGIN_MS;
+
+    if (n < nworkers) {
+        hm_log_warn(NULL, "reload: %d workers instead of %d; connections "
+                    "queued on the sockets of slots %d..%d are dropped", n,
+                    nworkers, n, nworkers - 1);
+    }
+    master_run_exit_hooks();
+    hm_listen_close_all(old);       /* only what was not moved */
+    hm_cycle_unref(old);
+    master_cycle = cycle;
+    for (i = 0; hm_modules[i] != NULL; i++) {
+        if (hm_modules[i]->init_master != NULL
+            && hm_modules[i]->init_master(cycle) != HM_OK)
+        {
+            hm_log_error(NULL, "module %s: init_master failed after reload",
+                         hm_modules[i]->name);
+        }
+    }
+    master_log_risks(cycle->conf);
+
+    nw = hm_xcalloc((size_t) n, sizeof(hm_master_worker_t));
+    free(workers);
+    workers = nw;
+    nworkers = n;
+    for (i = 0; i < n; i++) {
+        master_spawn(i);
+    }
+    for (i = 0; i < nquit; i++) {
+        kill(quit[i], SIGQUIT);
+    }
+    free(quit);
+    hm_listen_describe(cycle, addrs, sizeof(addrs));
+    hm_log_info(NULL, "configuration reloaded: %d worker%s, listening on %s; "
+                "%d old worker%s draining", n, n == 1 ? "" : "s", addrs,
+                nquit, nquit == 1 ? "" : "s");
+}
+
 /*
  * The supervision loop: handles the signal flags, restarts dead workers
  * when their backoff has passed, and sleeps in ppoll() until a signal or
@@ -539,16 +777,18 @@ master_run_exit_hooks(void)
  * TERM (killing stragglers at the deadline).
  */
 static void
-master_loop(hm_conf_runtime_t *rt)
+master_loop(void)
 {
-    sigset_t        none;
-    struct timespec ts;
-    uint64_t        now, wake, deadline = 0;
-    int             stopping = 0, live = nworkers, slot, timed;
+    hm_conf_runtime_t *rt;
+    sigset_t           none;
+    struct timespec    ts;
+    uint64_t           now, wake, deadline = 0;
+    int                stopping = 0, live = nworkers, slot, timed;
 
     sigemptyset(&none);
 
     for ( ;; ) {
+        rt = &master_cycle->conf->runtime;
         if (sig_child) {
             sig_child = 0;
             live = master_reap(stopping);
@@ -570,6 +810,9 @@ master_loop(hm_conf_runtime_t *rt)
                 deadline = hm_now_ms()
                            + (uint64_t) rt->shutdown_timeout_s * 1000
                            + HM_QUIT_MARGIN_MS;
+                if (nold > 0 && old_deadline_ms > deadline) {
+                    deadline = old_deadline_ms;
+                }
             }
         }
         if (sig_reopen) {
@@ -591,8 +834,13 @@ master_loop(hm_conf_runtime_t *rt)
         }
         if (sig_reload) {
             sig_reload = 0;
-            hm_log_warn(NULL, "reload is not supported yet; keeping the "
-                        "running configuration");
+            if (stopping) {
+                hm_log_warn(NULL, "reload ignored: shutting down");
+            } else {
+                master_reload();
+                live = master_live();
+                continue;           /* rt changed */
+            }
         }
         if (sig_upgrade) {
             sig_upgrade = 0;
@@ -616,10 +864,19 @@ master_loop(hm_conf_runtime_t *rt)
                         workers[slot].pid = 0;
                     }
                 }
+                master_kill_old();
                 return;
             }
             wake = deadline;
         } else {
+            if (master_old_live() > 0) {
+                if (now >= old_deadline_ms) {
+                    master_kill_old();
+                    live = master_live();
+                } else {
+                    wake = old_deadline_ms;
+                }
+            }
             for (slot = 0; slot < nworkers; slot++) {
                 if (workers[slot].pid != 0) {
                     continue;
@@ -733,14 +990,19 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         ready_fd = -1;
     }
 
-    master_loop(rt);
+    master_loop();
 
+    cycle = master_cycle;           /* a reload may have replaced it */
+    rt = &cycle->conf->runtime;
     master_run_exit_hooks();
     master_remove_pid_file(rt->pid_file);
     hm_listen_close_all(cycle);
     hm_log_info(NULL, "hamlyn exiting");
     free(workers);
     workers = NULL;
+    free(old_pids);
+    old_pids = NULL;
+    nold = 0;
     hm_cycle_unref(cycle);
     return 0;
 }

@@ -37,6 +37,15 @@ int hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts);
  */
 int hm_listen_open(hm_cycle_t *cycle, int workers);
 
+/*
+ * The same for a reload: a socket of <old> with the same address and
+ * slot is moved into <cycle> (its fd set to -1 in <old>) instead of being
+ * bound again, so its accept queue survives; the others are opened anew.
+ * On failure <old> gets its sockets back and HM_ERROR is returned.  The
+ * sockets left in <old> are the caller's to close.
+ */
+int hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers);
+
 /* Closes the listening sockets that do not belong to <slot> (in a worker,
  * right after fork) and marks them fd = -1 in this process. */
 void hm_listen_close_others(hm_cycle_t *cycle, int slot);

@@ -1,0 +1,160 @@
+#!/usr/bin/perl
+# 62-health.t: active health checks (issue 4) end to end.  Two plaintext
+# HTTP backends behind one upstream with health_check (interval 1 s,
+# fail_after 2, pass_after 1) and passive ejection off (max_fails 0), so
+# only the active checks can take a server out of rotation:
+#   - both healthy: the checks reach both, traffic goes to both;
+#   - one killed: logged DOWN at warn after 2 failed checks, then every
+#     request goes to the other and the dead one is not even tried;
+#   - brought back on the same port: logged UP, gets traffic again;
+#   - all down: 503.
+# Plus the TLS transport of the checks: an HTTPS backend verified with the
+# test CA stays up and serves; the same backend checked under a wrong
+# server_name is marked DOWN (certificate name mismatch) and answers 503.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $be1 = $t->backend(mode => 'http', name => 'be1') or BAIL_OUT('be1');
+my $be2 = $t->backend(mode => 'http', name => 'be2') or BAIL_OUT('be2');
+my $be3 = $t->backend(mode => 'https', name => 'be3') or BAIL_OUT('be3');
+my $p = $t->port;
+my ($p1, $p2, $p3) = ($be1->{port}, $be2->{port}, $be3->{port});
+
+my $hc = { interval_s => 1, path => '/healthz', fail_after => 2,
+           pass_after => 1, timeout_ms => 500 };
+$t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem",
+                             key  => "$certs/a.test.key" } },
+    upstreams => {
+        app => {
+            servers => ["127.0.0.1:$p1", "127.0.0.1:$p2"],
+            plaintext => { accepted_risk => 'test backends on loopback' },
+            max_fails => 0,
+            health_check => $hc,
+        },
+        tlsapp => {
+            servers => ["127.0.0.1:$p3"],
+            tls => { server_name => 'backend.test', ca => "$certs/ca.pem" },
+            health_check => { %$hc, fail_after => 1 },
+        },
+        badname => {
+            servers => ["127.0.0.1:$p3"],
+            tls => { server_name => 'wrong.test', ca => "$certs/ca.pem" },
+            health_check => { %$hc, fail_after => 1 },
+        },
+    },
+    listeners => [ { name => 'public', listen => ["127.0.0.1:$p"],
+                     sites => ['api'] } ],
+    sites => {
+        api => {
+            server_names => ['a.test'],
+            mode => 'terminate',
+            tls => { certificates => ['a'] },
+            routes => [
+                { match => { path_prefix => '/tls/' }, upstream => 'tlsapp' },
+                { match => { path_prefix => '/bad/' }, upstream => 'badname' },
+                { match => { path_prefix => '/' }, upstream => 'app' },
+            ],
+        },
+    },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+
+# get($path): (status, backend name or '')
+sub get {
+    my ($path) = @_;
+    my ($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve',
+                                 "a.test:$p:127.0.0.1", "https://a.test:$p$path");
+    my $j = eval { decode_json($body) } // {};
+    return ($code, $j->{backend} // '');
+}
+
+# wait_for($what, $timeout_s): polls $what->() every 0.1 s; true if it
+# became true in time.
+sub wait_for {
+    my ($what, $timeout) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        return 1 if $what->();
+        sleep 0.1;
+    }
+    return $what->();
+}
+
+sub slurp { my ($f) = @_; open my $fh, '<', $f or return ''; local $/; <$fh> }
+sub count_log { my ($re) = @_; my @m = $t->error_log =~ /$re/g; scalar @m }
+
+my $down2 = qr/\[warn\].*upstream app server 127\.0\.0\.1:$p2 is DOWN: health check failed 2 times \([^)]+\)/;
+my $up2   = qr/\[warn\].*upstream app server 127\.0\.0\.1:$p2 is UP: health check passed 1 time \(HTTP 200\)/;
+my $down1 = qr/upstream app server 127\.0\.0\.1:$p1 is DOWN/;
+
+# ---- both healthy ----
+ok(wait_for(sub { slurp($be1->{log}) =~ m{GET /healthz} && slurp($be2->{log}) =~ m{GET /healthz} }, 5),
+   'health checks reach both backends');
+my %seen;
+for (1 .. 10) {
+    my ($code, $who) = get('/x');
+    $seen{"$code $who"}++;
+}
+is_deeply(\%seen, { '200 be1' => 5, '200 be2' => 5 },
+          'both healthy: round robin over both') or diag(explain \%seen);
+
+# ---- TLS checks ----
+my ($code, $who) = get('/tls/x');
+is("$code $who", '200 be3', 'TLS upstream with a passing TLS health check serves');
+ok(wait_for(sub { $t->error_log =~ /upstream badname server 127\.0\.0\.1:$p3 is DOWN: health check failed 1 time/ }, 5),
+   'TLS health check under a wrong server_name marks the server DOWN');
+is((get('/bad/x'))[0], '503', 'its only server down: 503');
+unlike($t->error_log, qr/upstream tlsapp server .* is DOWN/,
+       'the verified TLS upstream never went down');
+
+# ---- one backend dies ----
+$t->stop_backend($be2);
+ok(wait_for(sub { $t->error_log =~ $down2 }, 8),
+   'killed backend logged DOWN at warn after fail_after checks')
+    or diag($t->error_log);
+my $mark = length $t->error_log;
+%seen = ();
+for (1 .. 10) {
+    my ($c, $w) = get('/x');
+    $seen{"$c $w"}++;
+}
+is_deeply(\%seen, { '200 be1' => 10 }, 'one down: every request goes to the other')
+    or diag(explain \%seen);
+my $after = substr($t->error_log, $mark);
+unlike($after, qr/upstream "app" 127\.0\.0\.1:$p2:/,
+       'the down server is not even tried (no connect errors)');
+
+# ---- it comes back ----
+my $be2b = $t->backend(mode => 'http', name => 'be2', port => $p2)
+    or BAIL_OUT('be2 restart');
+ok(wait_for(sub { $t->error_log =~ $up2 }, 8), 'restarted backend logged UP at warn');
+%seen = ();
+for (1 .. 10) {
+    my ($c, $w) = get('/x');
+    $seen{"$c $w"}++;
+}
+ok(($seen{'200 be2'} // 0) >= 4, 'back up: it gets traffic again')
+    or diag(explain \%seen);
+is(($seen{'200 be1'} // 0) + ($seen{'200 be2'} // 0), 10, '... every request answered');
+
+# ---- all down ----
+$t->stop_backend($be1);
+$t->stop_backend($be2b);
+ok(wait_for(sub { $t->error_log =~ $down1 && count_log($down2) >= 2 }, 8),
+   'both logged DOWN');
+($code) = get('/x');
+is($code, '503', 'all servers down: 503');
+my $last = $t->access_log->[-1] // {};
+is($last->{status}, 503, 'access log: 503');
+is($last->{outcome}, 'no_upstream', 'access log: no upstream available');
+
+$t->stop;
+done_testing();
