@@ -64,12 +64,13 @@ static const char *hm_trust_forwarded_set[] = {
     "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"
 };
 
-/* Hop-by-hop headers (RFC 9110 7.6.1): never forwarded; the request head is
- * re-serialised from parsed fields, and headers named in Connection go
- * too. */
+/* Hop-by-hop headers (RFC 9110 7.6.1, as hm_http_is_hop_by_hop() flags
+ * them): never forwarded; the request head is re-serialised from parsed
+ * fields, and headers named in Connection go too. */
 static const char *hm_trust_hop_by_hop[] = {
     "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-    "Transfer-Encoding", "Upgrade"
+    "Transfer-Encoding", "Upgrade", "Proxy-Authorization",
+    "Proxy-Authenticate"
 };
 
 #define HM_TRUST_SUMMARY_PASSTHROUGH                                        \
@@ -218,19 +219,22 @@ hm_trust_has_name(const char **names, size_t n, const char *name)
 }
 
 
-/*
- * Fills names (room for hm_trust_stripped_max(site) entries, borrowed
- * pointers) with the client request headers that never reach the backend
- * of a terminating site, without duplicates.  Returns their count.
- */
+/* Room needed by hm_trust_stripped() for site. */
 static size_t
 hm_trust_stripped_max(const hm_conf_site_t *site)
 {
     return hm_nelem(hm_trust_forwarded_headers) + 1
-           + site->headers.nstrip_request + hm_nelem(hm_trust_hop_by_hop);
+           + site->headers.nstrip_request + site->headers.nset_request
+           + hm_nelem(hm_trust_hop_by_hop);
 }
 
 
+/*
+ * Fills names (room for hm_trust_stripped_max(site) entries, borrowed
+ * pointers) with the client request headers that never reach the backend
+ * of a terminating site, without duplicates (case-insensitive), in the
+ * order the headers_sanitise module applies them.  Returns their count.
+ */
 static size_t
 hm_trust_stripped(const hm_conf_site_t *site, const char **names)
 {
@@ -260,6 +264,11 @@ hm_trust_stripped(const hm_conf_site_t *site, const char **names)
     }
     for (i = 0; i < site->headers.nstrip_request; i++) {
         HM_TRUST_ADD(site->headers.strip_request[i]);
+    }
+    /* set_request: the client's copy is removed before the proxy's value
+     * is set, so the backend never sees what the client sent. */
+    for (i = 0; i < site->headers.nset_request; i++) {
+        HM_TRUST_ADD(site->headers.set_request[i].name);
     }
     for (i = 0; i < hm_nelem(hm_trust_hop_by_hop); i++) {
         HM_TRUST_ADD(hm_trust_hop_by_hop[i]);
@@ -598,7 +607,7 @@ static void
 hm_trust_text_stripped(FILE *out, const hm_conf_site_t *site)
 {
     const char **names;
-    size_t       i, n, k;
+    size_t       i, j, n, k;
 
     hm_trust_label(out, "%s:", "headers stripped");
     if (site->mode == HM_SITE_PASSTHROUGH) {
@@ -613,10 +622,18 @@ hm_trust_text_stripped(FILE *out, const hm_conf_site_t *site)
     n = hm_trust_stripped(site, names);
     k = 0;
     for (i = 0; i < n; i++) {
-        if (!hm_trust_has_name(hm_trust_hop_by_hop,
-                               hm_nelem(hm_trust_hop_by_hop), names[i]))
+        if (hm_trust_has_name(hm_trust_hop_by_hop,
+                              hm_nelem(hm_trust_hop_by_hop), names[i]))
         {
-            fprintf(out, "%s%s", k++ ? ", " : "", names[i]);
+            continue;
+        }
+        fprintf(out, "%s%s", k++ ? ", " : "", names[i]);
+        for (j = 0; j < site->headers.nset_request; j++) {
+            if (strcasecmp(site->headers.set_request[j].name, names[i]) == 0)
+            {
+                fprintf(out, " (replaced by the proxy's value)");
+                break;
+            }
         }
     }
     fprintf(out, "%shop-by-hop (", k ? "; " : "");

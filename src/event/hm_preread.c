@@ -165,9 +165,9 @@ hm__preread_start(hm_conn_t *c)
     rc = l->client_hello_timeout_ms > 0 ? l->client_hello_timeout_ms : 10000;
     uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
 
-    /* Clients send their hello right after connecting: it is usually
-     * queued already, so read now rather than after one more poll. */
-    preread_process(pt);
+    /* No recv() here: measured under load, the hello has almost never
+     * arrived yet when accept4() returns, so an early read is one wasted
+     * syscall per connection.  The poll reports it. */
 }
 
 static int

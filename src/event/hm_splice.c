@@ -501,7 +501,11 @@ pump(hm_pt_t *pt, int d, int can_read)
         }
     }
     if (src->rd_eof && p->pending == 0 && !dst->wr_shut) {
-        (void) shutdown(dst->fd, SHUT_WR);
+        /* When the other direction is finished too, the connection is
+         * about to close and close() sends the FIN: skip the syscall. */
+        if (!(dst->rd_eof && pt->pipe[1 - d].pending == 0 && src->wr_shut)) {
+            (void) shutdown(dst->fd, SHUT_WR);
+        }
         dst->wr_shut = 1;
     }
     return HM_OK;

@@ -38,6 +38,7 @@ typedef struct {
     char               *alpn[1];
     hm_kv_t             match_headers[1];
     char               *methods[2];
+    hm_kv_t             set_request[1];
 } fixture_t;
 
 static fixture_t fx;
@@ -150,6 +151,10 @@ fixture(void)
     fx.strip[1] = "X-Internal-*";
     s->headers.strip_request = fx.strip;
     s->headers.nstrip_request = 2;
+    fx.set_request[0].name = "X-Edge";
+    fx.set_request[0].value = "hamlyn";
+    s->headers.set_request = fx.set_request;
+    s->headers.nset_request = 1;
     fx.api_routes[0].match.path_prefix = "/admin/";
     fx.api_routes[0].status = 404;
     fx.api_routes[1].match.path_prefix = "/old/";
@@ -487,7 +492,9 @@ START_TEST(text_fixed_and_identity)
     ck_assert_ptr_nonnull(strstr(l, "Forwarded, X-Forwarded-For, "
                                     "X-Forwarded-Proto, X-Forwarded-Host, "
                                     "X-Real-IP, X-Client-Cert, X-User-Id, "
-                                    "X-Internal-*; hop-by-hop (Connection"));
+                                    "X-Internal-*, X-Edge (replaced by the proxy's value); "
+                                    "hop-by-hop (Connection"));
+    ck_assert_ptr_nonnull(strstr(l, "Proxy-Authorization"));
 
     /* client_auth none: the header is stripped but never set; forwarded
      * off: nothing identifies the client */
@@ -636,6 +643,8 @@ START_TEST(json_terminate_legs)
     ck_assert(array_has(strip, "X-Internal-*"));
     ck_assert(array_has(strip, "Connection"));
     ck_assert(array_has(strip, "Transfer-Encoding"));
+    ck_assert(array_has(strip, "Proxy-Authorization"));
+    ck_assert(array_has(strip, "X-Edge"));      /* set_request: replaced */
     json_decref(root);
 }
 END_TEST
