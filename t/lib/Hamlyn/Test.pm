@@ -473,6 +473,11 @@ sub _slurp {
     return $s // '';
 }
 
+# Public helpers for tests: slurp(FILE) (text, '' when unreadable) and
+# alive_pid(PID) (exists and is not a zombie).
+sub slurp     { return _slurp(pop) }
+sub alive_pid { return _alive_pid(pop) }
+
 sub error_log_path {
     my ($self) = @_;
     my $e = $self->_rt('error_log');
