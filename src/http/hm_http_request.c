@@ -218,6 +218,9 @@ ws_put(hm_http_ws_t *ws)
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* The loop's cached clock (ms): no system call per request. */
+#define hc_now(hc) uv_now((hc)->c->worker->loop)
+
 static void
 set_action(hm_http_conn_t *hc, const char *action)
 {
@@ -325,7 +328,7 @@ hc_log_request(hm_http_conn_t *hc)
     if (!hm_access_log_enabled()) {
         return;
     }
-    now = hm_now_ms();
+    now = hc_now(hc);
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
@@ -531,9 +534,11 @@ client_timeout(uv_timer_t *t)
 
     if (hc->pipeline) {
         hc->pipeline = 0;
-        timer_start(&hc->timer, client_timeout,
-                    hc->site->limits.header_timeout_ms);
-        hc_try_head(hc);
+        if (hc->state == HC_HEAD) {
+            timer_start(&hc->timer, client_timeout,
+                        hc->site->limits.header_timeout_ms);
+            hc_try_head(hc);
+        }
         return;
     }
     switch (hc->state) {
@@ -681,7 +686,6 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
         return -1;
     }
     if (hc->req_done) {
-        client_read(hc, 0);
         uv_timer_stop(&hc->timer);
     } else if (hc->up != NULL
                && hm_stream_write_queued(&hc->up->s) > HM_HTTP_BP_HIGH)
@@ -719,7 +723,9 @@ save_pipelined(hm_http_conn_t *hc, const uint8_t *data, size_t n)
     }
     memcpy(hc->ws->in + hc->in_len, data, n);
     hc->in_len += n;
-    client_read(hc, 0);
+    if (hc->ws->in_cap - hc->in_len < HM_HTTP_READ_CHUNK) {
+        client_read(hc, 0);         /* resumed by hc_finish() */
+    }
     return HM_OK;
 }
 
@@ -805,7 +811,7 @@ start_tunnel(hm_http_conn_t *hc, size_t head_len)
     hc->state = HC_TUNNEL;
     hc->resp_state = RS_DONE;
     hc->resp_started = 1;
-    hc->t_up_done = hm_now_ms();
+    hc->t_up_done = hc_now(hc);
     set_action(hc, "relaying an upgraded connection");
     b[n++] = uv_buf_init(hc->ws->out, (unsigned) head_len);
     if (extra > 0) {
@@ -853,15 +859,23 @@ resp_complete(hm_http_conn_t *hc)
     int reusable;
 
     hc->resp_state = RS_DONE;
-    hc->t_up_done = hm_now_ms();
+    hc->t_up_done = hc_now(hc);
     uv_timer_stop(&hc->utimer);
     if (up != NULL) {
         reusable = hc->rmsg.keep_alive && hc->resp_kind != HM_HTTP_BODY_EOF
                    && hc->req_done && !hc->up_junk && !hc->up_eof;
         hc->up = NULL;
         hc->up_reading = 0;
-        hm_stream_read_stop(&up->s);
-        up->s.data = NULL;
+        up->s.data = NULL;          /* the pool takes over its reads */
+        if (up->s.tls != NULL && !up->session_saved) {
+            /* TLS 1.3 tickets arrive after the handshake: by the end of
+             * the first response the session is resumable. */
+            void *sess = hm_stream_tls_session(&up->s);
+            if (sess != NULL) {
+                hm_upool_set_session(up->peer, sess);
+                up->session_saved = 1;
+            }
+        }
         if (reusable) {
             hm_upool_put(up);
         } else {
@@ -1244,7 +1258,7 @@ up_send_head(hm_http_conn_t *hc)
     memset(&hc->rscan, 0, sizeof(hc->rscan));
     hc->head_sent = 1;
     if (hc->t_up == 0) {
-        hc->t_up = hm_now_ms();
+        hc->t_up = hc_now(hc);
     }
     set_action(hc, "sending request to upstream");
     b = uv_buf_init(hc->ws->out, (unsigned) hc->up_head_len);
@@ -1309,11 +1323,19 @@ up_connect_cb(hm_stream_t *s, int status)
     }
     hm_upstream_peer_result(up->peer, 1);
     up->connected = 1;
+    if (s->tls != NULL) {
+        hm_log_debug(&hc->c->log, "upstream %s connected, %s, session %s",
+                     up->peer->text, hm_stream_tls_version(s),
+                     hm_stream_tls_resumed(s) ? "resumed" : "new");
+    }
     if (s->tls != NULL && !hm_stream_tls_resumed(s)) {
         sess = hm_stream_tls_session(s);
         if (sess != NULL) {
             hm_upool_set_session(up->peer, sess);
+            up->session_saved = 1;
         }
+    } else if (s->tls != NULL) {
+        up->session_saved = 1;      /* resumed: the offered one is fine */
     }
     up_send_head(hc);
 }
@@ -1630,7 +1652,6 @@ hc_try_head(hm_http_conn_t *hc)
         return;
     }
     uv_timer_stop(&hc->timer);
-    client_read(hc, 0);
     hc->started = 1;
     if (rc == HM_ERROR) {
         hc->state = HC_REQ;
@@ -1676,7 +1697,7 @@ hc_finish(hm_http_conn_t *hc)
         /* A pipelined request waits: parse it from the loop, not from
          * inside this call chain. */
         hc->state = HC_HEAD;
-        hc->t_start = hm_now_ms();
+        hc->t_start = hc_now(hc);
         hc->pipeline = 1;
         uv_timer_start(&hc->timer, client_timeout, 0, 0);
         return;
@@ -1751,9 +1772,14 @@ client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
             hc->in_len = 0;
             hc->in_off = 0;
         }
-        if (hc->state == HC_IDLE) {
+        if (hc->state == HC_IDLE || hc->pipeline) {
+            /* A new request, or more bytes while a pipelined one waits
+             * for its turn from the timer: parse now, time the head. */
+            if (hc->state == HC_IDLE) {
+                hc->t_start = hc_now(hc);
+            }
             hc->state = HC_HEAD;
-            hc->t_start = hm_now_ms();
+            hc->pipeline = 0;
             timer_start(&hc->timer, client_timeout,
                         hc->site->limits.header_timeout_ms);
         }

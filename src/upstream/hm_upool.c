@@ -159,7 +159,8 @@ hm_upool_get(hm_upstream_peer_t *peer)
     }
     uc = e->idle;
     unlink_idle(uc);
-    hm_stream_read_stop(&uc->s);
+    /* Still reading (no epoll change per request): the caller installs
+     * its own read callback before it returns to the loop. */
     uc->s.data = NULL;
     return uc;
 }

@@ -28,10 +28,13 @@ struct hm_upool_conn_s {
     unsigned             requests;  /* requests served on it */
     unsigned             idle:1;
     unsigned             connected:1;
+    unsigned             session_saved:1;   /* TLS session kept for peer */
 };
 
-/* Takes an idle connection of peer out of the pool (its stream not
- * reading; the caller sets s.data and starts reading), or NULL. */
+/* Takes an idle connection of peer out of the pool, or NULL.  The stream
+ * is still reading with the pool's callback: the caller sets s.data and
+ * calls hm_stream_read_start() with its own callback (or read_stop)
+ * before it returns to the loop. */
 hm_upool_conn_t *hm_upool_get(hm_upstream_peer_t *peer);
 
 /* A new, unconnected connection object for peer (malloc'd: it outlives

@@ -6,6 +6,11 @@
  * contract: HM_OK means consumed <= len, a NUL-terminated SNI of sni_len
  * valid bytes; any failure sets an error string; a prefix of an input that
  * parsed OK is never an error.
+ *
+ * The same input is also used structure-aware: data[1..] becomes the body
+ * of a ClientHello handshake message, wrapped into records of data[0] + 1
+ * bytes, so mutations reach the body and extension parsers directly
+ * instead of having to get the record lengths right first.
  */
 #include "hm_core.h"
 #include "hm_tls_hello.h"
@@ -58,11 +63,57 @@ check(const uint8_t *data, size_t size, size_t max_hello)
     }
 }
 
+/* Wraps data[1..size) as a ClientHello body into records of data[0] + 1
+ * bytes and checks the result. */
+static void
+check_wrapped(const uint8_t *data, size_t size)
+{
+    uint8_t    *msg, *rec;
+    size_t      body, mlen, rsz, nrec, off, k, n;
+
+    if (size < 1 || size > 70000) {
+        return;
+    }
+
+    body = size - 1;
+    mlen = 4 + body;
+    rsz = (size_t) data[0] + 1;
+    nrec = (mlen + rsz - 1) / rsz;
+
+    msg = malloc(mlen);
+    rec = malloc(mlen + 5 * nrec);
+    HM_ASSERT(msg != NULL && rec != NULL);
+
+    msg[0] = 1;
+    msg[1] = (uint8_t) (body >> 16);
+    msg[2] = (uint8_t) (body >> 8);
+    msg[3] = (uint8_t) body;
+    memcpy(msg + 4, data + 1, body);
+
+    n = 0;
+    for (off = 0; off < mlen; off += k) {
+        k = hm_min(rsz, mlen - off);
+        rec[n++] = 22;
+        rec[n++] = 3;
+        rec[n++] = 1;
+        rec[n++] = (uint8_t) (k >> 8);
+        rec[n++] = (uint8_t) k;
+        memcpy(rec + n, msg + off, k);
+        n += k;
+    }
+
+    check(rec, n, 65536);
+
+    free(msg);
+    free(rec);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check(data, size, 16384);
     check(data, size, 65536);
+    check_wrapped(data, size);
 
     return 0;
 }
