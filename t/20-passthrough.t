@@ -40,10 +40,12 @@ $t->write_conf({
         # the first server refuses: the relay moves on to the next one
         retry => { servers => ["127.0.0.1:$dead", "127.0.0.1:$be_a->{port}"],
                    connect_timeout_ms => 500 },
+        dead => { servers => ["127.0.0.1:$dead"] },
+        idle => up($be_a),
     },
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"],
-          sites => [qw(a wild exact def mtls pp sink retry)], default_site => 'def' },
+          sites => [qw(a wild exact def mtls pp sink retry dead idle)], default_site => 'def' },
         { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
     ],
     sites => {
@@ -56,6 +58,9 @@ $t->write_conf({
                    proxy_protocol_out => 'v2' },
         sink  => { server_names => ['backend.test'], mode => 'passthrough', upstream => 'sink' },
         retry => { server_names => ['retry.test'], mode => 'passthrough', upstream => 'retry' },
+        dead  => { server_names => ['dead.test'], mode => 'passthrough', upstream => 'dead' },
+        idle  => { server_names => ['idle.test'], mode => 'passthrough', upstream => 'idle',
+                   limits => { idle_timeout_ms => 700 } },
     },
 });
 $t->run or BAIL_OUT('hamlyn did not start');
@@ -110,6 +115,20 @@ like($r->{first_line}, qr/^backend=A /, 'the strict listener still routes known 
 # --- next server on failure
 $r = via(sni => 'retry.test');
 like($r->{first_line}, qr/^backend=A /, 'refused first server: next server used');
+
+# --- every server refuses: the client is closed, logged as upstream_refused
+$r = via(sni => 'dead.test');
+ok(!$r->{ok} && ($r->{first_line} // '') eq '', 'all upstream servers refused: client closed');
+
+# --- idle timeout (site limits.idle_timeout_ms = 700)
+{
+    my $t0 = time;
+    $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'idle.test', no_verify => 1,
+                        send => "x\n", timeout => 10);     # no FIN: waits for us
+    my $secs = time - $t0;
+    like($r->{first_line} // '', qr/^backend=A /, 'idle site reached');
+    ok($secs > 0.5 && $secs < 5, sprintf('idle relay closed by the proxy after %.1f s', $secs));
+}
 
 # --- the backend sees the real client's certificate
 $r = via(sni => 'b.test', cert => 'client');
@@ -173,6 +192,13 @@ if ($la) {
 my ($big) = grep { ($_->{sni} // '') eq 'backend.test' } @$log;
 ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk bytes counted')
     or diag explain $big;
+my ($dl) = grep { ($_->{sni} // '') eq 'dead.test' } @$log;
+is($dl && $dl->{outcome}, 'upstream_refused', 'outcome upstream_refused');
+is($dl && $dl->{upstream}, "127.0.0.1:$dead", 'the refusing server is logged');
+my ($il) = grep { ($_->{sni} // '') eq 'idle.test' } @$log;
+is($il && $il->{outcome}, 'idle_timeout', 'outcome idle_timeout');
+like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refused.*while connecting to upstream/i,
+     'error log names the upstream, server and action');
 my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
 is(scalar @refused, 2, 'two refusals logged as no_sni_match');
 ok(!defined $refused[0]{upstream}, 'refused: no upstream');
@@ -180,6 +206,46 @@ ok(!defined $refused[0]{upstream}, 'refused: no upstream');
 # --- same worker all along: nothing crashed
 is_deeply([$t->worker_pids], \@workers, 'same worker process after all tests');
 unlike($t->error_log, qr/assert|signal \d+|exited/i, 'no crash in the error log');
+
+# --- graceful stop (QUIT): a relay in flight runs to its end
+{
+    my $script = $t->dir . '/hold.py';
+    open my $fh, '>', $script or die;
+    print $fh <<'PY';
+import socket, ssl, sys, time
+port, flag = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                    server_hostname="a.test")
+f = s.makefile("rb")
+first = f.readline().decode().strip()
+s.sendall(b"one\n"); one = f.readline().decode().strip()
+print("READY", flush=True)
+t0 = time.time()
+while time.time() - t0 < 10:
+    try:
+        open(flag).close(); break
+    except OSError:
+        time.sleep(0.05)
+s.sendall(b"two\n"); two = f.readline().decode().strip()
+print("RESULT", first, one, two, flush=True)
+s.close()
+PY
+    close $fh;
+    my $flag = $t->dir . '/go';
+    open(my $kid, '-|', 'python3', $script, $p, $flag) or die;
+    like(scalar(<$kid>) // '', qr/READY/, 'relay established before QUIT');
+    $t->signal('QUIT');
+    sleep 0.5;
+    ok(scalar(() = $t->worker_pids) >= 1, 'worker still running while the relay is open');
+    open my $g, '>', $flag or die; close $g;
+    like(scalar(<$kid>) // '', qr/^RESULT backend=A .* one two$/, 'relay kept working after QUIT');
+    close $kid;
+    my $code = $t->wait_exit(10);
+    is($code, 0, 'hamlyn exited cleanly once the relay ended');
+}
 
 $t->stop;
 done_testing;
