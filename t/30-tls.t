@@ -14,6 +14,7 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use MIME::Base64 qw(encode_base64);
+use JSON::PP;
 
 plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
 
@@ -38,6 +39,7 @@ print $tk "# hamlyn ticket keys\n", encode_base64(join('', map { chr } 0 .. 79),
 close $tk;
 
 my $be = $t->backend(mode => 'tls-echo', cert => 'default.test', name => 'PT');
+my $be_http = $t->backend(mode => 'http', name => 'H');
 my $p = $t->port;
 
 my %conf = (
@@ -48,7 +50,9 @@ my %conf = (
         'b'       => { cert => "$certs/b.test.pem", key => "$certs/b.test.key" },
         'wild'    => { cert => "$certs/wild.test.pem", key => "$certs/wild.test.key" },
     },
-    upstreams => { pt => { servers => ["127.0.0.1:$be->{port}"] } },
+    upstreams => { pt => { servers => ["127.0.0.1:$be->{port}"] },
+                   h  => { servers => ["127.0.0.1:$be_http->{port}"],
+                           plaintext => { accepted_risk => 'test backend on loopback' } } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"],
                      sites => [qw(a b m pt)] } ],
     sites => {
@@ -61,7 +65,8 @@ my %conf = (
         m  => { server_names => ['m.wild.test'], mode => 'terminate',
                 tls => { certificates => ['wild'],
                          client_auth => { mode => 'required', ca => "$certs/client-ca.pem" } },
-                routes => [ { match => { path_prefix => '/' }, status => 200, body => "site m\n" } ] },
+                headers => { client_cert_header => 'X-Client-Cert' },
+                routes => [ { match => { path_prefix => '/' }, upstream => 'h' } ] },
         pt => { server_names => ['default.test'], mode => 'passthrough', upstream => 'pt' },
     },
 );
@@ -128,6 +133,14 @@ my ($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.t
                              '--cert', "$certs/client.pem", '--key', "$certs/client.key",
                              "https://m.wild.test:$p/");
 is($code, 200, 'client_auth required: a client certificate from client-ca is accepted');
+{
+    my $j = eval { JSON::PP->new->decode($body) } // {};
+    my ($cc) = map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] };
+    my ($fp) = sh("openssl x509 -in $certs/client.pem -noout -fingerprint -sha256") =~ /=([0-9A-F:]+)/;
+    $fp =~ s/://g;
+    like($cc // '', qr/CN=client\.test/, 'verified client certificate: subject passed in client_cert_header');
+    like($cc // '', qr/\Q@{[lc $fp]}\E/i, '... with its SHA-256 fingerprint');
+}
 ($code) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.test:$p:127.0.0.1",
                    '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",
                    "https://m.wild.test:$p/");

@@ -14,6 +14,7 @@ use Test::More;
 use JSON::PP;
 use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
+use POSIX ();
 
 my $t = Hamlyn::Test->new;
 my $certs = $t->certs;
@@ -346,6 +347,42 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is($code, 200, 'host mismatch falls through');
     ($code, $body) = curl('/nowhere');
     is($code, 404, 'status-only route');
+}
+
+# ---- a chunked body that turns bad after the head went upstream --------
+
+{
+    my $out = raw("POST /post HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                . "5\r\nhello\r\n<<PAUSE>>zz\r\nGET /smuggled-late HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                  pause => 0.5);
+    is_deeply(statuses($out), [400], 'invalid chunk size mid-stream: 400');
+    like($out, qr/\[\[EOF\]\]$/, 'then closed');
+    sleep 0.3;
+    open my $fh, '<', $be->{log} or die;
+    my $log = do { local $/; <$fh> };
+    unlike($log, qr/smuggled-late/, 'nothing after the bad chunk reached the backend');
+}
+
+# ---- graceful drain: the request in flight finishes --------------------
+
+{
+    my $codef = $t->dir . '/drain.code';
+    my $bodyf = $t->dir . '/drain.body';
+    my $pid = fork;
+    if ($pid == 0) {
+        open STDOUT, '>', $codef or POSIX::_exit(1);
+        open STDERR, '>', '/dev/null';
+        { no warnings 'exec';
+          exec 'curl', '-s', '-o', $bodyf, '-w', '%{http_code}', '--cacert', "$certs/ca.pem",
+              '--resolve', "a.test:$p:127.0.0.1", "https://a.test:$p/slow?ms=1200"; }
+        POSIX::_exit(127);
+    }
+    sleep 0.5;
+    ok($t->signal('QUIT'), 'QUIT sent with a request in flight');
+    waitpid($pid, 0);
+    open my $fh, '<', $codef or die;
+    is(scalar <$fh>, '200', 'the request in flight was answered during the drain');
+    ok(defined $t->wait_exit(10), 'then hamlyn exited');
 }
 
 {

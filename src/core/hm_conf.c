@@ -63,6 +63,42 @@ typedef struct {
 } use_t;
 
 
+/* ---- allocation ------------------------------------------------------
+ * The loader runs at start and at reload, in the master: running out of
+ * memory there is fatal (hm_xmalloc's policy), so pool allocations are
+ * checked once here instead of at every call.
+ */
+
+static void *
+palloc(cx_t *cx, size_t n)
+{
+    void *p = hm_pool_alloc(cx->pool, n);
+
+    if (p == NULL) {
+        hm_assert_fail("out of memory while loading the configuration",
+                       __FILE__, __LINE__);
+    }
+    return p;
+}
+
+static void *
+pcalloc(cx_t *cx, size_t n)
+{
+    void *p = palloc(cx, n);
+
+    memset(p, 0, n);
+    return p;
+}
+
+static char *
+pstrdup(cx_t *cx, const char *s)
+{
+    size_t n = strlen(s) + 1;
+
+    return memcpy(palloc(cx, n), s, n);
+}
+
+
 /* ---- JSON path and error reporting ---------------------------------- */
 
 static int
@@ -428,7 +464,7 @@ conf_str_ex(cx_t *cx, json_t *obj, const char *key, int allow_empty,
         return -1;
     }
     path_pop(cx, old);
-    *out = hm_pool_strdup(cx->pool, json_string_value(j));
+    *out = pstrdup(cx, json_string_value(j));
     return 1;
 }
 
@@ -550,7 +586,7 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
         path_pop(cx, old);
         return -1;
     }
-    list = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1) * sizeof(char *));
+    list = pcalloc(cx, (json_array_size(arr) + 1) * sizeof(char *));
     json_array_foreach(arr, i, v) {
         old2 = path_index(cx, i);
         if (!json_is_string(v)) {
@@ -560,7 +596,7 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
             cerr(cx, "must not be empty");
             bad = 1;
         } else {
-            list[i] = hm_pool_strdup(cx->pool, json_string_value(v));
+            list[i] = pstrdup(cx, json_string_value(v));
             if (flags & STRV_LOWER) {
                 hm_strlow(list[i], list[i], strlen(list[i]));
             }
@@ -611,7 +647,7 @@ conf_kv(cx_t *cx, json_t *obj, const char *key, int lower_names,
         return -1;
     }
     old = path_key(cx, key);
-    kv = hm_pool_calloc(cx->pool, (json_object_size(o) + 1) * sizeof(hm_kv_t));
+    kv = pcalloc(cx, (json_object_size(o) + 1) * sizeof(hm_kv_t));
     i = 0;
     json_object_foreach(o, name, v) {
         old2 = path_key(cx, name);
@@ -626,11 +662,11 @@ conf_kv(cx_t *cx, json_t *obj, const char *key, int lower_names,
             cerr(cx, "%s", why);
             bad = 1;
         } else {
-            kv[i].name = hm_pool_strdup(cx->pool, name);
+            kv[i].name = pstrdup(cx, name);
             if (lower_names) {
                 hm_strlow(kv[i].name, kv[i].name, strlen(kv[i].name));
             }
-            kv[i].value = hm_pool_strdup(cx->pool, json_string_value(v));
+            kv[i].value = pstrdup(cx, json_string_value(v));
             i++;
         }
         path_pop(cx, old2);
@@ -1042,7 +1078,7 @@ abs_path(cx_t *cx, const char *s)
     char  *p;
 
     if (s[0] == '/') {
-        return hm_pool_strdup(cx->pool, s);
+        return pstrdup(cx, s);
     }
     while (s[0] == '.' && s[1] == '/') {
         s += 2;
@@ -1052,7 +1088,7 @@ abs_path(cx_t *cx, const char *s)
     }
     dlen = strlen(cx->conf->dir);
     slen = strlen(s);
-    p = hm_pool_alloc(cx->pool, dlen + slen + 2);
+    p = palloc(cx, dlen + slen + 2);
     memcpy(p, cx->conf->dir, dlen);
     if (dlen == 0 || p[dlen - 1] != '/') {
         p[dlen++] = '/';
@@ -1222,7 +1258,7 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
         check_keys(cx, o, el_keys, NULL);
         p = json_object_get(o, "path");
         if (json_is_string(p) && strcmp(json_string_value(p), "stderr") == 0) {
-            r->error_log_path = hm_pool_strdup(cx->pool, "stderr");
+            r->error_log_path = pstrdup(cx, "stderr");
         } else {
             conf_path(cx, o, "path", FILE_DIROK, &r->error_log_path);
         }
@@ -1244,7 +1280,7 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
         } else if (json_is_string(p)
                    && strcmp(json_string_value(p), "stdout") == 0)
         {
-            r->access_log_path = hm_pool_strdup(cx->pool, "stdout");
+            r->access_log_path = pstrdup(cx, "stdout");
         } else {
             conf_path(cx, o, "path", FILE_DIROK, &r->access_log_path);
         }
@@ -1273,7 +1309,7 @@ decode_runtime(cx_t *cx, json_t *rt)
     }
     r->workers = (int) ncpu;
     r->cpu_affinity = HM_AFFINITY_OFF;
-    r->error_log_path = hm_pool_strdup(cx->pool, "stderr");
+    r->error_log_path = pstrdup(cx, "stderr");
     r->error_log_level = HM_LOG_INFO;
     r->access_log_path = NULL;
     r->max_connections = 10000;
@@ -1315,8 +1351,7 @@ decode_runtime(cx_t *cx, json_t *rt)
         {
             r->cpu_affinity = HM_AFFINITY_OFF;
         } else if (json_is_array(j) && json_array_size(j) > 0) {
-            r->cpus = hm_pool_calloc(cx->pool,
-                                     json_array_size(j) * sizeof(int));
+            r->cpus = pcalloc(cx, json_array_size(j) * sizeof(int));
             r->ncpus = json_array_size(j);
             r->cpu_affinity = HM_AFFINITY_LIST;
             json_array_foreach(j, i, v) {
@@ -1418,8 +1453,7 @@ decode_certs(cx_t *cx, json_t *root)
         return;
     }
     old = path_key(cx, "certificates");
-    conf->certs = hm_pool_calloc(cx->pool,
-                                 (json_object_size(o) + 1)
+    conf->certs = pcalloc(cx, (json_object_size(o) + 1)
                                  * sizeof(hm_conf_cert_t));
     i = 0;
     json_object_foreach(o, name, v) {
@@ -1427,7 +1461,7 @@ decode_certs(cx_t *cx, json_t *root)
         if ((why = check_name(name)) != NULL) {
             cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
         }
-        conf->certs[i].name = hm_pool_strdup(cx->pool, name);
+        conf->certs[i].name = pstrdup(cx, name);
         decode_cert(cx, v, &conf->certs[i]);
         i++;
         path_pop(cx, old2);
@@ -1589,7 +1623,7 @@ decode_servers(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
     }
     path_pop(cx, old);
     if (s.n > 0) {
-        up->servers = hm_pool_alloc(cx->pool, s.n * sizeof(*s.v));
+        up->servers = palloc(cx, s.n * sizeof(*s.v));
         memcpy(up->servers, s.v, s.n * sizeof(*s.v));
         up->nservers = s.n;
     }
@@ -1750,7 +1784,7 @@ decode_upstreams(cx_t *cx, json_t *root)
         return;
     }
     old = path_key(cx, "upstreams");
-    conf->upstreams = hm_pool_calloc(cx->pool, (json_object_size(o) + 1)
+    conf->upstreams = pcalloc(cx, (json_object_size(o) + 1)
                                      * sizeof(hm_conf_upstream_t));
     i = 0;
     json_object_foreach(o, name, v) {
@@ -1758,7 +1792,7 @@ decode_upstreams(cx_t *cx, json_t *root)
         if ((why = check_name(name)) != NULL) {
             cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), name));
         }
-        conf->upstreams[i].name = hm_pool_strdup(cx->pool, name);
+        conf->upstreams[i].name = pstrdup(cx, name);
         conf->upstreams[i].index = (int) i;
         decode_upstream(cx, v, &conf->upstreams[i]);
         i++;
@@ -1798,8 +1832,7 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
         && conf_strv(cx, t, "certificates", STRV_NONEMPTY | STRV_UNIQUE,
                      NULL, &names, &n) == 1)
     {
-        tls->certificates = hm_pool_calloc(cx->pool,
-                                           n * sizeof(hm_conf_cert_t *));
+        tls->certificates = pcalloc(cx, n * sizeof(hm_conf_cert_t *));
         old = path_key(cx, "certificates");
         for (i = 0; i < n; i++) {
             hm_conf_cert_t *c = hm_conf_cert_find(cx->conf, names[i]);
@@ -1904,7 +1937,7 @@ decode_limits(cx_t *cx, json_t *l, hm_conf_site_t *site)
             }
         }
     }
-    conf_size(cx, l, "max_header_bytes", 1024, 1048576,
+    conf_size(cx, l, "max_header_bytes", 256, 1048576,
               &lim->max_header_bytes);
     conf_size(cx, l, "max_body_bytes", 0, 1LL << 40, &lim->max_body_bytes);
     conf_int(cx, l, "header_timeout_ms", 1, 3600000,
@@ -2054,8 +2087,7 @@ decode_routes(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
     if (arr != NULL && n == 0 && json_object_get(s, "upstream") == NULL) {
         cerr_at(cx, "routes", "must not be empty");
     }
-    site->routes = hm_pool_calloc(cx->pool,
-                                  (n + 1) * sizeof(hm_conf_route_t));
+    site->routes = pcalloc(cx, (n + 1) * sizeof(hm_conf_route_t));
     if (arr != NULL) {
         old = path_key(cx, "routes");
         json_array_foreach(arr, i, v) {
@@ -2095,7 +2127,7 @@ decode_site(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
     site->tls.min_version = HM_TLS1_2;
     site->tls.max_version = HM_TLS1_3;
     site->tls.handshake_timeout_ms = 10000;
-    site->tls.alpn = hm_pool_calloc(cx->pool, 2 * sizeof(char *));
+    site->tls.alpn = pcalloc(cx, 2 * sizeof(char *));
     site->tls.alpn[0] = "http/1.1";
     site->tls.nalpn = 1;
     site->headers.forwarded = HM_FORWARDED_REPLACE;
@@ -2180,12 +2212,12 @@ decode_sites(cx_t *cx, json_t *root, use_t *use)
         return;
     }
     old = path_key(cx, "sites");
-    conf->sites = hm_pool_calloc(cx->pool, (json_object_size(o) + 1)
+    conf->sites = pcalloc(cx, (json_object_size(o) + 1)
                                  * sizeof(hm_conf_site_t));
     /* Names first, so that nothing depends on the order of sites. */
     i = 0;
     json_object_foreach(o, name, v) {
-        conf->sites[i].name = hm_pool_strdup(cx->pool, name);
+        conf->sites[i].name = pstrdup(cx, name);
         conf->sites[i].index = (int) i;
         i++;
     }
@@ -2243,7 +2275,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
         if (json_array_size(arr) == 0) {
             cerr(cx, "must not be empty");
         }
-        ls->addrs = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1)
+        ls->addrs = pcalloc(cx, (json_array_size(arr) + 1)
                                              * sizeof(hm_addr_t));
         json_array_foreach(arr, i, v) {
             old2 = path_index(cx, i);
@@ -2273,10 +2305,10 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     }
     if (ls->name == NULL) {
         if (ls->naddrs > 0) {
-            ls->name = hm_pool_strdup(cx->pool, ls->addrs[0].text);
+            ls->name = pstrdup(cx, ls->addrs[0].text);
         } else {
             snprintf(buf, sizeof(buf), "listeners[%zu]", idx);
-            ls->name = hm_pool_strdup(cx->pool, buf);
+            ls->name = pstrdup(cx, buf);
         }
     }
 
@@ -2302,7 +2334,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     } else if (conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL,
                          &names, &n) == 1)
     {
-        ls->sites = hm_pool_calloc(cx->pool, (n + 1)
+        ls->sites = pcalloc(cx, (n + 1)
                                              * sizeof(hm_conf_site_t *));
         old = path_key(cx, "sites");
         for (i = 0; i < n; i++) {
@@ -2345,10 +2377,11 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
 /* Server names must be unique across the sites of one listener (the SNI
  * decision would be ambiguous otherwise). */
 static void
-check_listener_names(cx_t *cx, hm_conf_listener_t *ls)
+check_listener_names(cx_t *cx, hm_conf_listener_t *ls, json_t *l)
 {
-    size_t  a, b, i, j, old, old2;
+    size_t  a, b, i, j, k, old, old2;
     char    q[128];
+    json_t *arr = json_object_get(l, "sites"), *v;
 
     old = path_key(cx, "sites");
     for (a = 0; a < ls->nsites; a++) {
@@ -2364,7 +2397,16 @@ check_listener_names(cx_t *cx, hm_conf_listener_t *ls)
                     if (ls->sites[b]->server_names[j] != NULL
                         && strcmp(ls->sites[b]->server_names[j], nm) == 0)
                     {
-                        old2 = path_index(cx, a);
+                        /* the index of the site in the JSON array */
+                        json_array_foreach(arr, k, v) {
+                            if (json_is_string(v)
+                                && strcmp(json_string_value(v),
+                                          ls->sites[a]->name) == 0)
+                            {
+                                break;
+                            }
+                        }
+                        old2 = path_index(cx, k);
                         cerr(cx, "server name %s of site \"%s\" is also a "
                              "server name of site \"%s\" on this listener",
                              quote(q, sizeof(q), nm), ls->sites[a]->name,
@@ -2399,13 +2441,13 @@ decode_listeners(cx_t *cx, json_t *root)
     if (json_array_size(arr) == 0) {
         cerr(cx, "must not be empty");
     }
-    conf->listeners = hm_pool_calloc(cx->pool, (json_array_size(arr) + 1)
+    conf->listeners = pcalloc(cx, (json_array_size(arr) + 1)
                                      * sizeof(hm_conf_listener_t));
     json_array_foreach(arr, i, v) {
         ls = &conf->listeners[i];
         old2 = path_index(cx, i);
         decode_listener(cx, v, ls, i);
-        check_listener_names(cx, ls);
+        check_listener_names(cx, ls, v);
         /* Names and addresses shared with an earlier listener. */
         for (j = 0; j < i; j++) {
             hm_conf_listener_t *p = &conf->listeners[j];
@@ -2497,11 +2539,13 @@ set_paths(hm_conf_t *conf, const char *name)
         clen = strlen(cwd);
         nlen = strlen(n);
         conf->path = hm_pool_alloc(conf->pool, clen + nlen + 2);
+        HM_ASSERT(conf->path != NULL);
         memcpy(conf->path, cwd, clen);
         conf->path[clen] = '/';
         memcpy(conf->path + clen + 1, n, nlen + 1);
     }
     conf->dir = hm_pool_strdup(conf->pool, conf->path);
+    HM_ASSERT(conf->path != NULL && conf->dir != NULL);
     slash = strrchr(conf->dir, '/');
     if (slash == conf->dir) {
         slash[1] = '\0';
@@ -2538,6 +2582,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
         return NULL;
     }
     conf = hm_pool_calloc(pool, sizeof(*conf));
+    HM_ASSERT(conf != NULL);
     conf->pool = pool;
     set_paths(conf, name);
 

@@ -158,6 +158,40 @@ tls_set_error(hm_stream_t *s, SSL *ssl, int err)
     ERR_clear_error();
 }
 
+/* ---- resumption handles ------------------------------------------------- */
+
+/*
+ * The resumption handle of hm_stream_tls_session(): a refcounted holder of
+ * the latest session of a client stream (and of every stream that offered
+ * it).  TLS 1.3 servers send their tickets after the handshake, so a
+ * handle taken when the connect callback runs is still empty; the
+ * new-session callback fills it when the ticket arrives, and whoever keeps
+ * the handle (the upstream pool, per server) offers the newest session on
+ * the next connect.
+ */
+typedef struct {
+    int          refs;
+    SSL_SESSION *sess;
+} hm_tls_sess_t;
+
+static hm_tls_sess_t *
+sess_ref(hm_tls_sess_t *h)
+{
+    h->refs++;
+    return h;
+}
+
+static void
+sess_unref(hm_tls_sess_t *h)
+{
+    if (h != NULL && --h->refs == 0) {
+        if (h->sess != NULL) {
+            SSL_SESSION_free(h->sess);
+        }
+        free(h);
+    }
+}
+
 /* ---- engine ------------------------------------------------------------- */
 
 static int
@@ -194,11 +228,15 @@ hm__tls_server_new(hm_stream_t *s, void *ssl_ctx)
 }
 
 /* Creates the client SSL for an upstream (SNI, verification and client
- * certificate are in its SSL_CTX and verify param); offers session. */
+ * certificate are in its SSL_CTX and verify param); offers the session of
+ * the handle session (not consumed), which then also receives this
+ * connection's new tickets. */
 int
 hm__tls_client_new(hm_stream_t *s, const void *upstream_tls, void *session)
 {
     const hm_conf_upstream_tls_t *ut = upstream_tls;
+    hm_stream_impl_t             *impl = hm__stream_impl(s);
+    hm_tls_sess_t                *h = session;
     SSL                          *ssl;
 
     ssl = SSL_new(ut->tls);
@@ -211,8 +249,17 @@ hm__tls_client_new(hm_stream_t *s, const void *upstream_tls, void *session)
     if (ut->server_name != NULL) {
         SSL_set_tlsext_host_name(ssl, ut->server_name);
     }
-    if (session != NULL) {
-        SSL_set_session(ssl, session);
+    if (h != NULL) {
+        if (h->sess != NULL) {
+            SSL_set_session(ssl, h->sess);
+        }
+        impl->session = sess_ref(h);
+    } else {
+        h = calloc(1, sizeof(*h));
+        if (h != NULL) {
+            h->refs = 1;
+        }
+        impl->session = h;
     }
     return tls_attach(s, ssl);
 }
@@ -298,31 +345,34 @@ hm__tls_free(hm_stream_t *s)
         SSL_free(s->tls);
         s->tls = NULL;
     }
-    if (impl->session != NULL) {
-        SSL_SESSION_free(impl->session);
-        impl->session = NULL;
-    }
+    sess_unref(impl->session);
+    impl->session = NULL;
 }
 
 /*
- * SSL_CTX new-session callback of upstream contexts: keeps the latest
- * resumable session (TLS 1.3 tickets arrive after the handshake) in the
- * stream, for hm_stream_tls_session().  Takes ownership (returns 1).
+ * SSL_CTX new-session callback of upstream contexts: stores the new
+ * session in the stream's handle (see hm_tls_sess_t).  Takes ownership
+ * (returns 1).
  */
 int
 hm__tls_client_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     hm_stream_t      *s = SSL_get_app_data(ssl);
     hm_stream_impl_t *impl;
+    hm_tls_sess_t    *h;
 
     if (s == NULL || s->impl == NULL) {
         return 0;
     }
     impl = hm__stream_impl(s);
-    if (impl->session != NULL) {
-        SSL_SESSION_free(impl->session);
+    h = impl->session;
+    if (h == NULL || !SSL_SESSION_is_resumable(sess)) {
+        return 0;
     }
-    impl->session = sess;
+    if (h->sess != NULL) {
+        SSL_SESSION_free(h->sess);
+    }
+    h->sess = sess;
     return 1;
 }
 
@@ -486,33 +536,25 @@ hm_stream_peer_cert_info(const hm_stream_t *s, char *subject, size_t slen,
     return 1;
 }
 
-/* A new reference to the latest resumable session of an established
- * client stream, or NULL. */
+/*
+ * A new reference to the resumption handle of a client stream (see
+ * hm_tls_sess_t): it holds the newest session this connection (or any
+ * other offering the same handle) received, now or later.  NULL for clear
+ * text and server streams.
+ */
 void *
 hm_stream_tls_session(const hm_stream_t *s)
 {
     const hm_stream_impl_t *impl = s->impl;
-    SSL_SESSION            *sess;
 
-    if (s->tls == NULL || impl == NULL) {
+    if (s->tls == NULL || impl == NULL || impl->session == NULL) {
         return NULL;
     }
-    if (impl->session != NULL) {
-        SSL_SESSION_up_ref(impl->session);
-        return impl->session;
-    }
-    sess = SSL_get1_session(s->tls);
-    if (sess != NULL && !SSL_SESSION_is_resumable(sess)) {
-        SSL_SESSION_free(sess);
-        return NULL;
-    }
-    return sess;
+    return sess_ref(impl->session);
 }
 
 void
 hm_stream_tls_session_free(void *session)
 {
-    if (session != NULL) {
-        SSL_SESSION_free(session);
-    }
+    sess_unref(session);
 }

@@ -27,6 +27,7 @@
 #include "hm_log.h"
 #include "hm_stream.h"
 #include "hm_upstream.h"
+#include "hm_upool.h"
 #include "hm_worker.h"
 #include "hm_health.h"
 
@@ -55,6 +56,7 @@ struct hm_health_check_s {
     int                       passes;       /* consecutive */
     int                       fails;        /* consecutive */
     int                       last_status;  /* HTTP status of the last pass */
+    int                       resumed;      /* last check resumed TLS */
     char                     *request;      /* "GET ... \r\n\r\n" */
     size_t                    request_len;
     size_t                    len;
@@ -151,6 +153,11 @@ hm_health_record(hm_health_check_t *hc, int ok)
     if (ok) {
         hc->fails = 0;
         hc->passes++;
+        hm_log_debug(NULL, "upstream %s server %s: health check passed "
+                     "(%s%d%s)", hc->u->name, peer->text,
+                     hc->tcp_only ? "TCP connect" : "HTTP ",
+                     hc->tcp_only ? 0 : hc->last_status,
+                     hc->resumed ? ", TLS session resumed" : "");
         if (peer->health_down && hc->passes >= hc->conf->pass_after) {
             hm_upstream_peer_set_health(peer, 1);
             if (hc->tcp_only) {
@@ -189,7 +196,8 @@ hm_health_record(hm_health_check_t *hc, int ok)
 static void HM_PRINTF(3, 4)
 hm_health_finish(hm_health_check_t *hc, int ok, const char *fmt, ...)
 {
-    va_list ap;
+    va_list  ap;
+    void    *session;
 
     if (hc->state != HM_HC_CONNECTING && hc->state != HM_HC_WAITING) {
         return;
@@ -198,6 +206,18 @@ hm_health_finish(hm_health_check_t *hc, int ok, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(hc->reason, sizeof(hc->reason), fmt, ap);
         va_end(ap);
+    }
+    /* Keep the TLS session for the next check and for traffic: the
+     * per-server cache of hm_upool (the ticket has arrived by now). */
+    hc->resumed = 0;
+    if (hc->stream.tls != NULL && hc->state == HM_HC_WAITING) {
+        hc->resumed = hm_stream_tls_resumed(&hc->stream);
+        if (!hc->resumed) {
+            session = hm_stream_tls_session(&hc->stream);
+            if (session != NULL) {
+                hm_upool_set_session(hc->peer, session);
+            }
+        }
     }
     hc->state = HM_HC_CLOSING;
     uv_timer_stop(&hc->timer);
@@ -328,7 +348,9 @@ hm_health_timer_cb(uv_timer_t *t)
                    (uint64_t) hc->conf->timeout_ms, 0);
     rc = hm_stream_connect(&hc->stream, hc->loop, hc->peer->addr,
                            hc->conf->timeout_ms,
-                           hc->u->tls.present ? &hc->u->tls : NULL, NULL,
+                           hc->u->tls.present ? &hc->u->tls : NULL,
+                           hc->u->tls.present ? hm_upool_session(hc->peer)
+                                              : NULL,
                            hm_health_connect_cb);
     if (rc != 0) {
         /* cb will not run; the stream must still be closed. */

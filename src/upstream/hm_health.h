@@ -9,7 +9,10 @@
  * connect/TLS failure or no status line within timeout_ms fails.
  * fail_after consecutive failures mark the peer down (no traffic, see
  * hm_upstream_peer_set_health); pass_after consecutive passes mark it up
- * again.  Transitions are logged at warn.
+ * again.  Transitions are logged at warn, each check's verdict at debug.
+ * TLS checks offer and refresh the per-server session of the connection
+ * pool (hm_upool_session), so after the first one they resume, and
+ * traffic may resume the session a check obtained.
  *
  * An upstream used only by passthrough sites has neither tls nor
  * plaintext settings (the bytes are the client's TLS session): its check

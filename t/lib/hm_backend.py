@@ -320,6 +320,8 @@ class Handler(socketserver.BaseRequestHandler):
             "backend": self.opt.name,
             "sni": self.sni, "client_cert": peer_cn(self.sock) if self.opt.mode == "https" else None,
             "proxy": self.proxy_src,
+            # added by the tls work: was this TLS connection resumed?
+            "tls_resumed": self.sock.session_reused if self.opt.mode == "https" else None,
         }
         j = (json.dumps(info) + "\n").encode()
         head = method.upper() == "HEAD"

@@ -7,13 +7,16 @@
  * hm_conf_load_buffer() under the name t/unit/data/conf/test.json, so their
  * relative paths reach the PEM fixtures of t/unit/data/conf (ecdsa.pem/key,
  * rsa.pem/key: self-signed for conf.test; other.pem/key: a second ECDSA
- * pair; ca.pem; ocsp.der: a small DER blob; junk.pem: not PEM).  The error
+ * pair; chain.pem/key: a leaf followed by its intermediate; badchain.pem:
+ * a leaf followed by a broken PEM block; ca.pem; ocsp.der: a small DER
+ * blob; junk.pem: not PEM).  The error
  * output is captured with open_memstream() and each error class is checked
  * for its JSON path and reason.
  */
 #include "hm_core.h"
 #include "hm_conf.h"
 #include "hm_log.h"
+#include "hm_tls_cert.h"
 #include "hm_check.h"
 
 #include <stdio.h>
@@ -676,7 +679,7 @@ static const bad_t bad[] = {
     { TERM("", "'headers': {'client_cert_header': 'X Client'},"),
       "sites.s.headers.client_cert_header: not a valid header name" },
     { TERM("", "'limits': {'max_header_bytes': 10},"),
-      "sites.s.limits.max_header_bytes: must be between 1024 and" },
+      "sites.s.limits.max_header_bytes: must be between 256 and" },
     { TERM("", "'limits': {'max_requests': 0},"),
       "sites.s.limits.max_requests: must be between 1 and" },
     /* routes (the TERM route list is replaced by a later key: use full) */
@@ -793,6 +796,13 @@ static const bad_t bad[] = {
       "listeners[0].proxy_protocol: expected true or false, got a string" },
     { "{'sites': {}, 'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}, 'backlog': 0}]}",
       "listeners[0].backlog: must be between 1 and 65535" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:443']}}, 'sites': {"
+      " 'a': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'u'},"
+      " 'b': {'server_names': ['A.test'], 'mode': 'passthrough', 'upstream': 'u'}},"
+      " 'listeners': [{'listen': ['127.0.0.1:443'], 'sites': ['a', 'zz', 'b']}]}",
+      "listeners[0].sites[2]: server name \"a.test\" of site \"b\"" },
+    { "{'certificates': {'c': {'cert': 'badchain.pem', 'key': 'chain.key'}}, 'sites': {}, 'listeners': []}",
+      "certificates.c: bad certificate in the chain" },
     { "{'sites': {}, 'listeners': [5]}",
       "listeners[0]: expected an object, got an integer" },
     /* JSON syntax */
@@ -942,6 +952,33 @@ START_TEST(test_resolve_localhost)
 }
 END_TEST
 
+/* A chain file: the leaf, then its intermediate, kept for the TLS layer. */
+START_TEST(test_cert_chain)
+{
+    hm_conf_t     *c;
+    hm_tls_cert_t *tc;
+
+    c = load("{'certificates': {'c': {'cert': 'chain.pem', 'key': 'chain.key'},"
+             " 'r': {'cert': 'rsa.pem', 'key': 'rsa.key', 'ocsp': 'ocsp.der'}},"
+             " 'sites': {}, 'listeners': [{'listen': [':1'],"
+             " 'http': {'redirect_to_https': true}}]}");
+    ck_assert_msg(c != NULL, "errors:\n%s", out_text);
+    tc = c->certs[0].tls;
+    ck_assert_ptr_nonnull(tc);
+    ck_assert_ptr_nonnull(tc->leaf);
+    ck_assert_ptr_nonnull(tc->key);
+    ck_assert_int_eq(tc->key_type, EVP_PKEY_EC);
+    ck_assert_int_eq((int) sk_X509_num(tc->chain), 1);
+    ck_assert_ptr_null(tc->ocsp);
+    tc = c->certs[1].tls;
+    ck_assert_int_eq(tc->key_type, EVP_PKEY_RSA);
+    ck_assert_int_eq((int) sk_X509_num(tc->chain), 0);
+    ck_assert_ptr_nonnull(tc->ocsp);
+    ck_assert_uint_eq(tc->ocsp_len, 17);
+    hm_conf_free(c);
+}
+END_TEST
+
 /* hm_addr_parse() and hm_addr_format(). */
 START_TEST(test_addr)
 {
@@ -1008,6 +1045,7 @@ conf_suite(void)
     tcase_add_test(tc, test_escaped_output);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_resolve_localhost);
+    tcase_add_test(tc, test_cert_chain);
     tcase_add_test(tc, test_addr);
     suite_add_tcase(s, tc);
     return s;

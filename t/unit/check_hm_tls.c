@@ -245,9 +245,6 @@ cli_read(hm_stream_t *s, ssize_t nread, const uint8_t *data)
 {
     if (nread < 0) {
         ck_assert_int_eq(nread, UV_EOF);
-        if (T.session == NULL) {
-            T.session = hm_stream_tls_session(s);
-        }
         hm_stream_close(&T.cli, on_closed);
         hm_stream_close(&T.srv, on_closed);
         return;
@@ -275,6 +272,11 @@ cli_connected(hm_stream_t *s, int status)
     snprintf(T.alpn, sizeof(T.alpn), "%s", p ? p : "");
     snprintf(T.version, sizeof(T.version), "%s", hm_stream_tls_version(s));
     T.resumed = hm_stream_tls_resumed(s);
+    /* Taken right after the handshake, as the upstream pool does: the
+     * TLS 1.3 ticket arrives later and fills the handle. */
+    if (T.session == NULL) {
+        T.session = hm_stream_tls_session(s);
+    }
     {
         X509     *peer = SSL_get_peer_certificate(s->tls);
         EVP_PKEY *pk = X509_get_pubkey(peer);

@@ -1,0 +1,140 @@
+#!/usr/bin/perl
+# 60-upstream-tls.t: re-encryption to upstreams (issue 4, TLS part).  The
+# real ./hamlyn terminates a.test and proxies to real TLS backends
+# (t/lib/hm_backend.py https): verified chain and name, SNI, upstream mTLS,
+# pins, verify:false with an accepted risk, session resumption on a new
+# upstream connection, pool reuse, and the failures (unknown CA, name
+# mismatch, expired, refused client certificate, handshake timeout) that
+# answer 502, forward nothing and log the reason.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IO::Socket::INET;
+use JSON::PP;
+
+plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+
+sub spki_pin {
+    my ($pem) = @_;
+    my $b64 = `openssl x509 -in $pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`;
+    chomp $b64;
+    return "sha256/$b64";
+}
+
+my $be_ok   = $t->backend(mode => 'https', cert => 'backend.test', name => 'OK');
+my $be_mtls = $t->backend(mode => 'https', cert => 'backend.test', client_ca => 1, name => 'MTLS');
+my $be_exp  = $t->backend(mode => 'https', cert => 'expired', name => 'EXP');
+my $be_bad  = $t->backend(mode => 'https', cert => 'backend.test', name => 'BAD');  # for failures
+# a TCP server that accepts and never says anything
+my $silent = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1', LocalPort => 0,
+                                   ReuseAddr => 1) or die;
+my $silent_port = $silent->sockport;
+my $p = $t->port;
+
+sub up {
+    my ($be, %tls) = @_;
+    my $port = ref $be ? $be->{port} : $be;
+    return { servers => ["127.0.0.1:$port"], connect_timeout_ms => 1000,
+             tls => { server_name => 'backend.test', ca => "$certs/ca.pem", %tls } };
+}
+my $pin = spki_pin("$certs/backend.test.pem");
+my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : "/$_->[0]/") },
+                     upstream => $_->[1] } }
+    ([close => 'ok'], [ok => 'ok'], [mtls => 'mtls'], [nocert => 'nocert'], [unknownca => 'unknownca'],
+     [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
+     [noverify => 'noverify'], [timeout => 'timeout']);
+
+$t->write_conf({
+    certificates => {
+        a       => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" },
+        'proxy' => { cert => "$certs/proxy-client.pem", key => "$certs/proxy-client.key" },
+    },
+    upstreams => {
+        ok        => up($be_ok),
+        mtls      => up($be_mtls, client_certificate => 'proxy'),
+        nocert    => up($be_mtls),
+        unknownca => up($be_bad, ca => "$certs/client-ca.pem"),
+        name      => up($be_bad, server_name => 'wrong.test'),
+        expired   => up($be_exp),
+        pin       => up($be_ok, pins => [$pin]),
+        badpin    => up($be_bad, pins => ['sha256/' . ('A' x 43) . '=']),
+        noverify  => up($be_exp, verify => JSON::PP::false, accepted_risk => 'test: self-managed backend',
+                        pins => [spki_pin("$certs/expired.pem")]),
+        timeout   => up($silent_port),
+    },
+    listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a'] } ],
+    sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] }, routes => \@routes } },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+
+sub get {
+    my ($path) = @_;
+    my ($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+                                 "https://a.test:$p$path");
+    my $j = eval { JSON::PP->new->decode($body) } // {};
+    return ($code, $j, $body);
+}
+sub backend_requests { my ($be) = @_; open my $f, '<', $be->{log} or return 0; my @l = <$f>; return scalar @l }
+
+# --- verified TLS, SNI, pool reuse, resumption
+my ($code, $j) = get('/ok/1');
+is($code, 200, 'verified TLS upstream: 200');
+is($j->{backend}, 'OK', '... from the backend');
+is($j->{sni}, 'backend.test', '... SNI = server_name');
+ok(defined $j->{tls_resumed} && !$j->{tls_resumed}, '... first upstream connection is a full handshake');
+($code, $j) = get('/ok/2');
+is($code, 200, 'second request');
+is($j->{conn_requests}, 2, 'pool reuse: the second request went over the same upstream connection');
+($code, $j) = get('/close');    # the backend answers, then closes that connection
+is($code, 200, '/close answered (backend closes the pooled connection)');
+is($j->{conn_requests}, 3, '... on the pooled connection');
+select(undef, undef, undef, 0.2);
+($code, $j) = get('/ok/3');
+is($code, 200, 'request on a new upstream connection');
+is($j->{conn_requests}, 1, '... it is a new connection (the closed one was not reused)');
+ok($j->{tls_resumed}, '... and its TLS session was resumed');
+
+# --- upstream mTLS
+($code, $j) = get('/mtls/1');
+is($code, 200, 'mTLS upstream: 200');
+is($j->{client_cert}, 'proxy.test', '... the backend saw the proxy client certificate');
+
+# --- pins, verify:false
+($code, $j) = get('/pin/1');
+is($code, 200, 'matching SPKI pin (in addition to the chain): 200');
+($code, $j) = get('/noverify/1');
+is($code, 200, 'verify:false with accepted_risk and a pin reaches an expired-cert backend');
+is($j->{backend}, 'EXP', '... the right one');
+
+# --- failures: 502, nothing forwarded, reason logged
+my $bad_before = backend_requests($be_bad);
+my %fail = (
+    unknownca => qr/unknown CA/,
+    name      => qr/name mismatch/,
+    expired   => qr/certificate expired/,
+    badpin    => qr/pin mismatch/,
+    nocert    => qr/certificate required/i,
+    timeout   => qr/TLS handshake timed out/,
+);
+for my $k (sort keys %fail) {
+    my ($c) = get("/$k/secret");
+    is($c, 502, "$k: 502");
+    # (a TLS 1.3 client certificate refusal arrives after the handshake,
+    # while the response head is read)
+    ok($t->wait_error_log(qr/upstream (?:"$k" )?127\.0\.0\.1:\d+:? .*$fail{$k}/),
+       "$k: reason logged ($fail{$k})");
+}
+is(backend_requests($be_bad), $bad_before, 'no request reached the backend behind a failed TLS check');
+my $mtls_log = do { local $/; open my $f, '<', $be_mtls->{log} or die; <$f> };
+unlike($mtls_log // '', qr{/nocert/}, 'refused client certificate: the request was not served');
+like($t->error_log, qr/\[error\].*upstream "expired".*certificate has expired/,
+     'expired logged at error with the verification text');
+
+$t->stop;
+done_testing;
