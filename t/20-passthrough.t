@@ -30,6 +30,14 @@ my $p  = $t->port;     # listener with a default site
 my $p2 = $t->port;     # listener without: unknown names are refused
 my $dead = $t->port;   # nobody listens here
 
+# A listener whose accept queue is full: SYNs to it are dropped, so a
+# connect() to it never completes (an unreachable upstream, on loopback).
+my $bh = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1,
+                               ReuseAddr => 1) or die "listen: $!";
+my $blackhole = $bh->sockport;
+my @fill = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$blackhole", Blocking => 0) }
+           1 .. 4;
+
 sub up { my ($be) = @_; return { servers => ["127.0.0.1:$be->{port}"] } }
 
 $t->write_conf({
@@ -41,11 +49,12 @@ $t->write_conf({
         retry => { servers => ["127.0.0.1:$dead", "127.0.0.1:$be_a->{port}"],
                    connect_timeout_ms => 500 },
         dead => { servers => ["127.0.0.1:$dead"] },
+        slow => { servers => ["127.0.0.1:$blackhole"], connect_timeout_ms => 300 },
         idle => up($be_a),
     },
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"],
-          sites => [qw(a wild exact def mtls pp sink retry dead idle)], default_site => 'def' },
+          sites => [qw(a wild exact def mtls pp sink retry dead idle slow)], default_site => 'def' },
         { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
     ],
     sites => {
@@ -59,6 +68,7 @@ $t->write_conf({
         sink  => { server_names => ['backend.test'], mode => 'passthrough', upstream => 'sink' },
         retry => { server_names => ['retry.test'], mode => 'passthrough', upstream => 'retry' },
         dead  => { server_names => ['dead.test'], mode => 'passthrough', upstream => 'dead' },
+        slow  => { server_names => ['slow.test'], mode => 'passthrough', upstream => 'slow' },
         idle  => { server_names => ['idle.test'], mode => 'passthrough', upstream => 'idle',
                    limits => { idle_timeout_ms => 700 } },
     },
@@ -119,6 +129,15 @@ like($r->{first_line}, qr/^backend=A /, 'refused first server: next server used'
 # --- every server refuses: the client is closed, logged as upstream_refused
 $r = via(sni => 'dead.test');
 ok(!$r->{ok} && ($r->{first_line} // '') eq '', 'all upstream servers refused: client closed');
+
+# --- an upstream that never answers the SYN: connect_timeout_ms (300)
+{
+    my $t0 = time;
+    $r = via(sni => 'slow.test');
+    my $secs = time - $t0;
+    ok(!$r->{ok} && ($r->{first_line} // '') eq '', 'unreachable upstream: client closed');
+    ok($secs < 3, sprintf('... after the connect timeout (%.2f s)', $secs));
+}
 
 # --- idle timeout (site limits.idle_timeout_ms = 700)
 {
@@ -195,6 +214,8 @@ ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk by
 my ($dl) = grep { ($_->{sni} // '') eq 'dead.test' } @$log;
 is($dl && $dl->{outcome}, 'upstream_refused', 'outcome upstream_refused');
 is($dl && $dl->{upstream}, "127.0.0.1:$dead", 'the refusing server is logged');
+my ($sl) = grep { ($_->{sni} // '') eq 'slow.test' } @$log;
+is($sl && $sl->{outcome}, 'upstream_timeout', 'outcome upstream_timeout');
 my ($il) = grep { ($_->{sni} // '') eq 'idle.test' } @$log;
 is($il && $il->{outcome}, 'idle_timeout', 'outcome idle_timeout');
 like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refused.*while connecting to upstream/i,
