@@ -359,5 +359,7 @@ main(int argc, char **argv)
     opts.conf_path = master_argv[2];
     opts.daemonize = cl.daemonize;
     opts.argv = master_argv;
-    return hm_master_run(cycle, &opts);
+    rc = hm_master_run(cycle, &opts);
+    free(abs);
+    return rc;
 }

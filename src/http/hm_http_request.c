@@ -598,9 +598,13 @@ batch_full(const iobatch_t *b)
 static int
 up_write(hm_http_conn_t *hc, iobatch_t *b)
 {
+    unsigned i;
     int rc = 0;
 
     if (b->n > 0 && hc->up != NULL) {
+        for (i = 0; i < b->n; i++) {
+            hc->req_fwd += b->iov[i].len;   /* no retry once any went out */
+        }
         rc = hc_write(hc, &hc->up->s, b->iov, b->n);
     }
     b->n = 0;
@@ -676,9 +680,6 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
                 return -1;
             }
         }
-    }
-    for (off = 0; off < b.n; off++) {
-        hc->req_fwd += b.iov[off].len;
     }
     hc->rq_in += pos;
     if (up_write(hc, &b) != 0) {
@@ -1352,6 +1353,7 @@ up_start(hm_http_conn_t *hc)
     int rc;
 
     set_action(hc, "connecting to upstream");
+    hc->up_eof = 0;
     for (;;) {
         if (hc->ntried >= HM_UPSTREAM_MAX_TRIES) {
             peer = NULL;

@@ -1222,7 +1222,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     rt = &cycle->conf->runtime;
     master_run_exit_hooks();
     master_remove_pid_file(rt->pid_file);
-    if (upgraded_away && oldbin_path != NULL) {
+    if (oldbin_path != NULL) {
         master_remove_pid_file(oldbin_path);
     }
     hm_listen_close_all(cycle);

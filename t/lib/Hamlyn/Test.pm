@@ -166,7 +166,7 @@ sub _runtime_defaults {
 # write_conf($hashref | $json_text): write $t->dir/hamlyn.json.  A hashref is
 # encoded with the runtime defaults filled in where the caller set none
 # (workers 1, cpu_affinity off, pid_file, error_log, access_log and
-# shutdown_timeout_s in $t->dir).  A string is written as given (so broken
+# shutdown_timeout_s in $t->dir); a runtime key set to undef is left out.  A string is written as given (so broken
 # JSON and duplicate keys reach hamlyn untouched); when it is a valid JSON
 # object, the missing runtime defaults are inserted textually right after its
 # opening brace (or after "runtime": {), keeping every other byte and the
@@ -177,9 +177,13 @@ sub write_conf {
     my $text;
     if (ref $conf) {
         my %c = %$conf;
-        my %rt = %{ $c{runtime} // {} };
-        for my $k (keys %def) { $rt{$k} = $def{$k} unless exists $rt{$k} }
-        $c{runtime} = \%rt;
+        if (!defined $c{runtime} || ref $c{runtime} eq 'HASH') {
+            my %rt = %{ $c{runtime} // {} };
+            for my $k (keys %def) { $rt{$k} = $def{$k} unless exists $rt{$k} }
+            # A key set to undef means "leave it out" (e.g. no pid_file).
+            delete $rt{$_} for grep { !defined $rt{$_} } keys %rt;
+            $c{runtime} = \%rt;
+        }
         $self->{conf} = \%c;
         $text = JSON::PP->new->canonical->pretty->encode(\%c);
     } else {
@@ -472,6 +476,11 @@ sub _slurp {
     my $s = <$fh>;
     return $s // '';
 }
+
+# Public helpers for tests: slurp(FILE) (text, '' when unreadable) and
+# alive_pid(PID) (exists and is not a zombie).
+sub slurp     { return _slurp(pop) }
+sub alive_pid { return _alive_pid(pop) }
 
 sub error_log_path {
     my ($self) = @_;
