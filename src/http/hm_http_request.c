@@ -332,9 +332,12 @@ hc_log_request(hm_http_conn_t *hc)
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
+    hm_jb_int(&jb, "conn", (long long) hc->c->id);
+    hm_jb_str(&jb, "listener", hc->c->listener ? hc->c->listener->name : NULL);
     hm_jb_str(&jb, "client", hc->c->peer_text);
     hm_jb_str(&jb, "sni", hc->c->sni_len ? hc->c->sni : NULL);
     hm_jb_str(&jb, "site", hc->site->name);
+    hm_jb_str(&jb, "mode", "terminate");
     if (hc->msg.method_name.len > 0) {
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
@@ -999,6 +1002,10 @@ up_read_timeout(uv_timer_t *t)
         hm_log_error(&hc->c->log, "upstream %s timed out",
                      hc->upstream_text);
         hc->outcome = "upstream_timeout";
+        if (hc->up != NULL) {
+            /* A timeout counts against the server (passive health). */
+            hm_upstream_peer_result(hc->up->peer, 0);
+        }
         up_drop(hc);
         hc_send_local(hc, 504, NULL, NULL, 0, !hc->req_done);
         return;

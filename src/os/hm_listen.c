@@ -206,7 +206,7 @@ hm_listen_inherited(hm_cycle_t *from)
     hm_listen_t *ls;
     size_t       n = 1, k = 0;
     long         fd, slot;
-    int          type;
+    int          type, acc;
     socklen_t    len;
 
     memset(from, 0, sizeof(*from));
@@ -237,6 +237,8 @@ hm_listen_inherited(hm_cycle_t *from)
         addrs[k].len = sizeof(addrs[k].sa);
         if (getsockopt((int) fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0
             || type != SOCK_STREAM
+            || getsockopt((int) fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0
+            || !acc
             || getsockname((int) fd, (struct sockaddr *) &addrs[k].sa,
                            &addrs[k].len) < 0)
         {

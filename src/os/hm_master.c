@@ -260,6 +260,29 @@ master_spawn(int slot)
     hm_log_info(NULL, "worker %d started (slot %d)", (int) pid, slot);
 }
 
+/*
+ * Crash-loop backoff: the delay before restarting a worker that lived
+ * <lived_ms>.  One that died within HM_CRASH_WINDOW_MS of its start waits
+ * HM_BACKOFF_MIN_MS, then twice as long each time, up to
+ * HM_BACKOFF_MAX_MS; one that lived HM_BACKOFF_RESET_MS resets the delay;
+ * in between it is restarted at once without resetting it.  Updates
+ * *backoff_ms (the slot's state) and returns the delay in ms.
+ */
+int
+hm__master_backoff(int *backoff_ms, uint64_t lived_ms)
+{
+    if (lived_ms >= HM_BACKOFF_RESET_MS) {
+        *backoff_ms = 0;
+    }
+    if (lived_ms >= HM_CRASH_WINDOW_MS) {
+        return 0;
+    }
+    *backoff_ms = *backoff_ms == 0
+                  ? HM_BACKOFF_MIN_MS
+                  : hm_min(*backoff_ms * 2, HM_BACKOFF_MAX_MS);
+    return *backoff_ms;
+}
+
 /* Describes a wait status: "exited with status 1", "was killed by signal
  * 9 (Killed)". */
 static void
@@ -349,17 +372,8 @@ master_reap(int stopping)
         }
         now = hm_now_ms();
         lived = now - w->started_ms;
-        if (lived >= HM_BACKOFF_RESET_MS) {
-            w->backoff_ms = 0;
-        }
-        if (lived < HM_CRASH_WINDOW_MS) {
-            w->backoff_ms = w->backoff_ms == 0
-                            ? HM_BACKOFF_MIN_MS
-                            : hm_min(w->backoff_ms * 2, HM_BACKOFF_MAX_MS);
-            w->restart_at_ms = now + (uint64_t) w->backoff_ms;
-        } else {
-            w->restart_at_ms = now;
-        }
+        w->restart_at_ms = now + (uint64_t) hm__master_backoff(&w->backoff_ms,
+                                                               lived);
         w->restarts++;
         hm_log_error(NULL, "worker %d (slot %d) %s; restarting in %.1fs",
                      (int) pid, slot, how,

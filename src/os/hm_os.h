@@ -28,6 +28,10 @@ typedef struct {
  */
 int hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts);
 
+/* Crash-loop backoff (hm_master.c): updates a slot's *backoff_ms for a
+ * worker that lived <lived_ms> and returns the restart delay in ms. */
+int hm__master_backoff(int *backoff_ms, uint64_t lived_ms);
+
 /*
  * Binds every address of every listener once per worker slot, each
  * socket with SO_REUSEADDR and SO_REUSEPORT (IPV6_V6ONLY for IPv6),

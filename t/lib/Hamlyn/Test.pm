@@ -91,10 +91,13 @@ sub top       { $TOP }
 # port(): a TCP port free on 127.0.0.1 (and ::1 where available), chosen at
 # random below the kernel's ephemeral range so that outgoing connections do
 # not take it, never handed out twice by this process, and locked across
-# processes (flock on t/tmp/ports/PORT) until this process exits.
+# processes (flock on /tmp/hamlyn-test-ports/PORT, shared by every checkout
+# on the machine) until this process exits.
+my $PORT_DIR = ($ENV{TMPDIR} // '/tmp') . '/hamlyn-test-ports';
 sub port {
     my ($self) = @_;
-    make_path("$TMP/ports");
+    make_path($PORT_DIR);
+    chmod 01777, $PORT_DIR;
     my ($lo, $hi) = (20000, 32000);
     if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
         my ($elo) = split ' ', scalar <$fh>;
@@ -103,7 +106,7 @@ sub port {
     for (1 .. 500) {
         my $p = $lo + int(rand($hi - $lo));
         next if $PORTS_USED{$p};
-        sysopen(my $lk, "$TMP/ports/$p", O_RDWR | O_CREAT) or next;
+        sysopen(my $lk, "$PORT_DIR/$p", O_RDWR | O_CREAT) or next;
         unless (flock($lk, LOCK_EX | LOCK_NB)) { close $lk; next }
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $p,
                                       Proto => 'tcp', Listen => 1, ReuseAddr => 0);
