@@ -283,6 +283,7 @@ main(int argc, char **argv)
     hm_master_opts_t opts;
     hm_cycle_t      *cycle;
     size_t           i;
+    char            *abs, *master_argv[5];
     int              nerrors = 0, rc, known;
 
     memset(&cl, 0, sizeof(cl));
@@ -346,7 +347,19 @@ main(int argc, char **argv)
         return 0;
     }
 
-    opts.conf_path = cl.conf_path;
+    /* The command line a binary upgrade runs the new binary with: the
+     * configuration by absolute path (a daemon works from "/"). */
+    abs = realpath(cl.conf_path, NULL);
+    master_argv[0] = argv[0];
+    master_argv[1] = "-c";
+    master_argv[2] = abs != NULL ? abs : (char *) cl.conf_path;
+    master_argv[3] = cl.daemonize ? "-d" : NULL;
+    master_argv[4] = NULL;
+
+    opts.conf_path = master_argv[2];
     opts.daemonize = cl.daemonize;
-    return hm_master_run(cycle, &opts);
+    opts.argv = master_argv;
+    rc = hm_master_run(cycle, &opts);
+    free(abs);
+    return rc;
 }

@@ -236,4 +236,23 @@ $f = $t->write_conf({
 ($rc, $out) = check_t($f);
 is($rc, 0, 'IPv6 addresses, weights, wildcards, proxy protocol, redirect listener: ok') or diag($out);
 
+# --- the manual documents every key the loader knows ----------------------
+# Each key list of src/core/hm_conf.c ("static const char *const ...[] =
+# { ... }") names keys; man/hamlyn.json.5 must describe each one as a
+# bold term (".B key" or ".BR key ,").
+{
+    my $src = slurp("$top/src/core/hm_conf.c");
+    my $man = slurp("$top/man/hamlyn.json.5");
+    my %bold = map { $_ => 1 } ($man =~ /^\.BR? (\S+)/mg);
+    my %keys;
+    while ($src =~ /static const char \*const (\w*(?:keys|unsupported))\[\] = \{(.*?)\};/sg) {
+        my $body = $2;
+        $keys{$_} = 1 for ($body =~ /"([a-z_0-9]+)"/g);
+    }
+    cmp_ok(scalar(keys %keys), '>', 80, 'found the key tables of hm_conf.c');
+    for my $k (sort keys %keys) {
+        ok($bold{$k}, "man/hamlyn.json.5 documents \"$k\"");
+    }
+}
+
 done_testing();

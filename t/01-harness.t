@@ -64,6 +64,9 @@ is($c->{runtime}{workers}, 3, 'write_conf keeps the caller\'s runtime keys');
 is($c->{runtime}{cpu_affinity}, 'off', 'write_conf fills cpu_affinity');
 is($c->{runtime}{pid_file}, $t->dir . '/hamlyn.pid', 'write_conf fills pid_file');
 is($c->{runtime}{error_log}{path}, $t->dir . '/error.log', 'write_conf fills error_log');
+$t->write_conf({ runtime => { pid_file => undef } });
+$c = decode_json(do { local $/; open my $fh, '<', $t->conf_path or die; <$fh> });
+ok(!exists $c->{runtime}{pid_file} && $c->{runtime}{workers} == 1, 'a runtime key set to undef is left out');
 $t->write_conf('{"listeners": [], "listeners": []}');
 like(do { local $/; open my $fh, '<', $t->conf_path or die; <$fh> },
      qr/"listeners": \[\], "listeners": \[\]/, 'a JSON string keeps duplicate keys');

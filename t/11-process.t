@@ -157,14 +157,6 @@ sub wait_for {
     $t->signal('USR1');
     ok(wait_for(sub { -e $al }, 5), 'reopen (USR1): a new access log file is created');
 
-    # USR2 is refused with a clear line; serving goes on.
-    ($rc, $out) = $t->hamlyn('-s', 'upgrade', '-c', $t->conf_path);
-    is($rc, 0, '-s upgrade exits 0');
-    ok($t->wait_error_log(qr/\[warn\] $m: binary upgrade is not supported yet/),
-       'USR2: "upgrade is not supported yet" logged');
-    is($t->master_pid, $m, 'the master keeps running after USR2');
-    is(scalar($t->worker_pids), 2, 'both workers keep running after USR2');
-
     # HUP with a broken file: every error logged, nothing changes.
     my @gen1 = sort { $a <=> $b } $t->worker_pids;
     my $good = Hamlyn::Test::_slurp($t->conf_path);
@@ -353,8 +345,77 @@ sub eof_within {
     return 0;
 }
 
+# ---------------------------------------------------------------------
+# USR2 binary upgrade: the new master adopts the very same sockets, the
+# old one drains and exits 0; a new binary that cannot start is rolled
+# back (pid file restored, old master keeps serving).
+sub pid_in {
+    my ($f) = @_;
+    my $s = Hamlyn::Test::_slurp($f);
+    return $s =~ /(\d+)/ ? $1 : 0;
+}
+
+sub reaped {
+    my ($pid) = @_;
+    my $r = waitpid($pid, WNOHANG);
+    return $r == $pid ? $? : undef;
+}
+
+{
+    my $t = Hamlyn::Test->new(name => '11-process-upgrade');
+    my ($p4, $p6) = ($t->port, $t->port);
+    my $c = conf_for($t, { workers => 2 }, "127.0.0.1:$p4", "[::1]:$p6");
+    $t->write_conf($c);
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $pf = $t->dir . '/hamlyn.pid';
+    my $m = $t->master_pid;
+    my @old_workers = $t->worker_pids;
+    my $socks = join ',', sort keys %{ socket_inodes($m) };
+
+    # A new binary that fails (broken configuration): roll-back.
+    my $broken = conf_for($t, { workers => 2 }, "127.0.0.1:$p4", "[::1]:$p6");
+    $broken->{sites}{s}{upstream} = 'nope';
+    $t->write_conf($broken);
+    my ($rc, $out) = $t->hamlyn('-s', 'upgrade', '-c', $t->conf_path);
+    is($rc, 0, '-s upgrade exits 0');
+    ok($t->wait_error_log(qr/\[error\] $m: binary upgrade failed: new master \d+ exited with status 1 before it was ready; the old binary keeps serving/, 10),
+       'failed upgrade: rolled back, with the reason');
+    is(pid_in($pf), $m, 'failed upgrade: the pid file names the old master again');
+    ok(!-e "$pf.oldbin", 'failed upgrade: no pid file .oldbin left');
+    is_deeply([sort { $a <=> $b } $t->worker_pids], [sort { $a <=> $b } @old_workers],
+              'failed upgrade: the old workers keep serving');
+    ok(connects('127.0.0.1', $p4), 'failed upgrade: still accepting');
+
+    # A good one.
+    $t->write_conf($c);
+    $t->signal('USR2');
+    ok(wait_for(sub { my $n = pid_in($pf); $n && $n != $m }, 15), 'upgrade: the pid file names a new master');
+    my $n = pid_in($pf);
+    my $st;
+    ok(wait_for(sub { defined($st = reaped($m)) }, 15), 'upgrade: the old master exits');
+    is($st, 0, 'upgrade: the old master exits 0');
+    ok(!-e "$pf.oldbin", 'upgrade: pid file .oldbin removed at the end');
+    like($t->error_log, qr/\[info\] $m: binary upgrade: new master $n is serving; draining the old workers/,
+         'upgrade: the old master logs the hand-over');
+    like($t->error_log, qr/\[info\] $n: hamlyn \S+ started, 2 workers, .* \(binary upgrade\)/,
+         'upgrade: the new master logs its start');
+    is(join(',', sort keys %{ socket_inodes($n) }), $socks,
+       'upgrade: the new master holds the very same listening sockets');
+    my @nw = Hamlyn::Test::_children($n);
+    is(scalar @nw, 2, 'upgrade: the new master runs 2 workers');
+    ok(!grep({ kill 0, $_ } @old_workers), 'upgrade: the old workers are gone');
+    ok(connects('127.0.0.1', $p4) && connects('::1', $p6), 'upgrade: IPv4 and IPv6 still accept');
+
+    # The new master answers the CLI through the pid file.
+    ($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $t->conf_path);
+    is($rc, 0, 'upgrade: -s quit reaches the new master');
+    ok(wait_for(sub { !kill(0, $n) }, 15), 'upgrade: the new master stops');
+    ok(!-e $pf, 'upgrade: its pid file is removed');
+}
+
+
 $SIG{PIPE} = 'IGNORE';
-for my $case ('finish', 'deadline', 'reload') {
+for my $case ('finish', 'deadline', 'reload', 'upgrade') {
     my $t = Hamlyn::Test->new(name => "11-process-drain-$case");
     my $certs = $t->certs;
     my $be = $t->backend(mode => 'tls-echo') or BAIL_OUT('no backend');
@@ -396,6 +457,29 @@ for my $case ('finish', 'deadline', 'reload') {
         ok($t->wait_error_log(qr/old worker $old exited with status 0/), 'reload: logged');
         is($t->master_pid, $m, 'reload: same master');
         $t->stop;
+        next;
+    }
+    if ($case eq 'upgrade') {
+        my $pf = $t->dir . '/hamlyn.pid';
+        $t->signal('USR2');
+        ok(wait_for(sub { my $n = pid_in($pf); $n && $n != $m }, 15),
+           'upgrade: a new master took over the pid file');
+        my $n = pid_in($pf);
+        print $in "during\n";
+        is(read_line($out, 5), "during\n", 'upgrade: the connection in flight still works');
+        ok(kill(0, $m), 'upgrade: the old master waits for its draining worker');
+        my $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'backend.test',
+                               ca => "$certs/ca.pem", send => "new\n", shut_wr => 1,
+                               timeout => 10);
+        like($r->{first_line} // '', qr/^backend=/, 'upgrade: a new connection is served');
+        kill 'TERM', $cpid;
+        waitpid($cpid, 0);
+        my $st;
+        ok(wait_for(sub { defined($st = reaped($m)) }, 15),
+           'upgrade: the old master exits once its connection ended');
+        is($st, 0, 'upgrade: ... with status 0');
+        kill 'QUIT', $n;
+        ok(wait_for(sub { !kill(0, $n) }, 15), 'upgrade: the new master stops on QUIT');
         next;
     }
     $t->signal('QUIT');

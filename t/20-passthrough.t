@@ -28,7 +28,17 @@ my $be_sink = $t->backend(mode => 'sink', cert => 'backend.test', send_bytes => 
 
 my $p  = $t->port;     # listener with a default site
 my $p2 = $t->port;     # listener without: unknown names are refused
+my $p6 = $t->port;     # IPv6 loopback
+my $has6 = IO::Socket::INET->can('new') && -e '/proc/net/if_inet6';
 my $dead = $t->port;   # nobody listens here
+
+# A listener whose accept queue is full: SYNs to it are dropped, so a
+# connect() to it never completes (an unreachable upstream, on loopback).
+my $bh = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1,
+                               ReuseAddr => 1) or die "listen: $!";
+my $blackhole = $bh->sockport;
+my @fill = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$blackhole", Blocking => 0) }
+           1 .. 4;
 
 sub up { my ($be) = @_; return { servers => ["127.0.0.1:$be->{port}"] } }
 
@@ -41,12 +51,15 @@ $t->write_conf({
         retry => { servers => ["127.0.0.1:$dead", "127.0.0.1:$be_a->{port}"],
                    connect_timeout_ms => 500 },
         dead => { servers => ["127.0.0.1:$dead"] },
+        slow => { servers => ["127.0.0.1:$blackhole"], connect_timeout_ms => 300 },
         idle => up($be_a),
     },
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"],
-          sites => [qw(a wild exact def mtls pp sink retry dead idle)], default_site => 'def' },
+          sites => [qw(a wild exact def mtls pp sink retry dead idle slow)], default_site => 'def' },
         { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
+        ($has6 ? ({ name => 'v6', listen => ["[::1]:$p6"], sites => ['a'], default_site => 'a' })
+               : ()),
     ],
     sites => {
         a     => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' },
@@ -59,6 +72,7 @@ $t->write_conf({
         sink  => { server_names => ['backend.test'], mode => 'passthrough', upstream => 'sink' },
         retry => { server_names => ['retry.test'], mode => 'passthrough', upstream => 'retry' },
         dead  => { server_names => ['dead.test'], mode => 'passthrough', upstream => 'dead' },
+        slow  => { server_names => ['slow.test'], mode => 'passthrough', upstream => 'slow' },
         idle  => { server_names => ['idle.test'], mode => 'passthrough', upstream => 'idle',
                    limits => { idle_timeout_ms => 700 } },
     },
@@ -120,6 +134,15 @@ like($r->{first_line}, qr/^backend=A /, 'refused first server: next server used'
 $r = via(sni => 'dead.test');
 ok(!$r->{ok} && ($r->{first_line} // '') eq '', 'all upstream servers refused: client closed');
 
+# --- an upstream that never answers the SYN: connect_timeout_ms (300)
+{
+    my $t0 = time;
+    $r = via(sni => 'slow.test');
+    my $secs = time - $t0;
+    ok(!$r->{ok} && ($r->{first_line} // '') eq '', 'unreachable upstream: client closed');
+    ok($secs < 3, sprintf('... after the connect timeout (%.2f s)', $secs));
+}
+
 # --- idle timeout (site limits.idle_timeout_ms = 700)
 {
     my $t0 = time;
@@ -164,6 +187,36 @@ like($r->{first_line}, qr/^backend=PP .*proxy=127\.0\.0\.1:\d+/,
     close $s;
 }
 
+# --- a 20 KiB ClientHello (padding extension) split over two records
+{
+    my $hello = capture_hello();
+    my $big = grow_hello($hello, 20000);
+    ok(length($big) > 20000, 'built a ' . length($big) . '-byte ClientHello in two records');
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or die "connect: $!";
+    syswrite($s, $big);
+    my $buf = '';
+    my $deadline = time + 5;
+    while (length($buf) < 5 && time < $deadline) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        last unless select($rin, undef, undef, 0.5);
+        my $n = sysread($s, $buf, 4096, length $buf);
+        last unless $n;
+    }
+    is(substr($buf, 0, 1), "\x16", 'large hello relayed: the backend answered with a handshake record');
+    close $s;
+}
+
+# --- IPv6
+SKIP: {
+    skip 'no IPv6', 2 unless $has6;
+    $r = $t->tls_client(connect => "[::1]:$p6", servername => 'a.test', ca => "$certs/ca.pem",
+                        send => "v6\n", shut_wr => 1, timeout => 10);
+    like($r->{first_line} // '', qr/^backend=A /, 'IPv6 listener relays');
+    my $l6 = $t->wait_access_log(1, 1);
+    ok((grep { ($_->{listener} // '') eq 'v6' && ($_->{client} // '') =~ /^\[::1\]:\d+$/ } @$l6),
+       'IPv6 client address logged as [::1]:port');
+}
+
 # --- 20 MiB each way, byte-exact (sink sends 20 MiB, hashes what it gets)
 $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'backend.test', no_verify => 1,
                     send_bytes => 20 << 20, shut_wr => 1, timeout => 60);
@@ -195,6 +248,8 @@ ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk by
 my ($dl) = grep { ($_->{sni} // '') eq 'dead.test' } @$log;
 is($dl && $dl->{outcome}, 'upstream_refused', 'outcome upstream_refused');
 is($dl && $dl->{upstream}, "127.0.0.1:$dead", 'the refusing server is logged');
+my ($sl) = grep { ($_->{sni} // '') eq 'slow.test' } @$log;
+is($sl && $sl->{outcome}, 'upstream_timeout', 'outcome upstream_timeout');
 my ($il) = grep { ($_->{sni} // '') eq 'idle.test' } @$log;
 is($il && $il->{outcome}, 'idle_timeout', 'outcome idle_timeout');
 like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refused.*while connecting to upstream/i,
@@ -249,6 +304,30 @@ PY
 
 $t->stop;
 done_testing;
+
+# Adds a padding extension so the hello body is about $size bytes, and
+# splits the handshake message over two TLS records.
+sub grow_hello {
+    my ($rec, $size) = @_;
+    my $hs = substr($rec, 5);                       # handshake message
+    my $body = substr($hs, 4);
+    my $off = 2 + 32;
+    $off += 1 + ord(substr($body, $off, 1));        # session id
+    $off += 2 + unpack('n', substr($body, $off, 2));    # cipher suites
+    $off += 1 + ord(substr($body, $off, 1));        # compression
+    my $extlen = unpack('n', substr($body, $off, 2));
+    my $pad = $size - length($body);
+    my $ext = pack('nn', 21, $pad) . ("\0" x $pad);
+    substr($body, $off, 2) = pack('n', $extlen + length $ext);
+    $body .= $ext;
+    $hs = "\x01" . substr(pack('N', length $body), 1) . $body;
+    my $half = int(length($hs) / 2);
+    my $out = '';
+    for my $part (substr($hs, 0, $half), substr($hs, $half)) {
+        $out .= "\x16\x03\x01" . pack('n', length $part) . $part;
+    }
+    return $out;
+}
 
 # Captures a real ClientHello (openssl s_client to a local listener).
 sub capture_hello {

@@ -54,6 +54,10 @@ END { local $?; kill 'TERM', @kids if @kids; waitpid($_, 0) for @kids }
 my $bad = fake_upstream("HTTP/1.1 200 OK\nContent-Length: 2\n\nhi");
 my $short = fake_upstream("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..");
 my $garbage = fake_upstream("garbage\r\n\r\n");
+my $eof = fake_upstream("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close");
+my $interim = fake_upstream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+                          . "Link: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                          . "Connection: close\r\n\r\nok");
 
 sub up {
     my ($servers, %o) = @_;
@@ -66,6 +70,7 @@ my %routes = (
     '/pool/'  => 'one',   '/rr/'   => 'rr',    '/lc/'   => 'lc',
     '/r2/'    => 'r2',    '/next/' => 'next',  '/down/' => 'down',
     '/bad/'   => 'bad',   '/short/' => 'short', '/garbage/' => 'garbage',
+    '/eof/'   => 'eof',   '/interim/' => 'interim',
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
 );
 $t->write_conf({
@@ -85,6 +90,8 @@ $t->write_conf({
         bad     => up(["127.0.0.1:$bad"]),
         short   => up(["127.0.0.1:$short"]),
         garbage => up(["127.0.0.1:$garbage"]),
+        eof     => up(["127.0.0.1:$eof"]),
+        interim => up(["127.0.0.1:$interim"]),
     },
     listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
                      default_site => 'a' } ],
@@ -231,6 +238,22 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     my ($sc, $sb, $sh, $exit) = curl('/short/x');
     isnt($exit, 0, 'truncated upstream body: the client sees an incomplete response');
     like($t->error_log, qr/in the middle of the response body/, 'truncation logged');
+}
+
+# ---- close-delimited and interim upstream responses --------------------
+
+{
+    my ($c, $b, $h) = curl('/eof/x');
+    is($c, 200, 'close-delimited upstream response');
+    is($b, 'body until close', 'its body, complete');
+    is($h->{'transfer-encoding'}, 'chunked', 're-framed as chunked for an HTTP/1.1 client');
+    ($c, $b, $h) = curl('/eof/y', '--http1.0');
+    is($b, 'body until close', 'HTTP/1.0 client: raw body');
+    is($h->{connection}, 'close', 'HTTP/1.0 client: delimited by close');
+    ($c, $b, $h) = curl('/interim/x');
+    is($c, 200, 'interim 100 and 103 from the upstream are not forwarded');
+    is($b, 'ok', 'final response after interim ones');
+    unlike($h->{':raw'}, qr/103|Early/, 'no interim head reached the client');
 }
 
 # ---- the access log names upstream and outcome -------------------------

@@ -88,7 +88,6 @@ typedef struct hm_pt_s {
     hm_pipe_t           pipe[2];
     uint8_t            *buf[2];     /* copy mode: buffers instead of pipes */
     size_t              off[2];     /* copy mode: write offset in buf */
-    unsigned            bulk[2];    /* SO_RCVLOWAT raised on side[d] */
     unsigned            copy_mode:1;    /* splice refused: recv/send */
     unsigned            draining:1;
 } hm_pt_t;

@@ -32,21 +32,6 @@
 #define HM_PIPE_FREE_MAX  256
 #define HM_COPY_BUF_SIZE  (64 * 1024)
 
-/*
- * Bulk mode.  While a direction moves large amounts, waking up for every
- * ~100 KiB that lands in the socket costs more than the bytes (a wakeup,
- * two epoll_waits, two splices, and cross-CPU wakeups of both peers).  A
- * read of at least HM_BULK_ENTER bytes sets SO_RCVLOWAT to HM_BULK_LOWAT
- * on the source socket: the kernel then reports it readable only once that
- * much is queued (or on FIN, or when the receive window is nearly full).
- * The tail of a transfer, smaller than the mark, is picked up by a
- * HM_BULK_NAP_MS timer, which also leaves bulk mode when reads get small.
- */
-#define HM_BULK_ENTER     (128 * 1024)
-#define HM_BULK_EXIT      (32 * 1024)
-#define HM_BULK_LOWAT     (512 * 1024)
-#define HM_BULK_NAP_MS    2
-
 static hm_pipe_t pipe_free[HM_PIPE_FREE_MAX];
 static int       npipe_free;
 static int       pipe_size = HM_PIPE_SIZE;   /* lowered if refused */
@@ -54,9 +39,6 @@ static int       pipe_size = HM_PIPE_SIZE;   /* lowered if refused */
 static void on_client_ev(hm_ev_t *ev, uint32_t events);
 static void on_upstream_ev(hm_ev_t *ev, uint32_t events);
 static void connect_next(hm_pt_t *pt);
-static int pump(hm_pt_t *pt, int d, int can_read);
-static void relay_settle(hm_pt_t *pt);
-static void bulk_set(hm_pt_t *pt, int d, int on);
 
 /* Takes a pipe from the worker's free list or makes one (sized with
  * F_SETPIPE_SZ).  HM_OK or HM_ERROR (out of fds). */
@@ -175,7 +157,7 @@ set_masks(hm_pt_t *pt)
         }
         m = 0;
         if (!s->rd_eof && pt->pipe[k].pending == 0) {
-            m |= EPOLLIN;
+            m |= EPOLLIN | EPOLLRDHUP;
         }
         if (s->wr_blocked && pt->pipe[1 - k].pending > 0) {
             m |= EPOLLOUT;
@@ -339,7 +321,8 @@ connect_next(hm_pt_t *pt)
             continue;
         }
         if (hm__ev_add(&pt->side[1].ev, fd,
-                       rc == HM_OK ? EPOLLIN : EPOLLOUT) != HM_OK)
+                       rc == HM_OK ? EPOLLIN | EPOLLRDHUP : EPOLLOUT)
+            != HM_OK)
         {
             hm_log_error(&c->log, "epoll_ctl(ADD) failed: %s",
                          strerror(errno));
@@ -362,37 +345,13 @@ hm__splice_timer(hm_pt_t *pt)
 {
     hm_conn_t *c = pt->c;
     uint64_t now, idle;
-    size_t before;
-    int d;
 
     if (pt->state == HM_PT_CONNECTING) {
         fail_attempt(pt, "timed out connecting", 0, "upstream_timeout");
         connect_next(pt);
         return;
     }
-    if (pt->state != HM_PT_RELAY) {
-        return;
-    }
-    if (pt->bulk[0] || pt->bulk[1]) {
-        /* Nap over: take what is below the low-water mark (a tail). */
-        for (d = 0; d < 2; d++) {
-            if (!pt->bulk[d]) {
-                continue;
-            }
-            before = pt->pipe[d].pending;
-            if (pump(pt, d, 1) != HM_OK) {
-                return;
-            }
-            if (pt->bulk[d] && pt->pipe[d].pending == before) {
-                bulk_set(pt, d, 0);     /* nothing came: quiet again */
-            }
-        }
-        relay_settle(pt);
-        if (pt->state != HM_PT_RELAY || pt->bulk[0] || pt->bulk[1]) {
-            return;
-        }
-    }
-    if (pt->idle_ms <= 0) {
+    if (pt->state != HM_PT_RELAY || pt->idle_ms <= 0) {
         return;
     }
     now = uv_now(c->worker->loop);
@@ -481,37 +440,35 @@ flush(hm_pt_t *pt, int d)
     return HM_OK;
 }
 
-static void
-bulk_set(hm_pt_t *pt, int d, int on)
-{
-    int v = on ? HM_BULK_LOWAT : 1;
-
-    if (setsockopt(pt->side[d].fd, SOL_SOCKET, SO_RCVLOWAT, &v,
-                   sizeof(v)) == 0)
-    {
-        pt->bulk[d] = on ? 1 : 0;
-    }
-}
-
 /*
  * Moves data of direction d (0: client -> upstream, 1: upstream ->
- * client): flushes what its pipe holds, then, if allowed and the pipe is
- * empty, reads once from the source and flushes again; propagates end of
- * input as shutdown(SHUT_WR).  Returns HM_OK or HM_ERROR (closed).
+ * client): flushes what its pipe holds, then, if flags has HM_PUMP_READ
+ * and the pipe is empty, reads from the source and flushes again;
+ * propagates end of input as shutdown(SHUT_WR).  Returns HM_OK or
+ * HM_ERROR (closed).
  */
+#define HM_PUMP_READ  1
+#define HM_PUMP_RDHUP 2
+
 static int
-pump(hm_pt_t *pt, int d, int can_read)
+pump(hm_pt_t *pt, int d, int flags)
 {
     hm_pt_side_t *src = &pt->side[d], *dst = &pt->side[1 - d];
     hm_pipe_t *p = &pt->pipe[d];
     ssize_t r;
+    int tries;
 
     if (p->pending > 0 && !dst->wr_blocked) {
         if (flush(pt, d) != HM_OK) {
             return HM_ERROR;
         }
     }
-    if (can_read && p->pending == 0 && !src->rd_eof) {
+    /* One read per event (level-triggered: more data is reported again).
+     * When the peer has also sent its FIN (EPOLLRDHUP with the data), read
+     * again at once: the EOF then costs no extra round through the loop. */
+    for (tries = 0; (flags & HM_PUMP_READ) && p->pending == 0 && !src->rd_eof
+                    && tries < ((flags & HM_PUMP_RDHUP) ? 2 : 1); tries++)
+    {
         if (!pt->copy_mode && p->rfd < 0 && pipe_get(p) != HM_OK) {
             if (copy_mode_on(pt) != HM_OK) {
                 hm_log_error(&pt->c->log, "no pipe and no memory");
@@ -539,13 +496,6 @@ pump(hm_pt_t *pt, int d, int can_read)
             break;
         }
         if (r > 0) {
-            if (!pt->bulk[d]) {
-                if (r >= HM_BULK_ENTER && !pt->copy_mode) {
-                    bulk_set(pt, d, 1);
-                }
-            } else if (r < HM_BULK_EXIT) {
-                bulk_set(pt, d, 0);
-            }
             p->pending = (size_t) r;
             pt->off[d] = 0;
             dst->wr_blocked = 0;
@@ -559,6 +509,8 @@ pump(hm_pt_t *pt, int d, int can_read)
                         d == 0 ? "client" : "upstream", strerror(errno));
             hm__pt_close(pt, reset_outcome(d));
             return HM_ERROR;
+        } else {
+            break;
         }
     }
     if (src->rd_eof && p->pending == 0 && !dst->wr_shut) {
@@ -572,14 +524,32 @@ pump(hm_pt_t *pt, int d, int can_read)
     return HM_OK;
 }
 
-/*
- * After data moved: closes the connection when both directions are done,
- * else updates the poll masks and, in bulk mode, the nap timer.
- */
 static void
-relay_settle(hm_pt_t *pt)
+relay(hm_pt_t *pt, int s, uint32_t events)
 {
+    hm_conn_t *c = pt->c;
     int i;
+
+    if (events & EPOLLERR) {
+        hm_log_info(&c->log, "connection reset by the %s",
+                    s == 0 ? "client" : "upstream");
+        hm__pt_close(pt, reset_outcome(s));
+        return;
+    }
+    if (events & (EPOLLOUT | EPOLLHUP)) {
+        pt->side[s].wr_blocked = 0;
+    }
+    /* Direction s reads from this socket; direction 1 - s writes to it. */
+    if (pump(pt, s, ((events & (EPOLLIN | EPOLLHUP)) ? HM_PUMP_READ : 0)
+                    | ((events & (EPOLLRDHUP | EPOLLHUP)) ? HM_PUMP_RDHUP : 0))
+        != HM_OK)
+    {
+        return;
+    }
+    if (pump(pt, 1 - s, 0) != HM_OK) {
+        return;
+    }
+    pt->active_ms = uv_now(c->worker->loop);
 
     for (i = 0; i < 2; i++) {
         if (!(pt->side[i].rd_eof && pt->pipe[i].pending == 0
@@ -593,34 +563,6 @@ relay_settle(hm_pt_t *pt)
         return;
     }
     set_masks(pt);
-    if (pt->bulk[0] || pt->bulk[1]) {
-        uv_timer_start(&pt->timer, hm__pt_on_timer, HM_BULK_NAP_MS, 0);
-    }
-}
-
-static void
-relay(hm_pt_t *pt, int s, uint32_t events)
-{
-    hm_conn_t *c = pt->c;
-
-    if (events & EPOLLERR) {
-        hm_log_info(&c->log, "connection reset by the %s",
-                    s == 0 ? "client" : "upstream");
-        hm__pt_close(pt, reset_outcome(s));
-        return;
-    }
-    if (events & (EPOLLOUT | EPOLLHUP)) {
-        pt->side[s].wr_blocked = 0;
-    }
-    /* Direction s reads from this socket; direction 1 - s writes to it. */
-    if (pump(pt, s, (events & (EPOLLIN | EPOLLHUP)) != 0) != HM_OK) {
-        return;
-    }
-    if (pump(pt, 1 - s, 0) != HM_OK) {
-        return;
-    }
-    pt->active_ms = uv_now(c->worker->loop);
-    relay_settle(pt);
 }
 
 /* Client socket event while connecting: keep the bytes for the upstream

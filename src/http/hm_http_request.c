@@ -332,9 +332,12 @@ hc_log_request(hm_http_conn_t *hc)
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
+    hm_jb_int(&jb, "conn", (long long) hc->c->id);
+    hm_jb_str(&jb, "listener", hc->c->listener ? hc->c->listener->name : NULL);
     hm_jb_str(&jb, "client", hc->c->peer_text);
     hm_jb_str(&jb, "sni", hc->c->sni_len ? hc->c->sni : NULL);
     hm_jb_str(&jb, "site", hc->site->name);
+    hm_jb_str(&jb, "mode", "terminate");
     if (hc->msg.method_name.len > 0) {
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
@@ -598,9 +601,13 @@ batch_full(const iobatch_t *b)
 static int
 up_write(hm_http_conn_t *hc, iobatch_t *b)
 {
+    unsigned i;
     int rc = 0;
 
     if (b->n > 0 && hc->up != NULL) {
+        for (i = 0; i < b->n; i++) {
+            hc->req_fwd += b->iov[i].len;   /* no retry once any went out */
+        }
         rc = hc_write(hc, &hc->up->s, b->iov, b->n);
     }
     b->n = 0;
@@ -676,9 +683,6 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
                 return -1;
             }
         }
-    }
-    for (off = 0; off < b.n; off++) {
-        hc->req_fwd += b.iov[off].len;
     }
     hc->rq_in += pos;
     if (up_write(hc, &b) != 0) {
@@ -998,6 +1002,10 @@ up_read_timeout(uv_timer_t *t)
         hm_log_error(&hc->c->log, "upstream %s timed out",
                      hc->upstream_text);
         hc->outcome = "upstream_timeout";
+        if (hc->up != NULL) {
+            /* A timeout counts against the server (passive health). */
+            hm_upstream_peer_result(hc->up->peer, 0);
+        }
         up_drop(hc);
         hc_send_local(hc, 504, NULL, NULL, 0, !hc->req_done);
         return;
@@ -1352,6 +1360,7 @@ up_start(hm_http_conn_t *hc)
     int rc;
 
     set_action(hc, "connecting to upstream");
+    hc->up_eof = 0;
     for (;;) {
         if (hc->ntried >= HM_UPSTREAM_MAX_TRIES) {
             peer = NULL;
@@ -1496,6 +1505,36 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
 
 /* ---- request ------------------------------------------------------------ */
 
+/* 1 when host (no port) equals the SNI or one of the site's names (exact,
+ * or "*.suffix" for exactly one more label), case-insensitively. */
+static int
+host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
+{
+    const hm_conf_site_t *site = hc->site;
+    const char *name, *dot;
+    size_t i, nlen;
+
+    if (hm_strncaseeq(host, hlen, hc->c->sni, hc->c->sni_len)) {
+        return 1;
+    }
+    for (i = 0; i < site->nserver_names; i++) {
+        name = site->server_names[i];
+        nlen = strlen(name);
+        if (nlen > 2 && name[0] == '*' && name[1] == '.') {
+            dot = memchr(host, '.', hlen);
+            if (dot != NULL && dot != host
+                && hm_strncaseeq(dot, hlen - (size_t) (dot - host), name + 1,
+                                 nlen - 1))
+            {
+                return 1;
+            }
+        } else if (hm_strncaseeq(host, hlen, name, nlen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void
 hc_process(hm_http_conn_t *hc)
 {
@@ -1595,6 +1634,17 @@ hc_process(hm_http_conn_t *hc)
     } else {
         host = hc->c->sni;
         hlen = hc->c->sni_len;
+    }
+    if (hc->msg.host.len > 0 && hc->c->sni_len > 0
+        && !host_agrees(hc, host, hlen))
+    {
+        /* SNI/Host agreement: a request may only name the host its TLS
+         * connection was made for, or another name of the same site. */
+        hm_log_info(&hc->c->log, "Host \"%.*s\" does not belong to the site "
+                    "of SNI \"%s\"", (int) hlen, host, hc->c->sni);
+        hc->outcome = "misdirected";
+        hc_send_local(hc, 421, NULL, NULL, 0, !hc->req_done);
+        return;
     }
     route = hm_router_match(hc->site, &hc->msg, hc->r.npath, hc->r.npath_len,
                             host, hlen);

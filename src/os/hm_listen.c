@@ -15,6 +15,7 @@
 #include "hm_os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -191,6 +192,120 @@ failed:
     }
     free(from);
     return HM_ERROR;
+}
+
+/* The addresses of the adopted sockets (hm_listen_t.addr points here). */
+static hm_addr_t *inherited_addrs;
+
+int
+hm_listen_inherited(hm_cycle_t *from)
+{
+    const char  *env = getenv("HAMLYN_FDS");
+    char        *copy, *item, *save = NULL, *end, *last;
+    hm_addr_t   *addrs;
+    hm_listen_t *ls;
+    size_t       n = 1, k = 0;
+    long         fd, slot;
+    int          type, acc;
+    socklen_t    len;
+
+    memset(from, 0, sizeof(*from));
+    if (env == NULL || env[0] == '\0') {
+        return 0;
+    }
+    for (end = (char *) env; *end != '\0'; end++) {
+        n += *end == ';';
+    }
+    copy = hm_xstrdup(env);
+    unsetenv("HAMLYN_FDS");
+    addrs = hm_xcalloc(n, sizeof(hm_addr_t));
+    ls = hm_xcalloc(n, sizeof(hm_listen_t));
+
+    for (item = strtok_r(copy, ";", &save); item != NULL && k < n;
+         item = strtok_r(NULL, ";", &save))
+    {
+        fd = strtol(item, &end, 10);
+        last = strrchr(item, ':');
+        if (end == item || *end != ':' || last == NULL || fd < 3
+            || fd > 65535)
+        {
+            hm_log_warn(NULL, "HAMLYN_FDS: ignoring \"%s\"", item);
+            continue;
+        }
+        slot = strtol(last + 1, NULL, 10);
+        len = sizeof(type);
+        addrs[k].len = sizeof(addrs[k].sa);
+        if (getsockopt((int) fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0
+            || type != SOCK_STREAM
+            || getsockopt((int) fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0
+            || !acc
+            || getsockname((int) fd, (struct sockaddr *) &addrs[k].sa,
+                           &addrs[k].len) < 0)
+        {
+            hm_log_warn(NULL, "HAMLYN_FDS: fd %ld is not a listening TCP "
+                        "socket; ignored", fd);
+            continue;
+        }
+        fcntl((int) fd, F_SETFD, FD_CLOEXEC);
+        hm_addr_format((struct sockaddr *) &addrs[k].sa, addrs[k].text,
+                       sizeof(addrs[k].text));
+        ls[k].addr = &addrs[k];
+        ls[k].slot = (int) slot;
+        ls[k].fd = (int) fd;
+        k++;
+    }
+    free(copy);
+    from->listens = ls;
+    from->nlistens = k;
+    inherited_addrs = addrs;
+    return (int) k;
+}
+
+void
+hm_listen_inherited_free(hm_cycle_t *from)
+{
+    size_t i;
+
+    for (i = 0; i < from->nlistens; i++) {
+        if (from->listens[i].fd >= 0) {
+            hm_log_info(NULL, "inherited socket %s (slot %d) is not in the "
+                        "configuration any more; closed",
+                        from->listens[i].addr->text, from->listens[i].slot);
+            close(from->listens[i].fd);
+        }
+    }
+    free(from->listens);
+    free(inherited_addrs);
+    inherited_addrs = NULL;
+    memset(from, 0, sizeof(*from));
+}
+
+char *
+hm_listen_export(hm_cycle_t *cycle, int for_exec)
+{
+    char   *buf;
+    size_t  i, cap, off = 0;
+    int     n;
+
+    cap = cycle->nlistens * 96 + 1;
+    buf = hm_xmalloc(cap);
+    buf[0] = '\0';
+    for (i = 0; i < cycle->nlistens; i++) {
+        if (cycle->listens[i].fd < 0) {
+            continue;
+        }
+        n = snprintf(buf + off, cap - off, "%s%d:%s:%d", off ? ";" : "",
+                     cycle->listens[i].fd, cycle->listens[i].addr->text,
+                     cycle->listens[i].slot);
+        if (n < 0 || (size_t) n >= cap - off) {
+            break;
+        }
+        off += (size_t) n;
+        if (for_exec) {
+            fcntl(cycle->listens[i].fd, F_SETFD, 0);
+        }
+    }
+    return buf;
 }
 
 void

@@ -17,7 +17,9 @@
  * Signals (shared/CLI.md): QUIT graceful stop, TERM/INT fast stop, USR1
  * reopen logs, HUP reload (a new cycle and new workers on the same
  * sockets; the old workers drain; an invalid file changes nothing), USR2
- * upgrade (refused for now: logged, the running binary keeps serving).
+ * binary upgrade (the binary at our path is started with our sockets in
+ * HAMLYN_FDS; once it reports ready on a pipe we drain and exit; if it
+ * fails or is not ready within 30 s we stop it and keep serving).
  */
 #include "hm_core.h"
 #include "hm_cycle.h"
@@ -47,6 +49,7 @@
 #define HM_QUIT_MARGIN_MS     5000  /* after shutdown_timeout_s: KILL */
 #define HM_TERM_WAIT_MS       3000  /* fast stop: TERM, then KILL */
 #define HM_DAEMON_READY_S     30
+#define HM_UPGRADE_READY_MS   30000 /* USR2: new master must be ready */
 
 typedef struct {
     pid_t    pid;                   /* 0 = not running */
@@ -55,6 +58,8 @@ typedef struct {
     int      backoff_ms;            /* current crash-loop delay */
     unsigned restarts;
 } hm_master_worker_t;
+
+static void master_upgrade_failed(pid_t pid, const char *how);
 
 static volatile sig_atomic_t sig_quit, sig_term, sig_reopen, sig_reload,
                              sig_upgrade, sig_child;
@@ -66,6 +71,16 @@ static pid_t                master_pid;
 static int                  ready_fd = -1;  /* -d: tells the parent we run */
 static int                  pid_file_written;
 static int                  daemonized;     /* stderr is the error log */
+
+/* Binary upgrade (USR2), old master's side. */
+static char                *exe_path;       /* the binary, at start */
+static char               **master_argv;
+static pid_t                upgrade_pid;    /* new master, until ready */
+static int                  upgrade_fd = -1;  /* its readiness pipe */
+static uint64_t             upgrade_deadline_ms;
+static char                *oldbin_path;    /* pid_file.oldbin */
+static int                  upgraded_away;  /* new master ready: drain */
+static int                  upgraded_from;  /* this master was exec'd */
 
 /* Workers of previous generations, draining after a reload. */
 static pid_t               *old_pids;
@@ -227,6 +242,10 @@ master_spawn(int slot)
             close(ready_fd);
             ready_fd = -1;
         }
+        if (upgrade_fd >= 0) {
+            close(upgrade_fd);
+            upgrade_fd = -1;
+        }
         hm_listen_close_others(master_cycle, slot);
         worker_pin_cpu(rt, slot);
         if (worker_drop_privileges(rt) != HM_OK) {
@@ -243,6 +262,29 @@ master_spawn(int slot)
     w->pid = pid;
     w->started_ms = hm_now_ms();
     hm_log_info(NULL, "worker %d started (slot %d)", (int) pid, slot);
+}
+
+/*
+ * Crash-loop backoff: the delay before restarting a worker that lived
+ * <lived_ms>.  One that died within HM_CRASH_WINDOW_MS of its start waits
+ * HM_BACKOFF_MIN_MS, then twice as long each time, up to
+ * HM_BACKOFF_MAX_MS; one that lived HM_BACKOFF_RESET_MS resets the delay;
+ * in between it is restarted at once without resetting it.  Updates
+ * *backoff_ms (the slot's state) and returns the delay in ms.
+ */
+int
+hm__master_backoff(int *backoff_ms, uint64_t lived_ms)
+{
+    if (lived_ms >= HM_BACKOFF_RESET_MS) {
+        *backoff_ms = 0;
+    }
+    if (lived_ms >= HM_CRASH_WINDOW_MS) {
+        return 0;
+    }
+    *backoff_ms = *backoff_ms == 0
+                  ? HM_BACKOFF_MIN_MS
+                  : hm_min(*backoff_ms * 2, HM_BACKOFF_MAX_MS);
+    return *backoff_ms;
 }
 
 /* Describes a wait status: "exited with status 1", "was killed by signal
@@ -319,7 +361,11 @@ master_reap(int stopping)
             }
         }
         if (slot == nworkers) {
-            master_reap_old(pid, how);
+            if (pid == upgrade_pid) {
+                master_upgrade_failed(pid, how);
+            } else {
+                master_reap_old(pid, how);
+            }
             continue;
         }
         w = &workers[slot];
@@ -330,17 +376,8 @@ master_reap(int stopping)
         }
         now = hm_now_ms();
         lived = now - w->started_ms;
-        if (lived >= HM_BACKOFF_RESET_MS) {
-            w->backoff_ms = 0;
-        }
-        if (lived < HM_CRASH_WINDOW_MS) {
-            w->backoff_ms = w->backoff_ms == 0
-                            ? HM_BACKOFF_MIN_MS
-                            : hm_min(w->backoff_ms * 2, HM_BACKOFF_MAX_MS);
-            w->restart_at_ms = now + (uint64_t) w->backoff_ms;
-        } else {
-            w->restart_at_ms = now;
-        }
+        w->restart_at_ms = now + (uint64_t) hm__master_backoff(&w->backoff_ms,
+                                                               lived);
         w->restarts++;
         hm_log_error(NULL, "worker %d (slot %d) %s; restarting in %.1fs",
                      (int) pid, slot, how,
@@ -771,6 +808,162 @@ master_reload(void)
 }
 
 /*
+ * USR2, old master's side: starts the binary now at the master's path
+ * with the same arguments, handing it every listening socket through
+ * HAMLYN_FDS (same accept queues, same slots) and a pipe in
+ * HAMLYN_UPGRADE_FD on which it writes "R" once its workers run.  The pid
+ * file moves to FILE.oldbin meanwhile.  Readiness, failure and the 30 s
+ * bound are handled by the main loop (master_upgrade_ready/failed).
+ */
+static void
+master_upgrade_start(void)
+{
+    hm_conf_runtime_t *rt = &master_cycle->conf->runtime;
+    char              *fds, num[16];
+    size_t             n;
+    sigset_t           all;
+    pid_t              pid;
+    int                p[2];
+
+    if (upgrade_pid != 0) {
+        hm_log_warn(NULL, "binary upgrade already in progress (new master "
+                    "%d); USR2 ignored", (int) upgrade_pid);
+        return;
+    }
+    if (exe_path == NULL || master_argv == NULL) {
+        hm_log_error(NULL, "binary upgrade impossible: the path of the "
+                     "binary is unknown");
+        return;
+    }
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        hm_log_error(NULL, "binary upgrade: pipe() failed: %s",
+                     strerror(errno));
+        return;
+    }
+    if (rt->pid_file != NULL) {
+        n = strlen(rt->pid_file) + sizeof(".oldbin");
+        free(oldbin_path);
+        oldbin_path = hm_xmalloc(n);
+        snprintf(oldbin_path, n, "%s.oldbin", rt->pid_file);
+        if (rename(rt->pid_file, oldbin_path) < 0) {
+            hm_log_warn(NULL, "binary upgrade: cannot rename %s to %s: %s",
+                        rt->pid_file, oldbin_path, strerror(errno));
+        }
+    }
+
+    pid = fork();
+    if (pid < 0) {
+        hm_log_error(NULL, "binary upgrade: fork() failed: %s",
+                     strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        if (oldbin_path != NULL) {
+            rename(oldbin_path, rt->pid_file);
+        }
+        return;
+    }
+    if (pid == 0) {
+        fds = hm_listen_export(master_cycle, 1);
+        fcntl(p[1], F_SETFD, 0);
+        snprintf(num, sizeof(num), "%d", p[1]);
+        setenv("HAMLYN_FDS", fds, 1);
+        setenv("HAMLYN_UPGRADE_FD", num, 1);
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        execv(exe_path, master_argv);
+        hm_log_error(NULL, "binary upgrade: cannot execute %s: %s", exe_path,
+                     strerror(errno));
+        _exit(127);
+    }
+
+    close(p[1]);
+    upgrade_fd = p[0];
+    upgrade_pid = pid;
+    upgrade_deadline_ms = hm_now_ms() + HM_UPGRADE_READY_MS;
+    hm_log_info(NULL, "binary upgrade: started %s as new master %d",
+                exe_path, (int) pid);
+}
+
+/* The new master did not become ready: it exited (<how>), closed its
+ * pipe, or the time is up.  Stops it, restores the pid file, logs why. */
+static void
+master_upgrade_abort(const char *why)
+{
+    hm_conf_runtime_t *rt = &master_cycle->conf->runtime;
+
+    if (upgrade_fd >= 0) {
+        close(upgrade_fd);
+        upgrade_fd = -1;
+    }
+    if (upgrade_pid > 0 && kill(upgrade_pid, 0) == 0) {
+        kill(upgrade_pid, SIGTERM);
+    }
+    if (oldbin_path != NULL && rt->pid_file != NULL
+        && rename(oldbin_path, rt->pid_file) < 0)
+    {
+        master_write_pid_file(rt->pid_file);
+    }
+    hm_log_error(NULL, "binary upgrade failed: %s; the old binary keeps "
+                 "serving (pid file restored)", why);
+}
+
+static void
+master_upgrade_failed(pid_t pid, const char *how)
+{
+    char why[192];
+
+    if (upgrade_fd < 0) {
+        /* already given up on, or it was ready: just collect it */
+        hm_log_info(NULL, "new master %d %s", (int) pid, how);
+        upgrade_pid = 0;
+        return;
+    }
+    snprintf(why, sizeof(why), "new master %d %s before it was ready",
+             (int) pid, how);
+    upgrade_pid = 0;
+    master_upgrade_abort(why);
+}
+
+/* Reads the readiness pipe: "R" means the new master serves. */
+static void
+master_upgrade_readable(void)
+{
+    char    c = 0, how[128];
+    ssize_t n;
+    pid_t   r;
+    int     i, status;
+
+    n = read(upgrade_fd, &c, 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    if (n == 1 && c == 'R') {
+        close(upgrade_fd);
+        upgrade_fd = -1;
+        upgraded_away = 1;
+        hm_log_info(NULL, "binary upgrade: new master %d is serving; "
+                    "draining the old workers", (int) upgrade_pid);
+        sig_quit = 1;
+        return;
+    }
+    /* EOF: the new master is most likely exiting; report its status. */
+    for (i = 0; i < 100; i++) {
+        r = waitpid(upgrade_pid, &status, WNOHANG);
+        if (r == upgrade_pid) {
+            describe_status(status, how, sizeof(how));
+            master_upgrade_failed(r, how);
+            return;
+        }
+        if (r < 0) {
+            break;
+        }
+        poll(NULL, 0, 10);
+    }
+    master_upgrade_abort("the new master closed its readiness pipe without "
+                         "being ready");
+}
+
+/*
  * The supervision loop: handles the signal flags, restarts dead workers
  * when their backoff has passed, and sleeps in ppoll() until a signal or
  * the next deadline.  Returns when every worker has exited after QUIT or
@@ -782,6 +975,7 @@ master_loop(void)
     hm_conf_runtime_t *rt;
     sigset_t           none;
     struct timespec    ts;
+    struct pollfd      pfd;
     uint64_t           now, wake, deadline = 0;
     int                stopping = 0, live = nworkers, slot, timed;
 
@@ -836,6 +1030,9 @@ master_loop(void)
             sig_reload = 0;
             if (stopping) {
                 hm_log_warn(NULL, "reload ignored: shutting down");
+            } else if (upgrade_pid != 0) {
+                hm_log_warn(NULL, "reload ignored: a binary upgrade is in "
+                            "progress");
             } else {
                 master_reload();
                 live = master_live();
@@ -844,8 +1041,11 @@ master_loop(void)
         }
         if (sig_upgrade) {
             sig_upgrade = 0;
-            hm_log_warn(NULL, "binary upgrade is not supported yet; keeping "
-                        "the running binary");
+            if (stopping) {
+                hm_log_warn(NULL, "binary upgrade ignored: shutting down");
+            } else {
+                master_upgrade_start();
+            }
         }
 
         now = hm_now_ms();
@@ -893,6 +1093,17 @@ master_loop(void)
             }
         }
 
+        if (upgrade_fd >= 0) {
+            if (now >= upgrade_deadline_ms) {
+                master_upgrade_abort("the new master was not ready within "
+                                     "30 s");
+                continue;
+            }
+            if (wake == 0 || upgrade_deadline_ms < wake) {
+                wake = upgrade_deadline_ms;
+            }
+        }
+
         timed = wake != 0;
         if (timed) {
             now = hm_now_ms();
@@ -900,10 +1111,17 @@ master_loop(void)
             ts.tv_sec = (time_t) (wake / 1000);
             ts.tv_nsec = (long) (wake % 1000) * 1000000;
         }
-        if (ppoll(NULL, 0, timed ? &ts : NULL, &none) < 0
-            && errno != EINTR)
+        pfd.fd = upgrade_fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (ppoll(&pfd, upgrade_fd >= 0 ? 1 : 0, timed ? &ts : NULL, &none)
+            < 0)
         {
-            hm_log_error(NULL, "ppoll() failed: %s", strerror(errno));
+            if (errno != EINTR) {
+                hm_log_error(NULL, "ppoll() failed: %s", strerror(errno));
+            }
+        } else if (upgrade_fd >= 0 && pfd.revents != 0) {
+            master_upgrade_readable();
         }
     }
 }
@@ -912,12 +1130,28 @@ int
 hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
 {
     hm_conf_runtime_t *rt = &cycle->conf->runtime;
-    char               addrs[1024];
-    int                i, slot;
+    hm_cycle_t         from;
+    const char        *env;
+    char               addrs[1024], exe[4096];
+    ssize_t            n;
+    int                i, slot, rc, inherited;
 
     master_cycle = cycle;
     master_pid = getpid();
     nworkers = rt->workers > 0 ? rt->workers : 1;
+    master_argv = opts->argv;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        exe_path = hm_xstrdup(exe);
+    }
+    env = getenv("HAMLYN_UPGRADE_FD");
+    if (env != NULL) {
+        ready_fd = atoi(env);
+        fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+        unsetenv("HAMLYN_UPGRADE_FD");
+        upgraded_from = 1;
+    }
 
     if (hm_log_open(rt->error_log_path, rt->error_log_level) != HM_OK) {
         fprintf(stderr, "hamlyn: runtime.error_log: cannot open %s: %s\n",
@@ -951,7 +1185,16 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         }
     }
 
-    if (hm_listen_open(cycle, nworkers) != HM_OK) {
+    inherited = hm_listen_inherited(&from);
+    if (inherited > 0) {
+        hm_log_info(NULL, "binary upgrade: adopting %d listening sockets "
+                    "from master %d", inherited, (int) getppid());
+    }
+    rc = hm_listen_reuse(cycle, inherited > 0 ? &from : NULL, nworkers);
+    if (inherited > 0) {
+        hm_listen_inherited_free(&from);
+    }
+    if (rc != HM_OK) {
         if (hm_log_fd() > 2) {
             fprintf(stderr, "hamlyn: cannot listen; see the error log\n");
         }
@@ -959,7 +1202,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         return 1;
     }
 
-    if (opts->daemonize && master_daemonize() != HM_OK) {
+    if (opts->daemonize && !upgraded_from && master_daemonize() != HM_OK) {
         hm_listen_close_all(cycle);
         return 1;
     }
@@ -979,8 +1222,9 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         master_spawn(slot);
     }
     hm_listen_describe(cycle, addrs, sizeof(addrs));
-    hm_log_info(NULL, "hamlyn %s started, %d worker%s, listening on %s",
-                HAMLYN_VERSION, nworkers, nworkers == 1 ? "" : "s", addrs);
+    hm_log_info(NULL, "hamlyn %s started, %d worker%s, listening on %s%s",
+                HAMLYN_VERSION, nworkers, nworkers == 1 ? "" : "s", addrs,
+                upgraded_from ? " (binary upgrade)" : "");
 
     if (ready_fd >= 0) {
         if (write(ready_fd, "R", 1) != 1) {
@@ -996,6 +1240,9 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     rt = &cycle->conf->runtime;
     master_run_exit_hooks();
     master_remove_pid_file(rt->pid_file);
+    if (oldbin_path != NULL) {
+        master_remove_pid_file(oldbin_path);
+    }
     hm_listen_close_all(cycle);
     hm_log_info(NULL, "hamlyn exiting");
     free(workers);

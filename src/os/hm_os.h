@@ -16,6 +16,7 @@
 typedef struct {
     const char *conf_path;          /* -c, as given */
     int         daemonize;          /* -d */
+    char      **argv;               /* for the binary upgrade (USR2) */
 } hm_master_opts_t;
 
 /*
@@ -26,6 +27,10 @@ typedef struct {
  * stop, 1 when start-up failed); in a worker it never returns.
  */
 int hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts);
+
+/* Crash-loop backoff (hm_master.c): updates a slot's *backoff_ms for a
+ * worker that lived <lived_ms> and returns the restart delay in ms. */
+int hm__master_backoff(int *backoff_ms, uint64_t lived_ms);
 
 /*
  * Binds every address of every listener once per worker slot, each
@@ -45,6 +50,23 @@ int hm_listen_open(hm_cycle_t *cycle, int workers);
  * sockets left in <old> are the caller's to close.
  */
 int hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers);
+
+/*
+ * Binary upgrade, new master's side: adopts the listening sockets the old
+ * master passed in HAMLYN_FDS ("fd:addr:slot;..."; the address is taken
+ * from getsockname(), the text is informational) into a pseudo-cycle
+ * <from> whose listens can be handed to hm_listen_reuse() as the old
+ * cycle.  Returns the number adopted (0 when HAMLYN_FDS is unset) and
+ * unsets the variable.  Release with hm_listen_inherited_free(), which
+ * closes the sockets that were not taken.
+ */
+int hm_listen_inherited(hm_cycle_t *from);
+void hm_listen_inherited_free(hm_cycle_t *from);
+
+/* Binary upgrade, old master's side: formats HAMLYN_FDS for <cycle> into
+ * a malloc'd string and clears FD_CLOEXEC on its sockets when <for_exec>
+ * (call that in the child, right before exec). */
+char *hm_listen_export(hm_cycle_t *cycle, int for_exec);
 
 /* Closes the listening sockets that do not belong to <slot> (in a worker,
  * right after fork) and marks them fd = -1 in this process. */

@@ -91,10 +91,13 @@ sub top       { $TOP }
 # port(): a TCP port free on 127.0.0.1 (and ::1 where available), chosen at
 # random below the kernel's ephemeral range so that outgoing connections do
 # not take it, never handed out twice by this process, and locked across
-# processes (flock on t/tmp/ports/PORT) until this process exits.
+# processes (flock on /tmp/hamlyn-test-ports/PORT, shared by every checkout
+# on the machine) until this process exits.
+my $PORT_DIR = ($ENV{TMPDIR} // '/tmp') . '/hamlyn-test-ports';
 sub port {
     my ($self) = @_;
-    make_path("$TMP/ports");
+    make_path($PORT_DIR);
+    chmod 01777, $PORT_DIR;
     my ($lo, $hi) = (20000, 32000);
     if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
         my ($elo) = split ' ', scalar <$fh>;
@@ -103,7 +106,7 @@ sub port {
     for (1 .. 500) {
         my $p = $lo + int(rand($hi - $lo));
         next if $PORTS_USED{$p};
-        sysopen(my $lk, "$TMP/ports/$p", O_RDWR | O_CREAT) or next;
+        sysopen(my $lk, "$PORT_DIR/$p", O_RDWR | O_CREAT) or next;
         unless (flock($lk, LOCK_EX | LOCK_NB)) { close $lk; next }
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $p,
                                       Proto => 'tcp', Listen => 1, ReuseAddr => 0);
@@ -166,7 +169,7 @@ sub _runtime_defaults {
 # write_conf($hashref | $json_text): write $t->dir/hamlyn.json.  A hashref is
 # encoded with the runtime defaults filled in where the caller set none
 # (workers 1, cpu_affinity off, pid_file, error_log, access_log and
-# shutdown_timeout_s in $t->dir).  A string is written as given (so broken
+# shutdown_timeout_s in $t->dir); a runtime key set to undef is left out.  A string is written as given (so broken
 # JSON and duplicate keys reach hamlyn untouched); when it is a valid JSON
 # object, the missing runtime defaults are inserted textually right after its
 # opening brace (or after "runtime": {), keeping every other byte and the
@@ -177,9 +180,13 @@ sub write_conf {
     my $text;
     if (ref $conf) {
         my %c = %$conf;
-        my %rt = %{ $c{runtime} // {} };
-        for my $k (keys %def) { $rt{$k} = $def{$k} unless exists $rt{$k} }
-        $c{runtime} = \%rt;
+        if (!defined $c{runtime} || ref $c{runtime} eq 'HASH') {
+            my %rt = %{ $c{runtime} // {} };
+            for my $k (keys %def) { $rt{$k} = $def{$k} unless exists $rt{$k} }
+            # A key set to undef means "leave it out" (e.g. no pid_file).
+            delete $rt{$_} for grep { !defined $rt{$_} } keys %rt;
+            $c{runtime} = \%rt;
+        }
         $self->{conf} = \%c;
         $text = JSON::PP->new->canonical->pretty->encode(\%c);
     } else {
@@ -472,6 +479,11 @@ sub _slurp {
     my $s = <$fh>;
     return $s // '';
 }
+
+# Public helpers for tests: slurp(FILE) (text, '' when unreadable) and
+# alive_pid(PID) (exists and is not a zombie).
+sub slurp     { return _slurp(pop) }
+sub alive_pid { return _alive_pid(pop) }
 
 sub error_log_path {
     my ($self) = @_;
