@@ -28,6 +28,8 @@ my $be_sink = $t->backend(mode => 'sink', cert => 'backend.test', send_bytes => 
 
 my $p  = $t->port;     # listener with a default site
 my $p2 = $t->port;     # listener without: unknown names are refused
+my $p6 = $t->port;     # IPv6 loopback
+my $has6 = IO::Socket::INET->can('new') && -e '/proc/net/if_inet6';
 my $dead = $t->port;   # nobody listens here
 
 # A listener whose accept queue is full: SYNs to it are dropped, so a
@@ -56,6 +58,8 @@ $t->write_conf({
         { name => 'main', listen => ["127.0.0.1:$p"],
           sites => [qw(a wild exact def mtls pp sink retry dead idle slow)], default_site => 'def' },
         { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
+        ($has6 ? ({ name => 'v6', listen => ["[::1]:$p6"], sites => ['a'], default_site => 'a' })
+               : ()),
     ],
     sites => {
         a     => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' },
@@ -183,6 +187,36 @@ like($r->{first_line}, qr/^backend=PP .*proxy=127\.0\.0\.1:\d+/,
     close $s;
 }
 
+# --- a 20 KiB ClientHello (padding extension) split over two records
+{
+    my $hello = capture_hello();
+    my $big = grow_hello($hello, 20000);
+    ok(length($big) > 20000, 'built a ' . length($big) . '-byte ClientHello in two records');
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or die "connect: $!";
+    syswrite($s, $big);
+    my $buf = '';
+    my $deadline = time + 5;
+    while (length($buf) < 5 && time < $deadline) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        last unless select($rin, undef, undef, 0.5);
+        my $n = sysread($s, $buf, 4096, length $buf);
+        last unless $n;
+    }
+    is(substr($buf, 0, 1), "\x16", 'large hello relayed: the backend answered with a handshake record');
+    close $s;
+}
+
+# --- IPv6
+SKIP: {
+    skip 'no IPv6', 2 unless $has6;
+    $r = $t->tls_client(connect => "[::1]:$p6", servername => 'a.test', ca => "$certs/ca.pem",
+                        send => "v6\n", shut_wr => 1, timeout => 10);
+    like($r->{first_line} // '', qr/^backend=A /, 'IPv6 listener relays');
+    my $l6 = $t->wait_access_log(1, 1);
+    ok((grep { ($_->{listener} // '') eq 'v6' && ($_->{client} // '') =~ /^\[::1\]:\d+$/ } @$l6),
+       'IPv6 client address logged as [::1]:port');
+}
+
 # --- 20 MiB each way, byte-exact (sink sends 20 MiB, hashes what it gets)
 $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'backend.test', no_verify => 1,
                     send_bytes => 20 << 20, shut_wr => 1, timeout => 60);
@@ -270,6 +304,30 @@ PY
 
 $t->stop;
 done_testing;
+
+# Adds a padding extension so the hello body is about $size bytes, and
+# splits the handshake message over two TLS records.
+sub grow_hello {
+    my ($rec, $size) = @_;
+    my $hs = substr($rec, 5);                       # handshake message
+    my $body = substr($hs, 4);
+    my $off = 2 + 32;
+    $off += 1 + ord(substr($body, $off, 1));        # session id
+    $off += 2 + unpack('n', substr($body, $off, 2));    # cipher suites
+    $off += 1 + ord(substr($body, $off, 1));        # compression
+    my $extlen = unpack('n', substr($body, $off, 2));
+    my $pad = $size - length($body);
+    my $ext = pack('nn', 21, $pad) . ("\0" x $pad);
+    substr($body, $off, 2) = pack('n', $extlen + length $ext);
+    $body .= $ext;
+    $hs = "\x01" . substr(pack('N', length $body), 1) . $body;
+    my $half = int(length($hs) / 2);
+    my $out = '';
+    for my $part (substr($hs, 0, $half), substr($hs, $half)) {
+        $out .= "\x16\x03\x01" . pack('n', length $part) . $part;
+    }
+    return $out;
+}
 
 # Captures a real ClientHello (openssl s_client to a local listener).
 sub capture_hello {

@@ -347,6 +347,11 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is($code, 200, 'host mismatch falls through');
     ($code, $body) = curl('/nowhere');
     is($code, 404, 'status-only route');
+
+    my $out = raw("GET /fixed HTTP/1.1\r\nHost: other.test\r\n\r\n");
+    is_deeply(statuses($out), [421], 'Host of another site than the SNI: 421');
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: B.test:443\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'Host naming another name of the same site: served');
 }
 
 # ---- a chunked body that turns bad after the head went upstream --------

@@ -157,7 +157,8 @@ hm__preread_start(hm_conn_t *c)
         }
     }
 
-    if (hm__ev_add(&pt->side[0].ev, c->fd, EPOLLIN) != HM_OK) {
+    /* EPOLLRDHUP now saves a MOD when the relay starts (hm_splice.c). */
+    if (hm__ev_add(&pt->side[0].ev, c->fd, EPOLLIN | EPOLLRDHUP) != HM_OK) {
         hm_log_error(&c->log, "epoll_ctl(ADD) failed: %s", strerror(errno));
         hm__pt_close(pt, "internal_error");
         return;

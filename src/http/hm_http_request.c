@@ -1505,6 +1505,36 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
 
 /* ---- request ------------------------------------------------------------ */
 
+/* 1 when host (no port) equals the SNI or one of the site's names (exact,
+ * or "*.suffix" for exactly one more label), case-insensitively. */
+static int
+host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
+{
+    const hm_conf_site_t *site = hc->site;
+    const char *name, *dot;
+    size_t i, nlen;
+
+    if (hm_strncaseeq(host, hlen, hc->c->sni, hc->c->sni_len)) {
+        return 1;
+    }
+    for (i = 0; i < site->nserver_names; i++) {
+        name = site->server_names[i];
+        nlen = strlen(name);
+        if (nlen > 2 && name[0] == '*' && name[1] == '.') {
+            dot = memchr(host, '.', hlen);
+            if (dot != NULL && dot != host
+                && hm_strncaseeq(dot, hlen - (size_t) (dot - host), name + 1,
+                                 nlen - 1))
+            {
+                return 1;
+            }
+        } else if (hm_strncaseeq(host, hlen, name, nlen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void
 hc_process(hm_http_conn_t *hc)
 {
@@ -1604,6 +1634,17 @@ hc_process(hm_http_conn_t *hc)
     } else {
         host = hc->c->sni;
         hlen = hc->c->sni_len;
+    }
+    if (hc->msg.host.len > 0 && hc->c->sni_len > 0
+        && !host_agrees(hc, host, hlen))
+    {
+        /* SNI/Host agreement: a request may only name the host its TLS
+         * connection was made for, or another name of the same site. */
+        hm_log_info(&hc->c->log, "Host \"%.*s\" does not belong to the site "
+                    "of SNI \"%s\"", (int) hlen, host, hc->c->sni);
+        hc->outcome = "misdirected";
+        hc_send_local(hc, 421, NULL, NULL, 0, !hc->req_done);
+        return;
     }
     route = hm_router_match(hc->site, &hc->msg, hc->r.npath, hc->r.npath_len,
                             host, hlen);

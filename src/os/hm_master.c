@@ -242,6 +242,10 @@ master_spawn(int slot)
             close(ready_fd);
             ready_fd = -1;
         }
+        if (upgrade_fd >= 0) {
+            close(upgrade_fd);
+            upgrade_fd = -1;
+        }
         hm_listen_close_others(master_cycle, slot);
         worker_pin_cpu(rt, slot);
         if (worker_drop_privileges(rt) != HM_OK) {
