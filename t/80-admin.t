@@ -25,6 +25,7 @@ my $be_pt = $t->backend(mode => 'tls-echo', cert => 'backend.test', name => 'PT'
 my $be_http = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
 my $p     = $t->port;   # TLS listener: passthrough + terminate
 my $pr    = $t->port;   # plaintext redirect listener
+my $ppp   = $t->port;   # redirect listener behind a PROXY protocol balancer
 my $pa    = $t->port;   # admin
 my $dead  = $t->port;   # nobody listens here
 
@@ -41,6 +42,8 @@ $t->write_conf({
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"], sites => [qw(pt dead a)] },
         { name => 'redir', listen => ["127.0.0.1:$pr"],
+          http => { redirect_to_https => JSON::PP::true } },
+        { name => 'redirpp', listen => ["127.0.0.1:$ppp"], proxy_protocol => JSON::PP::true,
           http => { redirect_to_https => JSON::PP::true } },
     ],
     sites => {
@@ -189,6 +192,21 @@ like(raw($pr, "GET / HTTP/1.0\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTT
 $nbad++;
 like(raw($pr, "GET / HTTP/1.1\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTTP/1.1): 400');
 $nbad++;
+# Behind a PROXY protocol balancer: the header comes first, the client
+# address is taken from it.
+my $ppr = raw($ppp, "PROXY TCP4 192.0.2.7 127.0.0.1 4242 80\r\n"
+                    . "GET /pp?q HTTP/1.1\r\nHost: A.test:80\r\n\r\n");
+like($ppr, qr{^HTTP/1\.1 301 .*\r\nLocation: https://a\.test/pp\?q\r\n}s,
+     'redirect behind PROXY protocol v1: 301');
+$nredirect++;
+my $pl;
+ok(wait_for(sub { ($pl) = grep { ($_->{listener} // '') eq 'redirpp' } @{ $t->access_log }; $pl }),
+   'access-log line of the PROXY redirect');
+is($pl->{client}, '192.0.2.7:4242', 'client address from the PROXY header');
+is($pl->{outcome}, 'redirect', 'outcome redirect');
+like(raw($ppp, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"), qr/^$/,
+     'no PROXY header where one is required: closed without an answer');
+
 my $tlsr = raw($pr, "\x16\x03\x01\x00\x05hello\r\n\r\n");
 like($tlsr, qr{^HTTP/1\.1 400 }, 'TLS bytes on the redirect listener: 400, no crash');
 $nbad++;
@@ -228,7 +246,7 @@ is($s->{m}{hamlyn_passthrough_connections_total}, $npt + 1,
    'passthrough_connections_total: 3 ok + 1 failing upstream');
 is($s->{m}{hamlyn_terminate_connections_total}, 4,
    'terminate_connections_total: 3 requests + 1 failed handshake');
-is($s->{m}{hamlyn_redirect_connections_total}, $nredirect + $nbad,
+is($s->{m}{hamlyn_redirect_connections_total}, $nredirect + $nbad + 1,
    'redirect_connections_total');
 is($s->{m}{hamlyn_tls_handshakes_total}, 3, 'tls_handshakes_total 3');
 is($s->{m}{hamlyn_tls_handshake_failures_total}, 1, 'tls_handshake_failures_total 1');
@@ -240,7 +258,9 @@ is($s->{m}{hamlyn_upstream_connect_failures_total}, 1, 'upstream_connect_failure
 is(conns($s, 'main', 'ok'), $npt + 3, 'connections_total{main,ok}');
 is(conns($s, 'main', 'upstream_error'), 1, 'connections_total{main,upstream_error}');
 is(conns($s, 'main', 'tls_handshake_failed'), 1, 'connections_total{main,tls_handshake_failed}');
-is(conns($s, 'redir', 'redirect'), $nredirect, 'connections_total{redir,redirect}');
+is(conns($s, 'redir', 'redirect'), $nredirect - 1, 'connections_total{redir,redirect}');
+is(conns($s, 'redirpp', 'redirect'), 1, 'connections_total{redirpp,redirect}');
+is(conns($s, 'redirpp', 'bad_hello'), 1, 'connections_total{redirpp,bad_hello} (bad PROXY header)');
 is(conns($s, 'redir', 'bad_request'), $nbad, 'connections_total{redir,bad_request}');
 ok($s->{m}{hamlyn_admin_requests_total} >= 8, 'admin requests are counted separately');
 is($s->{m}{hamlyn_worker_restarts_total}, 0, 'no worker restart yet');

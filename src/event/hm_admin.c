@@ -25,6 +25,7 @@
 #include "hm_http_parse.h"
 #include "hm_metrics.h"
 #include "hm_preread.h"
+#include "hm_proxy_proto.h"
 #include "hm_trust.h"
 
 #include <ctype.h>
@@ -55,6 +56,7 @@ typedef struct {
     size_t          out_len;
     size_t          out_off;
     int             out_malloced;
+    int             pp_done;        /* PROXY header read (or none due) */
     char            in[HM_HREQ_HEAD_MAX];
 } hm_hreq_t;
 
@@ -467,6 +469,45 @@ redirect_handle(hm_hreq_t *r, const hm_http_msg_t *m)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/*
+ * A redirect listener with "proxy_protocol": the PROXY v1/v2 header from
+ * the trusted balancer comes first: the client address is taken from it
+ * and the header is cut from the buffer.  Returns HM_OK (go on with the
+ * HTTP head, maybe empty yet), HM_AGAIN (read more) or HM_ERROR (r closed:
+ * malformed header, logged at info like the preread does).
+ */
+static int
+hreq_proxy_header(hm_hreq_t *r)
+{
+    hm_conn_t       *c = r->c;
+    hm_proxy_info_t  info;
+    int              rc;
+
+    if (r->kind != HM_HREQ_REDIRECT || !c->listener->proxy_protocol) {
+        r->pp_done = 1;
+        return HM_OK;
+    }
+    memset(&info, 0, sizeof(info));
+    rc = hm_proxy_proto_parse((const uint8_t *) r->in, r->in_len,
+                              sizeof(r->in), &info);
+    if (rc == HM_AGAIN && r->in_len < sizeof(r->in)) {
+        return HM_AGAIN;
+    }
+    if (rc != HM_OK) {
+        hm_log_info(&c->log, "bad PROXY protocol header: %s",
+                    info.error ? info.error : "too long");
+        hreq_close(r, "bad_proxy_protocol");
+        return HM_ERROR;
+    }
+    if (!info.local && info.src_len > 0) {
+        hm_conn_set_peer(c, (struct sockaddr *) &info.src, info.src_len);
+    }
+    memmove(r->in, r->in + info.consumed, r->in_len - info.consumed);
+    r->in_len -= info.consumed;
+    r->pp_done = 1;
+    return r->in_len > 0 ? HM_OK : HM_AGAIN;
+}
+
 static void
 hreq_read(hm_hreq_t *r)
 {
@@ -509,6 +550,10 @@ hreq_read(hm_hreq_t *r)
     }
     r->in_len += (size_t) n;
     c->bytes_in += (uint64_t) n;
+
+    if (!r->pp_done && hreq_proxy_header(r) != HM_OK) {
+        return;
+    }
 
     memset(&m, 0, sizeof(m));
     m.type = HM_HTTP_REQUEST;
