@@ -25,10 +25,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Built by the parsers work; weak until it lands (see build_proxy_header). */
-#pragma weak hm_proxy_proto_v1_build
-#pragma weak hm_proxy_proto_v2_build
-
 #define HM_PIPE_SIZE      (1024 * 1024)
 #define HM_PIPE_FREE_MAX  256
 #define HM_COPY_BUF_SIZE  (64 * 1024)
@@ -158,7 +154,7 @@ set_masks(hm_pt_t *pt)
         }
         m = 0;
         if (!s->rd_eof && pt->pipe[k].pending == 0) {
-            m |= EPOLLIN;
+            m |= EPOLLIN | EPOLLRDHUP;
         }
         if (s->wr_blocked && pt->pipe[1 - k].pending > 0) {
             m |= EPOLLOUT;
@@ -226,9 +222,7 @@ build_proxy_header(hm_pt_t *pt)
             c->local_len = len;
         }
     }
-    if (hm_proxy_proto_v2_build == NULL || hm_proxy_proto_v1_build == NULL) {
-        pt->pp_out_len = 0;
-    } else if (mode == HM_PROXY_PROTOCOL_V2) {
+    if (mode == HM_PROXY_PROTOCOL_V2) {
         pt->pp_out_len = hm_proxy_proto_v2_build(pt->pp_out,
                              sizeof(pt->pp_out),
                              (struct sockaddr *) &c->peer,
@@ -323,7 +317,8 @@ connect_next(hm_pt_t *pt)
             continue;
         }
         if (hm__ev_add(&pt->side[1].ev, fd,
-                       rc == HM_OK ? EPOLLIN : EPOLLOUT) != HM_OK)
+                       rc == HM_OK ? EPOLLIN | EPOLLRDHUP : EPOLLOUT)
+            != HM_OK)
         {
             hm_log_error(&c->log, "epoll_ctl(ADD) failed: %s",
                          strerror(errno));
@@ -443,23 +438,33 @@ flush(hm_pt_t *pt, int d)
 
 /*
  * Moves data of direction d (0: client -> upstream, 1: upstream ->
- * client): flushes what its pipe holds, then, if allowed and the pipe is
- * empty, reads once from the source and flushes again; propagates end of
- * input as shutdown(SHUT_WR).  Returns HM_OK or HM_ERROR (closed).
+ * client): flushes what its pipe holds, then, if flags has HM_PUMP_READ
+ * and the pipe is empty, reads from the source and flushes again;
+ * propagates end of input as shutdown(SHUT_WR).  Returns HM_OK or
+ * HM_ERROR (closed).
  */
+#define HM_PUMP_READ  1
+#define HM_PUMP_RDHUP 2
+
 static int
-pump(hm_pt_t *pt, int d, int can_read)
+pump(hm_pt_t *pt, int d, int flags)
 {
     hm_pt_side_t *src = &pt->side[d], *dst = &pt->side[1 - d];
     hm_pipe_t *p = &pt->pipe[d];
     ssize_t r;
+    int tries;
 
     if (p->pending > 0 && !dst->wr_blocked) {
         if (flush(pt, d) != HM_OK) {
             return HM_ERROR;
         }
     }
-    if (can_read && p->pending == 0 && !src->rd_eof) {
+    /* One read per event (level-triggered: more data is reported again).
+     * When the peer has also sent its FIN (EPOLLRDHUP with the data), read
+     * again at once: the EOF then costs no extra round through the loop. */
+    for (tries = 0; (flags & HM_PUMP_READ) && p->pending == 0 && !src->rd_eof
+                    && tries < ((flags & HM_PUMP_RDHUP) ? 2 : 1); tries++)
+    {
         if (!pt->copy_mode && p->rfd < 0 && pipe_get(p) != HM_OK) {
             if (copy_mode_on(pt) != HM_OK) {
                 hm_log_error(&pt->c->log, "no pipe and no memory");
@@ -500,6 +505,8 @@ pump(hm_pt_t *pt, int d, int can_read)
                         d == 0 ? "client" : "upstream", strerror(errno));
             hm__pt_close(pt, reset_outcome(d));
             return HM_ERROR;
+        } else {
+            break;
         }
     }
     if (src->rd_eof && p->pending == 0 && !dst->wr_shut) {
@@ -529,7 +536,10 @@ relay(hm_pt_t *pt, int s, uint32_t events)
         pt->side[s].wr_blocked = 0;
     }
     /* Direction s reads from this socket; direction 1 - s writes to it. */
-    if (pump(pt, s, (events & (EPOLLIN | EPOLLHUP)) != 0) != HM_OK) {
+    if (pump(pt, s, ((events & (EPOLLIN | EPOLLHUP)) ? HM_PUMP_READ : 0)
+                    | ((events & (EPOLLRDHUP | EPOLLHUP)) ? HM_PUMP_RDHUP : 0))
+        != HM_OK)
+    {
         return;
     }
     if (pump(pt, 1 - s, 0) != HM_OK) {

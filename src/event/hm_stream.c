@@ -28,6 +28,7 @@
 /* ---- per-worker buffer free list ------------------------------------- */
 
 #define HM_SBUF_FREE_MAX 64
+#define HM_TLS_RECORD    16384      /* plaintext bytes per full record */
 
 static hm_sbuf_t *sbuf_free;
 static int        sbuf_nfree;
@@ -718,11 +719,26 @@ stream_write_fail(hm_stream_t *s, int status)
     impl->out_head = impl->out_tail = NULL;
     impl->out_bytes = 0;
     hm__stream_set_error(s, "write failed: %s", uv_strerror(status));
+    if (impl->flags & HM_SF_IN_WRITE) {
+        /* Reported by hm_stream_write()'s return value: no callback from
+         * inside the owner's own call. */
+        return;
+    }
     if (impl->flags & HM_SF_HANDSHAKE) {
         stream_uv_read(s, 0);
         stream_handshake_done(s, status);
-    } else if (impl->flags & HM_SF_USER_READING) {
+        return;
+    }
+    if (impl->flags & HM_SF_USER_READING) {
         stream_deliver_end(s, status);
+    }
+    if (!s->closing && s->drain_cb != NULL) {
+        /* The queue is gone: let a waiting owner move on (its next write
+         * returns the error). */
+        hm_stream_drain_cb cb = s->drain_cb;
+
+        s->drain_cb = NULL;
+        cb(s);
     }
 }
 
@@ -838,6 +854,54 @@ stream_flush(hm_stream_t *s)
 }
 
 /*
+ * Encrypts bufs as few, full records: small buffers (a response head and
+ * its body, say) are gathered into one record of up to 16 KiB instead of
+ * one record each, which saves a seal here and an open at the peer.
+ * Returns HM_OK or HM_ERROR (reason in the stream).
+ */
+static int
+stream_tls_write(hm_stream_t *s, const uv_buf_t *bufs, unsigned n)
+{
+    hm_sbuf_t *g = NULL;
+    size_t     glen = 0, len, k;
+    unsigned   i;
+    int        rc = HM_OK;
+    const char *p;
+
+    for (i = 0; i < n && rc == HM_OK; i++) {
+        p = bufs[i].base;
+        len = bufs[i].len;
+        if (len >= HM_TLS_RECORD && glen == 0) {
+            /* Big enough on its own: no copy. */
+            rc = hm__tls_write(s, (const uint8_t *) p, len);
+            continue;
+        }
+        while (len > 0 && rc == HM_OK) {
+            if (g == NULL && (g = sbuf_get()) == NULL) {
+                hm__stream_set_error(s, "out of buffers");
+                return HM_ERROR;
+            }
+            k = hm_min(len, HM_TLS_RECORD - glen);
+            memcpy(g->data + glen, p, k);
+            glen += k;
+            p += k;
+            len -= k;
+            if (glen == HM_TLS_RECORD) {
+                rc = hm__tls_write(s, g->data, glen);
+                glen = 0;
+            }
+        }
+    }
+    if (rc == HM_OK && glen > 0) {
+        rc = hm__tls_write(s, g->data, glen);
+    }
+    if (g != NULL) {
+        sbuf_put(g);
+    }
+    return rc;
+}
+
+/*
  * Queues bufs (copied, or written at once when the socket takes them).
  * Returns 0, a uv error code, or HM_STREAM_ETLS.
  */
@@ -868,16 +932,9 @@ hm_stream_write(hm_stream_t *s, const uv_buf_t *bufs, unsigned n)
     impl->flags |= HM_SF_IN_WRITE;
 
     if (s->tls != NULL) {
-        for (i = 0; i < n; i++) {
-            if (bufs[i].len == 0) {
-                continue;
-            }
-            if (hm__tls_write(s, (const uint8_t *) bufs[i].base, bufs[i].len)
-                != HM_OK)
-            {
-                impl->flags &= ~HM_SF_IN_WRITE;
-                return HM_STREAM_ETLS;
-            }
+        if (stream_tls_write(s, bufs, n) != HM_OK) {
+            impl->flags &= ~HM_SF_IN_WRITE;
+            return HM_STREAM_ETLS;
         }
     } else {
         if (impl->out_head == NULL && impl->fly_head == NULL) {

@@ -259,7 +259,7 @@ cli_read(hm_stream_t *s, ssize_t nread, const uint8_t *data)
 static void
 cli_connected(hm_stream_t *s, int status)
 {
-    uv_buf_t    b;
+    uv_buf_t    b[4];
     const char *p;
 
     T.status = status;
@@ -286,8 +286,12 @@ cli_connected(hm_stream_t *s, int status)
         X509_free(peer);
     }
     hm_stream_read_start(s, cli_read);
-    b = uv_buf_init((char *) T.data, DATA_LEN);
-    ck_assert_int_eq(hm_stream_write(s, &b, 1), 0);
+    /* Small and large buffers mixed: gathered into full records. */
+    b[0] = uv_buf_init((char *) T.data, 100);
+    b[1] = uv_buf_init((char *) T.data + 100, 7);
+    b[2] = uv_buf_init((char *) T.data + 107, 20000);
+    b[3] = uv_buf_init((char *) T.data + 20107, DATA_LEN - 20107);
+    ck_assert_int_eq(hm_stream_write(s, b, 4), 0);
 }
 
 static void
