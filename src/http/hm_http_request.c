@@ -36,6 +36,7 @@
 #include "hm_router.h"
 #include "hm_upstream.h"
 #include "hm_upool.h"
+#include "hm_metrics.h"
 
 #include <stdio.h>
 
@@ -325,6 +326,7 @@ hc_log_request(hm_http_conn_t *hc)
         return;
     }
     hc->started = 0;
+    hm_metrics_http_status(hc->status);
     if (!hm_access_log_enabled()) {
         return;
     }
@@ -1324,6 +1326,7 @@ up_connect_cb(hm_stream_t *s, int status)
         hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s",
                      hc->r.route->upstream->name, up->peer->text,
                      hm_stream_error(s));
+        HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
         hm_upstream_peer_result(up->peer, 0);
         up_drop(hc);
         up_start(hc);
@@ -1409,6 +1412,7 @@ up_start(hm_http_conn_t *hc)
         }
         hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s", u->name,
                      peer->text, uv_strerror(rc));
+        HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
         hm_upstream_peer_result(peer, 0);
         up_drop(hc);
     }

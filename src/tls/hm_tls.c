@@ -31,6 +31,7 @@
 #include "hm_stream.h"
 #include "hm_http.h"
 #include "hm_tls.h"
+#include "hm_metrics.h"
 #include "hm_tls_int.h"
 
 #include <stdio.h>
@@ -933,6 +934,7 @@ terminate_handshake_done(hm_stream_t *s, int status)
 
     if (status != 0) {
         hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
                                             : "tls_handshake_failed";
         hm_log_info(&c->log, "TLS handshake failed: %s",
@@ -941,6 +943,7 @@ terminate_handshake_done(hm_stream_t *s, int status)
         return;
     }
     hm_tls_nhandshakes++;
+    HM_METRIC_INC(TLS_HANDSHAKES);
     if (hm_stream_tls_resumed(s)) {
         hm_tls_nresumed++;
     }
@@ -993,6 +996,7 @@ hm_tls_terminate_start(hm_conn_t *c)
     }
     if (rc != 0) {
         hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         hm_log_warn(&c->log, "cannot start the TLS handshake: %s",
                     rc == HM_STREAM_ETLS ? hm_stream_error(s)
                                          : uv_strerror(rc));
