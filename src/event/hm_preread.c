@@ -20,12 +20,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-/* The PROXY protocol parser and the TLS hand-off are built by other parts
- * of the tree; weak so this file links before they land (checked at run
- * time, the connection is refused with a log line). */
-#pragma weak hm_proxy_proto_parse
-#pragma weak hm_tls_terminate_start
-
 #define HM_PREREAD_FIRST     4096   /* first buffer: fits typical hellos */
 #define HM_PREREAD_SLACK     1024   /* record headers, bytes after hello */
 #define HM_PROXY_HDR_MAX     1024   /* inbound PROXY header we accept */
@@ -238,15 +232,6 @@ on_handoff_closed(uv_handle_t *h)
 {
     hm_pt_t *pt = h->data;
 
-    if (hm_tls_terminate_start == NULL) {
-        hm_log_error(&pt->c->log, "TLS termination is not built in");
-        close(pt->c->fd);
-        pt->c->fd = -1;
-        pt->c->outcome = "internal_error";
-        hm_conn_log(pt->c);
-        hm_conn_free(pt->c);
-        return;
-    }
     hm_tls_terminate_start(pt->c);
 }
 
@@ -398,11 +383,6 @@ preread_process(hm_pt_t *pt)
 
         if (pt->state == HM_PT_PROXY_HDR) {
             memset(&pinfo, 0, sizeof(pinfo));
-            if (hm_proxy_proto_parse == NULL) {
-                hm_log_error(&c->log, "PROXY protocol is not built in");
-                hm__pt_close(pt, "internal_error");
-                return;
-            }
             rc = hm_proxy_proto_parse(c->preread, c->preread_len,
                                       HM_PROXY_HDR_MAX, &pinfo);
             if (rc == HM_AGAIN) {

@@ -24,10 +24,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Built by the parsers work; weak until it lands (see build_proxy_header). */
-#pragma weak hm_proxy_proto_v1_build
-#pragma weak hm_proxy_proto_v2_build
-
 #define HM_PIPE_SIZE      (1024 * 1024)
 #define HM_PIPE_FREE_MAX  256
 #define HM_COPY_BUF_SIZE  (64 * 1024)
@@ -224,9 +220,7 @@ build_proxy_header(hm_pt_t *pt)
             c->local_len = len;
         }
     }
-    if (hm_proxy_proto_v2_build == NULL || hm_proxy_proto_v1_build == NULL) {
-        pt->pp_out_len = 0;
-    } else if (mode == HM_PROXY_PROTOCOL_V2) {
+    if (mode == HM_PROXY_PROTOCOL_V2) {
         pt->pp_out_len = hm_proxy_proto_v2_build(pt->pp_out,
                              sizeof(pt->pp_out),
                              (struct sockaddr *) &c->peer,

@@ -1866,6 +1866,12 @@ client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
 
 /* ---- entry -------------------------------------------------------------- */
 
+static void
+start_failed_closed(hm_stream_t *s)
+{
+    hm_conn_free(s->data);
+}
+
 void
 hm_http_conn_start(hm_conn_t *c, hm_stream_t *s)
 {
@@ -1874,9 +1880,8 @@ hm_http_conn_start(hm_conn_t *c, hm_stream_t *s)
     hc = hm_pool_calloc(c->pool, sizeof(*hc));
     if (hc == NULL) {
         hm_log_error(&c->log, "out of memory for an HTTP connection");
-        s->data = NULL;
-        hm_stream_close(s, NULL);
-        /* The stream closes asynchronously; its memory is in c->pool. */
+        s->data = c;
+        hm_stream_close(s, start_failed_closed);
         return;
     }
     hc->c = c;
