@@ -305,6 +305,25 @@ ok(wait_for(sub { $s = scrape(); $s->{m}{hamlyn_passthrough_connections_total} =
    'counters carry over a reload') or diag($s->{body});
 ok(wait_for(sub { ($code) = admin('/healthz'); $code eq '200' }), '/healthz 200 after the reload');
 
+# ---- binary upgrade: the new master binds the admin address too ----------
+
+my $pf = $t->dir . '/hamlyn.pid';
+sub pid_in { my $s = Hamlyn::Test::slurp($pf) // ''; return $s =~ /(\d+)/ ? $1 : 0 }
+my $m = pid_in();
+ok($m, 'master pid from the pid file');
+$t->signal('USR2');
+ok(wait_for(sub { my $n = pid_in(); $n && $n != $m }, 15), 'upgrade: a new master');
+ok(wait_for(sub { !Hamlyn::Test::alive_pid($m) }, 20), 'upgrade: the old master exits');
+ok(wait_for(sub { ($code, $body) = admin('/healthz'); $code eq '200' }, 10),
+   'upgrade: /healthz 200 from the new master');
+$s = scrape();
+is($s->{code}, 200, 'upgrade: /metrics served');
+is($s->{m}{hamlyn_worker_restarts_total}, 0, 'upgrade: the new master counts from zero');
+($code, $body) = admin('/trust');
+is_deeply(eval { decode_json($body) }, $cli, 'upgrade: /trust unchanged');
+($code, undef, $h) = $t->curl('-H', 'Host: a.test', "http://127.0.0.1:$pr/after");
+is($h->{location}, 'https://a.test/after', 'upgrade: the redirect listener still answers');
+
 $t->stop;
 unlike($t->error_log, qr/\[(?:alert|crit)\]|AddressSanitizer|assert/i, 'no crash in the error log');
 
