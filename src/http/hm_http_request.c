@@ -521,7 +521,14 @@ c_drain(hm_conn_t *c)
         hc_close(hc);
         return;
     case HC_REQ:
-        hc->close_after = 1;
+        /* Announce the close in this response unless its head is already
+         * out or a pipelined request waits behind it: then hc_finish()
+         * closes after the last request the client already sent. */
+        if (!hc->resp_started
+            && !(hc->req_done && hc->in_len > hc->in_off))
+        {
+            hc->close_after = 1;
+        }
         return;
     default:
         /* HC_HEAD: answered with close; LINGER and TUNNEL end by
@@ -1785,7 +1792,8 @@ hc_finish(hm_http_conn_t *hc)
     /* Draining: a pipelined request already here is still answered (with
      * "Connection: close"), unless this response announced the close. */
     if (hc->close_after || hc->cs_eof
-        || (hc->draining && hc->in_off >= hc->in_len))
+        || (hc->draining && hc->in_off >= hc->in_len
+            && !client_has_bytes(hc)))
     {
         hc_begin_close(hc);
         return;
@@ -1814,7 +1822,9 @@ hc_finish(hm_http_conn_t *hc)
     hc->state = HC_IDLE;
     set_action(hc, "waiting for a request");
     client_read(hc, 1);
-    timer_start(&hc->timer, client_timeout, hc->site->limits.idle_timeout_ms);
+    timer_start(&hc->timer, client_timeout,
+                hc->draining ? hc->site->limits.header_timeout_ms
+                             : hc->site->limits.idle_timeout_ms);
 }
 
 /* ---- client reads ------------------------------------------------------- */
