@@ -601,6 +601,87 @@ master_write_pid_file(const char *path)
     return HM_OK;
 }
 
+/*
+ * True when pid is a live hamlyn process: it exists (kill(pid, 0), EPERM
+ * counts) and its executable (/proc/PID/exe) or, if that cannot be read,
+ * its argv[0] (/proc/PID/cmdline) has "hamlyn" in its base name.
+ */
+static int
+master_pid_is_hamlyn(pid_t pid)
+{
+    char        path[64], buf[4096];
+    const char *base;
+    ssize_t     n;
+    int         fd;
+
+    if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM)) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
+    n = readlink(path, buf, sizeof(buf) - 1);
+    if (n <= 0) {
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return 0;
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) {
+            return 0;
+        }
+    }
+    buf[n] = '\0';                 /* cmdline: argv[0] ends at its NUL */
+    base = strrchr(buf, '/');
+    base = base != NULL ? base + 1 : buf;
+    return strstr(base, "hamlyn") != NULL;
+}
+
+/*
+ * Refuses a second master for the same pid file: when path names a live
+ * hamlyn process other than us, logs "another hamlyn master (pid N) is
+ * running with pid file F" and returns HM_ERROR (SO_REUSEPORT would let
+ * both bind, and we would take the pid file over).  A stale pid file
+ * (dead process, or a pid reused by something else) is reported and left
+ * for master_write_pid_file() to replace.  Not called for the new binary
+ * of a USR2 upgrade (the old master is alive by design).
+ */
+static int
+master_check_pid_file(const char *path)
+{
+    char    buf[32];
+    ssize_t n;
+    long    pid;
+    int     fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return HM_OK;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return HM_OK;
+    }
+    buf[n] = '\0';
+    pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || pid > INT32_MAX || (pid_t) pid == getpid()) {
+        return HM_OK;
+    }
+    if (master_pid_is_hamlyn((pid_t) pid)) {
+        hm_log_error(NULL, "another hamlyn master (pid %ld) is running with "
+                     "pid file %s", pid, path);
+        if (hm_log_fd() > 2) {
+            fprintf(stderr, "hamlyn: another hamlyn master (pid %ld) is "
+                    "running with pid file %s\n", pid, path);
+        }
+        return HM_ERROR;
+    }
+    hm_log_warn(NULL, "runtime.pid_file: %s names pid %ld, which is not a "
+                "running hamlyn; replacing the stale pid file", path, pid);
+    return HM_OK;
+}
+
 /* Removes the pid file if it still names this process. */
 static void
 master_remove_pid_file(const char *path)
@@ -1182,6 +1263,12 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
             fprintf(stderr, "hamlyn: runtime.access_log: cannot open %s: "
                     "%s\n", rt->access_log_path, strerror(errno));
         }
+        return 1;
+    }
+    if (rt->pid_file != NULL && !upgraded_from
+        && getenv("HAMLYN_FDS") == NULL
+        && master_check_pid_file(rt->pid_file) != HM_OK)
+    {
         return 1;
     }
     if (master_resolve_user(rt) != HM_OK) {
