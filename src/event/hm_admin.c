@@ -281,12 +281,14 @@ admin_handle(hm_hreq_t *r, const hm_http_msg_t *m)
             hreq_error(r, 503, NULL);
             return;
         }
+        /* Labels of the first listeners; the render puts every index
+         * past them into "_other" (it reads names[] only below that). */
         n = hm_min(conf->nlisteners, (size_t) HM_METRICS_LISTENERS);
         for (i = 0; i < n; i++) {
             names[i] = conf->listeners[i].name;
         }
-        body = hm_metrics_render(hm_metrics_shm, names, conf->nlisteners
-                                 > n ? conf->nlisteners : n, &len);
+        body = hm_metrics_render(hm_metrics_shm, names, conf->nlisteners,
+                                 &len);
         if (body == NULL) {
             hreq_error(r, 500, NULL);
             return;
