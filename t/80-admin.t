@@ -181,6 +181,10 @@ $nredirect++;
 is($code, 301, 'POST: 301 too');
 is($h->{location}, 'https://a.test/form', 'POST Location');
 $nredirect++;
+like(raw($pr, "GET http://Abs.test:81/p?q HTTP/1.1\r\nHost: abs.test:81\r\n\r\n"),
+     qr{^HTTP/1\.1 301 .*\r\nLocation: https://abs\.test/p\?q\r\n}s,
+     'absolute-form target: its authority and path');
+$nredirect++;
 
 for my $bad ('ex@mple.com', 'a.test:99x', 'a.test:123456', '[::1', '-a.test', 'a..b:') {
     ($code, undef, $h) = $t->curl('-H', "Host: $bad", "http://127.0.0.1:$pr/");
