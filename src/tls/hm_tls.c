@@ -927,6 +927,20 @@ terminate_abort(hm_conn_t *c)
     hm_stream_close(s, terminate_closed);
 }
 
+/*
+ * Graceful shutdown (reload, upgrade, QUIT) during the handshake: let it
+ * finish.  It is bounded by the site's handshake timeout and, at the
+ * worker's shutdown deadline, by c->abort (terminate_abort).  The worker
+ * calls c->drain once per connection, so after the hand-over the HTTP
+ * layer learns that the worker is quitting from hm_worker->quitting
+ * (c->worker->quitting) and serves one request with Connection: close.
+ */
+static void
+terminate_drain(hm_conn_t *c)
+{
+    (void) c;
+}
+
 static void
 terminate_handshake_done(hm_stream_t *s, int status)
 {
@@ -982,10 +996,10 @@ hm_tls_terminate_start(hm_conn_t *c)
         return;
     }
     s->data = c;
-    c->log.action = "during TLS handshake";
+    c->log.action = "doing the TLS handshake";
     c->owner = s;
     c->abort = terminate_abort;
-    c->drain = terminate_abort;
+    c->drain = terminate_drain;
     rc = hm_stream_open(s, c->worker->loop, fd);
     if (rc == 0) {
         c->fd = -1;                 /* the stream owns it now */
