@@ -3,10 +3,15 @@
 # conf/certs/demo.pem + conf/certs/demo.key, which conf/hamlyn.json uses so
 # that a fresh checkout serves https://localhost:8443/ at once.  Not for
 # production: replace it with your own certificate.  Does nothing when both
-# files exist.
+# files exist.  An optional argument names another folder (make install uses
+# DESTDIR/etc/hamlyn/certs).
 set -eu
-cd "$(dirname "$0")/.."
-d=conf/certs
+if [ $# -ge 1 ]; then
+    d=$1
+else
+    cd "$(dirname "$0")/.."
+    d=conf/certs
+fi
 if [ -s "$d/demo.pem" ] && [ -s "$d/demo.key" ]; then
     exit 0
 fi

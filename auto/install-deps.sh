@@ -27,10 +27,12 @@ if [ ! -f "$list" ] && ! grep -qs '^[[:space:]]*Types:.*deb-src' /etc/apt/source
 fi
 
 # Build: compiler, pkg-config, the libraries configure probes for, dpkg-dev
-# for `apt-get source`.  Test: Check (unit), perl/prove, python3 (backends),
-# openssl and curl (clients).  Fuzz: clang with libFuzzer.
+# for `apt-get source`, android-libboringssl-dev for --with-boringssl=system.
+# Test: Check (unit), perl/prove, python3 (backends), openssl and curl
+# (clients), git (CI builds a second copy).  Fuzz: clang with libFuzzer.
 pkgs="build-essential pkg-config make libuv1-dev libhttp-parser-dev libjansson-dev
-      dpkg-dev ca-certificates check perl python3 openssl curl"
+      dpkg-dev ca-certificates check perl python3 openssl curl git
+      android-libboringssl-dev"
 if [ -z "${HM_DEPS_MINIMAL:-}" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev"
 fi

@@ -124,7 +124,7 @@ my ($rc, $out);
 # Several errors in one file: all reported, each on its own line.
 $f = $t->write_conf(<<"JSON");
 {
-  "admin": {"listen": "127.0.0.1:9901"},
+  "admin": {"listen": "127.0.0.1"},
   "certificates": {
     "api": {"cert": "$certs/a.test.pem", "key": "$certs/b.test.key"},
     "gone": {"cert": "nowhere/x.pem", "key": "$certs/a.test.key"}
@@ -151,7 +151,7 @@ JSON
 ($rc, $out) = check_t($f);
 is($rc, 1, 'a file with many mistakes: exit 1');
 my @want = (
-    qr/: admin: not supported yet$/,
+    qr/: admin\.listen: not an address such as "127\.0\.0\.1:9901" or "\[::1\]:9901" \(got "127\.0\.0\.1"\)$/,
     qr/: certificates\.api: key ".*b\.test\.key" does not match certificate ".*a\.test\.pem"$/,
     qr/: certificates\.gone\.cert: cannot read "\Q$dir\E\/nowhere\/x\.pem": No such file or directory$/,
     qr/: upstreams\.self\.tls\.verify: "verify": false needs "accepted_risk"/,

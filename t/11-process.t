@@ -313,6 +313,42 @@ SKIP: {
     close $hold;
 }
 
+# A second master for the same config (same pid file) is refused: exit 1,
+# the reason names the running master and the pid file, which still names
+# the first master; a stale pid file (dead pid) is replaced, with a log line.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-second');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 1 }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    my $m = $t->master_pid;
+    my $pf = $t->dir . '/hamlyn.pid';
+    my ($rc, $out) = $t->hamlyn('-c', $t->conf_path);
+    is($rc, 1, 'second instance with the same pid file: exit 1');
+    like($out, qr/another hamlyn master \(pid $m\) is running with pid file \Q$pf\E/,
+         'second instance: the reason names the running master and the pid file')
+        or diag($out);
+    like(Hamlyn::Test::_slurp($pf), qr/^$m\b/, 'the pid file still names the first master');
+    ok(kill(0, $m), 'the first master still runs');
+    ok(connects('127.0.0.1', $p), 'and still accepts');
+    is($t->stop, 0, 'the first master stops normally');
+
+    # stale: a pid that no longer exists
+    my $dead = fork // die;
+    if ($dead == 0) { POSIX::_exit(0) }
+    waitpid($dead, 0);
+    open my $fh, '>', $pf or die;
+    print $fh "$dead\n";
+    close $fh;
+    ($rc, $out) = $t->hamlyn('-c', $t->conf_path, '-d');
+    is($rc, 0, 'stale pid file: hamlyn starts (daemon)') or diag($out);
+    my $nm = wait_for(sub { my $x = Hamlyn::Test::_slurp($pf); $x =~ /^(\d+)/ && $1 != $dead }, 5);
+    ok($nm, 'stale pid file: replaced by the new master\'s pid');
+    like($t->error_log, qr/\Q$pf\E names pid $dead, which is not a running hamlyn; replacing/,
+         'stale pid file: logged');
+    $t->stop;
+}
+
 # ---------------------------------------------------------------------
 # QUIT with a connection in flight: it keeps working until it ends, then
 # the master exits 0; with a short shutdown_timeout_s it is closed at the

@@ -180,6 +180,9 @@ sys.stdout.buffer.write(o.read())'`;
     ok($el >= 0.8 && $el < 3, sprintf('... after the 1 s handshake timeout (%.2f s)', $el));
 }
 ok($t->wait_error_log(qr/TLS handshake failed: timeout/), 'timeout logged');
+like($t->error_log, qr/TLS handshake failed: timeout.*\(while doing the TLS handshake\)/,
+     'the log line names the action ("while doing the TLS handshake")');
+unlike($t->error_log, qr/while during/, 'no "while during" in log lines');
 ok($t->wait_error_log(qr/\[info\].*TLS handshake failed: .*(certificate|cert)/),
    'client certificate failure logged at info with a reason');
 ok($t->wait_error_log(qr/TLS handshake failed: .*(unsupported protocol|version)/i),

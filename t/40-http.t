@@ -20,6 +20,12 @@ my $t = Hamlyn::Test->new;
 my $certs = $t->certs;
 my $be = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
 my $p = $t->port;
+my $HAVE6 = IO::Socket::INET6_ok();
+sub IO::Socket::INET6_ok {
+    return 0 unless eval { require IO::Socket::IP; 1 };
+    my $s = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1);
+    return $s ? 1 : 0;
+}
 
 # ---- helpers -----------------------------------------------------------
 
@@ -112,7 +118,7 @@ sub conf {
                     read_timeout_ms => 1500,
                     %{ $o{up} // {} } },
         },
-        listeners => [ { name => 'l', listen => ["127.0.0.1:$p"],
+        listeners => [ { name => 'l', listen => ["127.0.0.1:$p", ($HAVE6 ? ("[::1]:$p") : ())],
                          sites => ['a'], default_site => 'a' } ],
         sites => {
             a => {
@@ -175,6 +181,16 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is(hdr($j, 'x-edge'), 'hamlyn', 'set_request');
     is($h->{'strict-transport-security'}, 'max-age=60', 'set_response');
     ok(!exists $h->{server}, 'strip_response removed Server');
+}
+
+SKIP: {
+    skip 'no IPv6 loopback', 3 unless $HAVE6;
+    my ($code, $body) = $t->curl('-k', '-g', "https://[::1]:$p/v6");
+    is($code, 200, 'request over IPv6');
+    my $j = backend_json($body);
+    is(hdr($j, 'x-forwarded-for'), '::1', 'X-Forwarded-For of an IPv6 client');
+    like(hdr($j, 'forwarded'), qr/^for="\[::1\]";proto=https;host="\[::1\]:$p"$/,
+         'Forwarded quotes an IPv6 address as "[::1]"');
 }
 
 # ---- bodies ------------------------------------------------------------

@@ -2374,6 +2374,52 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     conf_int(cx, l, "backlog", 1, 65535, &ls->backlog);
 }
 
+/* ---- admin ------------------------------------------------------------ */
+
+/*
+ * admin: {"listen": "127.0.0.1:9901"}: the admin HTTP listener (metrics,
+ * health, trust report; src/event/hm_admin.c).  Its address must not
+ * overlap a listener's.  Fills conf->admin_listen.
+ */
+static void
+decode_admin(cx_t *cx, json_t *root)
+{
+    static const char *const keys[] = { "listen", NULL };
+    hm_conf_listener_t *ls;
+    hm_addr_t          *addr;
+    json_t             *a;
+    size_t              old, i, k;
+    char               *s, q[128];
+
+    if ((a = conf_obj(cx, root, "admin")) == NULL) {
+        return;
+    }
+    old = path_key(cx, "admin");
+    check_keys(cx, a, keys, NULL);
+    if (required(cx, a, "listen") && conf_str(cx, a, "listen", &s) == 1) {
+        addr = pcalloc(cx, sizeof(hm_addr_t));
+        if (hm_addr_parse(s, addr) != HM_OK) {
+            cerr_at(cx, "listen", "not an address such as "
+                    "\"127.0.0.1:9901\" or \"[::1]:9901\" (got %s)",
+                    quote(q, sizeof(q), s));
+        } else {
+            for (i = 0; i < cx->conf->nlisteners; i++) {
+                ls = &cx->conf->listeners[i];
+                for (k = 0; k < ls->naddrs; k++) {
+                    if (addr_overlaps(addr, &ls->addrs[k])) {
+                        cerr_at(cx, "listen", "%s overlaps with "
+                                "listeners[%zu].listen[%zu]", addr->text, i,
+                                k);
+                        break;
+                    }
+                }
+            }
+            cx->conf->admin_listen = addr;
+        }
+    }
+    path_pop(cx, old);
+}
+
 /* Server names must be unique across the sites of one listener (the SNI
  * decision would be ambiguous otherwise). */
 static void
@@ -2566,10 +2612,11 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     use_t       *use;
     size_t       nup;
     static const char *const top_keys[] = {
-        "runtime", "certificates", "upstreams", "listeners", "sites", NULL
+        "runtime", "certificates", "upstreams", "listeners", "sites",
+        "admin", NULL
     };
     static const char *const unsupported[] = {
-        "admin", "jwt", "waf", "rate_limits", NULL
+        "jwt", "waf", "rate_limits", NULL
     };
 
     *nerrors = 0;
@@ -2623,6 +2670,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     use = hm_xcalloc(nup + 1, sizeof(use_t));
     decode_sites(&cx, root, use);
     decode_listeners(&cx, root);
+    decode_admin(&cx, root);
     check_upstream_use(&cx, use);
     free(use);
 

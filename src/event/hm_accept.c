@@ -13,6 +13,8 @@
  */
 #include "hm_core.h"
 #include "hm_preread.h"
+#include "hm_admin.h"
+#include "hm_metrics.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -213,6 +215,8 @@ on_accept(hm_ev_t *ev, uint32_t events)
         if (max > 0 && w->nconns >= max) {
             hm_accept_stats.refused_max_conns++;
             refused_log(w);
+            hm_metrics_conn_done(a->ls->listener->index,
+                                 "too_many_connections");
             close(fd);
             hm__conn_log_refused(a->ls->listener, (struct sockaddr *) &ss,
                                  "too_many_connections");
@@ -222,6 +226,10 @@ on_accept(hm_ev_t *ev, uint32_t events)
         if (c == NULL) {
             hm_log_error(NULL, "out of memory for a new connection");
             close(fd);
+            continue;
+        }
+        if (a->ls->listener->redirect_to_https) {
+            hm__redirect_start(c);  /* plaintext: 301 to https */
             continue;
         }
         hm__preread_start(c);
@@ -331,6 +339,7 @@ hm_accept_stop(hm_worker_t *w)
         hm__ev_del(&st.acc[i].ev);
     }
     uv_timer_stop(&st.retry);
+    hm_admin_stop(w);
     st.accepting = 0;
     hm__accept_update_ref(w);
 }

@@ -13,6 +13,7 @@
 #include "hm_conn.h"
 #include "hm_cycle.h"
 #include "hm_preread.h"
+#include "hm_metrics.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -98,6 +99,9 @@ hm_conn_new(hm_worker_t *w, hm_conf_listener_t *l, int fd,
     }
     w->conns = c;
     w->nconns++;
+    if (l != NULL) {
+        HM_METRIC_INC(CONNECTIONS_ACTIVE);
+    }
     return c;
 }
 
@@ -167,6 +171,7 @@ hm_conn_free(hm_conn_t *c)
     hm_cycle_t *cycle = c->cycle;
 
     HM_CHECK_OBJ(c, HM_CONN_MAGIC);
+    hm__metrics_conn_free(c);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else if (w->conns == c) {

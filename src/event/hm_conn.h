@@ -53,7 +53,11 @@ struct hm_conn_s {
 
     /* Called by the worker on graceful shutdown (finish what is in flight,
      * then close) and at the shutdown deadline (close now).  Set by the
-     * conn's current owner. */
+     * conn's current owner.  drain is called ONCE per connection (when
+     * the worker starts quitting): an owner that takes the conn over
+     * later (e.g. the HTTP layer after the TLS handshake, which drain
+     * lets finish) must check c->worker->quitting (hm_worker->quitting)
+     * itself and finish up (HTTP: serve one request, Connection: close). */
     void              (*drain)(hm_conn_t *c);
     void              (*abort)(hm_conn_t *c);
     void               *owner;      /* owner's state */

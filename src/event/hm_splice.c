@@ -33,6 +33,7 @@
 #include "hm_core.h"
 #include "hm_preread.h"
 #include "hm_proxy_proto.h"
+#include "hm_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -212,6 +213,7 @@ fail_attempt(hm_pt_t *pt, const char *what, int err, const char *outcome)
         close(pt->side[1].fd);
         pt->side[1].fd = -1;
     }
+    HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
     hm_upstream_peer_done(pt->peer, 0);
     pt->peer = NULL;
     pt->fail_outcome = outcome;

@@ -21,6 +21,7 @@
 #include "hm_log.h"
 #include "hm_module.h"
 #include "hm_worker.h"
+#include "hm_admin.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -252,6 +253,9 @@ hm_worker_main(hm_cycle_t *cycle, int slot)
 
     if (hm_accept_init(w) != HM_OK) {
         hm_log_error(NULL, "worker (slot %d): cannot start accepting", slot);
+        exit(2);
+    }
+    if (slot == 0 && hm_admin_start(w) != HM_OK) {
         exit(2);
     }
 

@@ -36,8 +36,10 @@
 #include "hm_router.h"
 #include "hm_upstream.h"
 #include "hm_upool.h"
+#include "hm_metrics.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 
 #define HM_HTTP_MAX_HDRS    100         /* header fields parsed per head */
 #define HM_HTTP_HDR_SLOTS   128         /* ... plus additions by modules */
@@ -151,6 +153,7 @@ static void hc_try_head(hm_http_conn_t *hc);
 static void hc_finish(hm_http_conn_t *hc);
 static void hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
                           const char *body, size_t blen, int close);
+static void client_timeout(uv_timer_t *t);
 static void client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *d);
 static void up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *d);
 static void up_start(hm_http_conn_t *hc);
@@ -325,6 +328,7 @@ hc_log_request(hm_http_conn_t *hc)
         return;
     }
     hc->started = 0;
+    hm_metrics_http_status(hc->status);
     if (!hm_access_log_enabled()) {
         return;
     }
@@ -466,16 +470,70 @@ hc_close(hm_http_conn_t *hc)
     hm_stream_close(hc->cs, cs_closed);
 }
 
+/* 1 when the client's socket already holds unread bytes (a next request
+ * on its way), checked without blocking and without consuming them. */
+static int
+client_has_bytes(hm_http_conn_t *hc)
+{
+    uv_os_fd_t fd;
+    char b;
+    ssize_t n;
+
+    if (uv_fileno((uv_handle_t *) &hc->cs->tcp, &fd) != 0) {
+        return 0;
+    }
+    n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
+/*
+ * Graceful drain (reload, upgrade, quit): no request the client already
+ * sent or is about to send on this connection may fail.  A connection
+ * that has not had its first request yet (just handed over by the TLS
+ * layer) waits for it, bounded by header_timeout_ms and the worker's
+ * shutdown deadline (c->abort); a keep-alive connection between requests
+ * stays only when bytes of a next request are already in the socket;
+ * requests in progress finish.  Every answer from now on carries
+ * "Connection: close" (draining), and the connection closes after it.
+ */
 static void
 c_drain(hm_conn_t *c)
 {
     hm_http_conn_t *hc = c->owner;
 
+    if (hc->closing) {
+        return;
+    }
     hc->draining = 1;
-    if (hc->state == HC_IDLE) {
+    switch (hc->state) {
+    case HC_IDLE:
+        if (hc->nrequests == 0) {
+            /* Its first request is coming: the timer already runs with
+             * header_timeout_ms since hm_http_conn_start(). */
+            return;
+        }
+        if (client_has_bytes(hc)) {
+            set_action(hc, "waiting for a request while draining");
+            timer_start(&hc->timer, client_timeout,
+                        hc->site->limits.header_timeout_ms);
+            return;
+        }
         hc_close(hc);
-    } else if (hc->state == HC_REQ) {
-        hc->close_after = 1;
+        return;
+    case HC_REQ:
+        /* Announce the close in this response unless its head is already
+         * out or a pipelined request waits behind it: then hc_finish()
+         * closes after the last request the client already sent. */
+        if (!hc->resp_started
+            && !(hc->req_done && hc->in_len > hc->in_off))
+        {
+            hc->close_after = 1;
+        }
+        return;
+    default:
+        /* HC_HEAD: answered with close; LINGER and TUNNEL end by
+         * themselves or at the shutdown deadline. */
+        return;
     }
 }
 
@@ -1324,6 +1382,7 @@ up_connect_cb(hm_stream_t *s, int status)
         hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s",
                      hc->r.route->upstream->name, up->peer->text,
                      hm_stream_error(s));
+        HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
         hm_upstream_peer_result(up->peer, 0);
         up_drop(hc);
         up_start(hc);
@@ -1409,6 +1468,7 @@ up_start(hm_http_conn_t *hc)
         }
         hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s", u->name,
                      peer->text, uv_strerror(rc));
+        HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
         hm_upstream_peer_result(peer, 0);
         up_drop(hc);
     }
@@ -1729,7 +1789,12 @@ hc_finish(hm_http_conn_t *hc)
         return;
     }
     hc_log_request(hc);
-    if (hc->close_after || hc->draining || hc->cs_eof) {
+    /* Draining: a pipelined request already here is still answered (with
+     * "Connection: close"), unless this response announced the close. */
+    if (hc->close_after || hc->cs_eof
+        || (hc->draining && hc->in_off >= hc->in_len
+            && !client_has_bytes(hc)))
+    {
         hc_begin_close(hc);
         return;
     }
@@ -1757,7 +1822,9 @@ hc_finish(hm_http_conn_t *hc)
     hc->state = HC_IDLE;
     set_action(hc, "waiting for a request");
     client_read(hc, 1);
-    timer_start(&hc->timer, client_timeout, hc->site->limits.idle_timeout_ms);
+    timer_start(&hc->timer, client_timeout,
+                hc->draining ? hc->site->limits.header_timeout_ms
+                             : hc->site->limits.idle_timeout_ms);
 }
 
 /* ---- client reads ------------------------------------------------------- */
@@ -1866,6 +1933,12 @@ client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
 
 /* ---- entry -------------------------------------------------------------- */
 
+static void
+start_failed_closed(hm_stream_t *s)
+{
+    hm_conn_free(s->data);
+}
+
 void
 hm_http_conn_start(hm_conn_t *c, hm_stream_t *s)
 {
@@ -1874,9 +1947,8 @@ hm_http_conn_start(hm_conn_t *c, hm_stream_t *s)
     hc = hm_pool_calloc(c->pool, sizeof(*hc));
     if (hc == NULL) {
         hm_log_error(&c->log, "out of memory for an HTTP connection");
-        s->data = NULL;
-        hm_stream_close(s, NULL);
-        /* The stream closes asynchronously; its memory is in c->pool. */
+        s->data = c;
+        hm_stream_close(s, start_failed_closed);
         return;
     }
     hc->c = c;

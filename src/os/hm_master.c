@@ -27,6 +27,8 @@
 #include "hm_module.h"
 #include "hm_worker.h"
 #include "hm_os.h"
+#include "hm_admin.h"
+#include "hm_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -224,8 +226,13 @@ master_spawn(int slot)
     hm_master_worker_t *w = &workers[slot];
     hm_conf_runtime_t  *rt = &master_cycle->conf->runtime;
     pid_t               pid;
+    int                 mslot;
 
+    mslot = hm_metrics_acquire(hm_metrics_shm, slot);   /* admin helper */
     pid = fork();
+    if (pid != 0) {
+        hm_metrics_owned(hm_metrics_shm, mslot, pid > 0 ? (int) pid : 0);
+    }
     if (pid < 0) {
         w->backoff_ms = hm_min(hm_max(w->backoff_ms * 2, HM_BACKOFF_MIN_MS),
                                HM_BACKOFF_MAX_MS);
@@ -247,6 +254,8 @@ master_spawn(int slot)
             upgrade_fd = -1;
         }
         hm_listen_close_others(master_cycle, slot);
+        hm_admin_child(slot);
+        hm_metrics_attach(mslot);
         worker_pin_cpu(rt, slot);
         if (worker_drop_privileges(rt) != HM_OK) {
             _exit(2);
@@ -354,6 +363,7 @@ master_reap(int stopping)
     int                 status, slot;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        hm_metrics_reaped(hm_metrics_shm, (int) pid);
         describe_status(status, how, sizeof(how));
         for (slot = 0; slot < nworkers; slot++) {
             if (workers[slot].pid == pid) {
@@ -379,6 +389,7 @@ master_reap(int stopping)
         w->restart_at_ms = now + (uint64_t) hm__master_backoff(&w->backoff_ms,
                                                                lived);
         w->restarts++;
+        hm_metrics_worker_restart();
         hm_log_error(NULL, "worker %d (slot %d) %s; restarting in %.1fs",
                      (int) pid, slot, how,
                      (double) (w->restart_at_ms - now) / 1000.0);
@@ -590,6 +601,87 @@ master_write_pid_file(const char *path)
     return HM_OK;
 }
 
+/*
+ * True when pid is a live hamlyn process: it exists (kill(pid, 0), EPERM
+ * counts) and its executable (/proc/PID/exe) or, if that cannot be read,
+ * its argv[0] (/proc/PID/cmdline) has "hamlyn" in its base name.
+ */
+static int
+master_pid_is_hamlyn(pid_t pid)
+{
+    char        path[64], buf[4096];
+    const char *base;
+    ssize_t     n;
+    int         fd;
+
+    if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM)) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
+    n = readlink(path, buf, sizeof(buf) - 1);
+    if (n <= 0) {
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return 0;
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) {
+            return 0;
+        }
+    }
+    buf[n] = '\0';                 /* cmdline: argv[0] ends at its NUL */
+    base = strrchr(buf, '/');
+    base = base != NULL ? base + 1 : buf;
+    return strstr(base, "hamlyn") != NULL;
+}
+
+/*
+ * Refuses a second master for the same pid file: when path names a live
+ * hamlyn process other than us, logs "another hamlyn master (pid N) is
+ * running with pid file F" and returns HM_ERROR (SO_REUSEPORT would let
+ * both bind, and we would take the pid file over).  A stale pid file
+ * (dead process, or a pid reused by something else) is reported and left
+ * for master_write_pid_file() to replace.  Not called for the new binary
+ * of a USR2 upgrade (the old master is alive by design).
+ */
+static int
+master_check_pid_file(const char *path)
+{
+    char    buf[32];
+    ssize_t n;
+    long    pid;
+    int     fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return HM_OK;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return HM_OK;
+    }
+    buf[n] = '\0';
+    pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || pid > INT32_MAX || (pid_t) pid == getpid()) {
+        return HM_OK;
+    }
+    if (master_pid_is_hamlyn((pid_t) pid)) {
+        hm_log_error(NULL, "another hamlyn master (pid %ld) is running with "
+                     "pid file %s", pid, path);
+        if (hm_log_fd() > 2) {
+            fprintf(stderr, "hamlyn: another hamlyn master (pid %ld) is "
+                    "running with pid file %s\n", pid, path);
+        }
+        return HM_ERROR;
+    }
+    hm_log_warn(NULL, "runtime.pid_file: %s names pid %ld, which is not a "
+                "running hamlyn; replacing the stale pid file", path, pid);
+    return HM_OK;
+}
+
 /* Removes the pid file if it still names this process. */
 static void
 master_remove_pid_file(const char *path)
@@ -720,8 +812,10 @@ master_reload(void)
     uid = worker_uid;
     gid = worker_gid;
     if (master_resolve_user(rt) != HM_OK
+        || hm_admin_prepare(cycle->conf) != HM_OK
         || hm_listen_reuse(cycle, old, n) != HM_OK)
     {
+        hm_admin_abort();
         switch_user = su;
         worker_uid = uid;
         worker_gid = gid;
@@ -780,6 +874,8 @@ master_reload(void)
     hm_listen_close_all(old);       /* only what was not moved */
     hm_cycle_unref(old);
     master_cycle = cycle;
+    hm_admin_commit(cycle->conf);
+    hm_metrics_generation((unsigned) n, 1);
     for (i = 0; hm_modules[i] != NULL; i++) {
         if (hm_modules[i]->init_master != NULL
             && hm_modules[i]->init_master(cycle) != HM_OK)
@@ -1169,6 +1265,12 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         }
         return 1;
     }
+    if (rt->pid_file != NULL && !upgraded_from
+        && getenv("HAMLYN_FDS") == NULL
+        && master_check_pid_file(rt->pid_file) != HM_OK)
+    {
+        return 1;
+    }
     if (master_resolve_user(rt) != HM_OK) {
         fprintf(stderr, "hamlyn: cannot start; see the error log\n");
         return 1;
@@ -1185,6 +1287,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         }
     }
 
+    hm_metrics_init();              /* before any fork: shared slots */
     inherited = hm_listen_inherited(&from);
     if (inherited > 0) {
         hm_log_info(NULL, "binary upgrade: adopting %d listening sockets "
@@ -1193,6 +1296,10 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     rc = hm_listen_reuse(cycle, inherited > 0 ? &from : NULL, nworkers);
     if (inherited > 0) {
         hm_listen_inherited_free(&from);
+    }
+    if (rc == HM_OK && hm_admin_prepare(cycle->conf) != HM_OK) {
+        hm_listen_close_all(cycle);
+        rc = HM_ERROR;
     }
     if (rc != HM_OK) {
         if (hm_log_fd() > 2) {
@@ -1217,6 +1324,8 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     master_log_risks(cycle->conf);
     master_init_signals();
 
+    hm_admin_commit(cycle->conf);
+    hm_metrics_generation((unsigned) nworkers, 0);
     workers = hm_xcalloc((size_t) nworkers, sizeof(hm_master_worker_t));
     for (slot = 0; slot < nworkers; slot++) {
         master_spawn(slot);

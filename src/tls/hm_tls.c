@@ -31,6 +31,7 @@
 #include "hm_stream.h"
 #include "hm_http.h"
 #include "hm_tls.h"
+#include "hm_metrics.h"
 #include "hm_tls_int.h"
 
 #include <stdio.h>
@@ -926,6 +927,20 @@ terminate_abort(hm_conn_t *c)
     hm_stream_close(s, terminate_closed);
 }
 
+/*
+ * Graceful shutdown (reload, upgrade, QUIT) during the handshake: let it
+ * finish.  It is bounded by the site's handshake timeout and, at the
+ * worker's shutdown deadline, by c->abort (terminate_abort).  The worker
+ * calls c->drain once per connection, so after the hand-over the HTTP
+ * layer learns that the worker is quitting from hm_worker->quitting
+ * (c->worker->quitting) and serves one request with Connection: close.
+ */
+static void
+terminate_drain(hm_conn_t *c)
+{
+    (void) c;
+}
+
 static void
 terminate_handshake_done(hm_stream_t *s, int status)
 {
@@ -933,6 +948,7 @@ terminate_handshake_done(hm_stream_t *s, int status)
 
     if (status != 0) {
         hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
                                             : "tls_handshake_failed";
         hm_log_info(&c->log, "TLS handshake failed: %s",
@@ -941,6 +957,7 @@ terminate_handshake_done(hm_stream_t *s, int status)
         return;
     }
     hm_tls_nhandshakes++;
+    HM_METRIC_INC(TLS_HANDSHAKES);
     if (hm_stream_tls_resumed(s)) {
         hm_tls_nresumed++;
     }
@@ -979,10 +996,10 @@ hm_tls_terminate_start(hm_conn_t *c)
         return;
     }
     s->data = c;
-    c->log.action = "during TLS handshake";
+    c->log.action = "doing the TLS handshake";
     c->owner = s;
     c->abort = terminate_abort;
-    c->drain = terminate_abort;
+    c->drain = terminate_drain;
     rc = hm_stream_open(s, c->worker->loop, fd);
     if (rc == 0) {
         c->fd = -1;                 /* the stream owns it now */
@@ -993,6 +1010,7 @@ hm_tls_terminate_start(hm_conn_t *c)
     }
     if (rc != 0) {
         hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         hm_log_warn(&c->log, "cannot start the TLS handshake: %s",
                     rc == HM_STREAM_ETLS ? hm_stream_error(s)
                                          : uv_strerror(rc));

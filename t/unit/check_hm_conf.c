@@ -450,6 +450,35 @@ START_TEST(test_term_site_upstream)
 }
 END_TEST
 
+/* admin is accepted (it used to be refused as "not supported yet"). */
+START_TEST(test_admin)
+{
+    hm_conf_t *c;
+
+    c = load("{'admin': {'listen': '127.0.0.1:9901'},"
+             " 'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}}],"
+             " 'sites': {}}");
+    ck_assert_msg(c != NULL, "errors:\n%s", out_text);
+    ck_assert_ptr_nonnull(c->admin_listen);
+    ck_assert_str_eq(c->admin_listen->text, "127.0.0.1:9901");
+    ck_assert_int_eq(c->admin_listen->sa.ss_family, AF_INET);
+    hm_conf_free(c);
+
+    c = load("{'admin': {'listen': '[::1]:9901'},"
+             " 'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}}],"
+             " 'sites': {}}");
+    ck_assert_msg(c != NULL, "errors:\n%s", out_text);
+    ck_assert_str_eq(c->admin_listen->text, "[::1]:9901");
+    hm_conf_free(c);
+
+    c = load("{'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}}],"
+             " 'sites': {}}");
+    ck_assert_msg(c != NULL, "errors:\n%s", out_text);
+    ck_assert_ptr_null(c->admin_listen);
+    hm_conf_free(c);
+}
+END_TEST
+
 START_TEST(test_workers_auto)
 {
     hm_conf_t *c;
@@ -485,9 +514,24 @@ static const bad_t bad[] = {
     { "{'sites': {}, 'listeners': []}", "listeners: must not be empty" },
     { "{'sites': {}, 'listners': []}",
       "listners: unknown key (did you mean \"listeners\"?)" },
+    /* admin */
+    { "{'admin': {'listen': 'localhost:9901'}, 'sites': {}, 'listeners': []}",
+      "test.json: admin.listen: not an address such as \"127.0.0.1:9901\" or "
+      "\"[::1]:9901\" (got \"localhost:9901\")" },
+    { "{'admin': {'listen': '127.0.0.1'}, 'sites': {}, 'listeners': []}",
+      "test.json: admin.listen: not an address such as" },
+    { "{'admin': {'listen': 9901}, 'sites': {}, 'listeners': []}",
+      "test.json: admin.listen: expected a string" },
+    { "{'admin': {}, 'sites': {}, 'listeners': []}",
+      "test.json: admin.listen: required key is missing" },
+    { "{'admin': {'listen': '127.0.0.1:9901', 'lsiten': 1}, 'sites': {}, 'listeners': []}",
+      "test.json: admin.lsiten: unknown key" },
+    { "{'admin': '127.0.0.1:9901', 'sites': {}, 'listeners': []}",
+      "test.json: admin: expected an object, got a string" },
+    { "{'admin': {'listen': '127.0.0.1:8443'}, 'sites': {}, 'listeners': "
+      "[{'listen': ['0.0.0.0:8443'], 'http': {'redirect_to_https': true}}]}",
+      "test.json: admin.listen: 127.0.0.1:8443 overlaps with listeners[0].listen[0]" },
     /* features not built yet */
-    { "{'admin': {'listen': '127.0.0.1:9901'}, 'sites': {}, 'listeners': []}",
-      "test.json: admin: not supported yet" },
     { "{'jwt': {}, 'sites': {}, 'listeners': []}", "jwt: not supported yet" },
     { "{'waf': {}, 'sites': {}, 'listeners': []}", "waf: not supported yet" },
     { "{'rate_limits': {}, 'sites': {}, 'listeners': []}",
@@ -835,7 +879,7 @@ START_TEST(test_many_errors)
     ck_assert_ptr_null(c);
     ck_assert_int_eq(out_n, 7);
     ck_assert_int_eq(count_lines(out_text), 7);
-    ck_assert_ptr_nonnull(strstr(out_text, "test.json: admin: not supported yet\n"));
+    ck_assert_ptr_nonnull(strstr(out_text, "test.json: admin.listen: required key is missing\n"));
     ck_assert_ptr_nonnull(strstr(out_text, "test.json: runtime.workers: must be"));
     ck_assert_ptr_nonnull(strstr(out_text,
         "test.json: runtime.wrokers: unknown key (did you mean \"workers\"?)\n"));
@@ -1039,6 +1083,7 @@ conf_suite(void)
     tcase_add_test(tc, test_term_defaults);
     tcase_add_test(tc, test_term_site_upstream);
     tcase_add_test(tc, test_workers_auto);
+    tcase_add_test(tc, test_admin);
     tcase_add_loop_test(tc, test_bad, 0, (int) hm_nelem(bad));
     tcase_add_test(tc, test_many_errors);
     tcase_add_test(tc, test_parse_error_position);
