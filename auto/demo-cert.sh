@@ -4,13 +4,18 @@
 # that a fresh checkout serves https://localhost:8443/ at once.  Not for
 # production: replace it with your own certificate.  Does nothing when both
 # files exist.  An optional argument names another folder (make install uses
-# DESTDIR/etc/hamlyn/certs).
+# DESTDIR/etc/hamlyn/certs).  Without an argument it also runs
+# auto/example-certs.sh (conf/examples/certs/, for conf/examples/mtls.json).
 set -eu
 if [ $# -ge 1 ]; then
     d=$1
 else
     cd "$(dirname "$0")/.."
     d=conf/certs
+fi
+if [ $# -eq 0 ]; then
+    # the throwaway certificates of conf/examples/mtls.json
+    sh auto/example-certs.sh
 fi
 if [ -s "$d/demo.pem" ] && [ -s "$d/demo.key" ]; then
     exit 0

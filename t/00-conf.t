@@ -86,33 +86,30 @@ sub error_lines {
 }
 
 # --- the examples ---------------------------------------------------------
-# Each example refers to certificates under certs/ next to it and to log
-# and pid paths of an installed system: the certificates are copied from
-# the test CA's, the runtime paths moved into the temp dir.
+# The shipped files, unmodified, pass -t in a checkout layout: terminate
+# uses the demo certificate (../certs/demo.*, made like auto/demo-cert.sh
+# does), mtls the throwaway PKI of auto/example-certs.sh (certs/ next to
+# it), passthrough none; logs go to stderr/stdout.
 {
-    my %files = (
-        'www-ecdsa' => 'a.test-ecdsa', 'www-rsa' => 'a.test-rsa',
-        'api-ecdsa' => 'b.test-ecdsa', 'proxy-client' => 'proxy-client',
-    );
-    my $d = "$dir/examples";
-    make_path("$d/certs");
-    for my $n (keys %files) {
-        copy("$certs/$files{$n}.pem", "$d/certs/$n.pem") or die "$files{$n}: $!";
-        copy("$certs/$files{$n}.key", "$d/certs/$n.key") or die "$files{$n}: $!";
-    }
-    copy("$certs/ca.pem", "$d/certs/internal-ca.pem") or die;
-    copy("$certs/client-ca.pem", "$d/certs/clients-ca.pem") or die;
-
+    my $d = "$dir/checkout";
+    make_path("$d/certs", "$d/examples");
+    copy("$dir/default/certs/demo.pem", "$d/certs/demo.pem") or die;
+    copy("$dir/default/certs/demo.key", "$d/certs/demo.key") or die;
+    is(system('sh', "$top/auto/example-certs.sh", "$d/examples/certs") >> 8, 0,
+       'auto/example-certs.sh makes the mtls example\'s certificates');
     for my $ex (qw(passthrough terminate mtls)) {
-        my $conf = decode_json(slurp("$top/conf/examples/$ex.json"));
+        copy("$top/conf/examples/$ex.json", "$d/examples/$ex.json") or die;
+        my $conf = decode_json(slurp("$d/examples/$ex.json"));
         ok(ref $conf->{runtime} eq 'HASH', "$ex.json has a runtime section");
-        $conf->{runtime}{pid_file} = "$d/hamlyn.pid";
-        $conf->{runtime}{error_log}{path} = "$d/error.log";
-        $conf->{runtime}{access_log}{path} = "$d/access.log";
-        my $f = spew("$d/$ex.json", JSON::PP->new->canonical->pretty->encode($conf));
-        my ($rc, $out) = check_t($f);
-        is($rc, 0, "conf/examples/$ex.json passes -t") or diag($out);
+        is($conf->{runtime}{error_log}{path}, 'stderr', "$ex.json logs errors to stderr");
+        my ($rc, $out) = check_t("$d/examples/$ex.json");
+        is($rc, 0, "conf/examples/$ex.json as shipped passes -t") or diag($out);
     }
+    # Without the example PKI, mtls.json names what is missing.
+    unlink "$d/examples/certs/clients-ca.pem";
+    my ($rc, $out) = check_t("$d/examples/mtls.json");
+    like($out, qr/sites\.api\.tls\.client_auth\.ca: cannot read ".*clients-ca\.pem"/,
+         'mtls.json without its client CA: the path is named');
 }
 
 # --- mistakes, each with its JSON path ---------------------------------------

@@ -181,6 +181,9 @@ $nredirect++;
 is($code, 301, 'POST: 301 too');
 is($h->{location}, 'https://a.test/form', 'POST Location');
 $nredirect++;
+# The project's parser serves origin-form only (one source of the host).
+like(raw($pr, "GET http://abs.test:81/p?q HTTP/1.1\r\nHost: abs.test:81\r\n\r\n"),
+     qr{^HTTP/1\.1 400 }, 'absolute-form target: 400 like the proxy');
 
 for my $bad ('ex@mple.com', 'a.test:99x', 'a.test:123456', '[::1', '-a.test', 'a..b:') {
     ($code, undef, $h) = $t->curl('-H', "Host: $bad", "http://127.0.0.1:$pr/");
@@ -188,6 +191,7 @@ for my $bad ('ex@mple.com', 'a.test:99x', 'a.test:123456', '[::1', '-a.test', 'a
     ok(!defined $h->{location}, "no Location for \"$bad\"");
     $nbad++;
 }
+$nbad++;    # the absolute-form request above
 like(raw($pr, "GET / HTTP/1.0\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTTP/1.0): 400');
 $nbad++;
 like(raw($pr, "GET / HTTP/1.1\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTTP/1.1): 400');

@@ -281,12 +281,14 @@ admin_handle(hm_hreq_t *r, const hm_http_msg_t *m)
             hreq_error(r, 503, NULL);
             return;
         }
+        /* Labels of the first listeners; the render puts every index
+         * past them into "_other" (it reads names[] only below that). */
         n = hm_min(conf->nlisteners, (size_t) HM_METRICS_LISTENERS);
         for (i = 0; i < n; i++) {
             names[i] = conf->listeners[i].name;
         }
-        body = hm_metrics_render(hm_metrics_shm, names, conf->nlisteners
-                                 > n ? conf->nlisteners : n, &len);
+        body = hm_metrics_render(hm_metrics_shm, names, conf->nlisteners,
+                                 &len);
         if (body == NULL) {
             hreq_error(r, 500, NULL);
             return;
@@ -345,11 +347,47 @@ int
 hm_redirect_location(const char *host, size_t hlen, const char *target,
                      size_t tlen, char *buf, size_t cap)
 {
-    size_t i, name_len, plen;
+    size_t      i, name_len, plen;
     const char *path;
-    int    n;
+    int         n;
 
-    if (hlen == 0 || host == NULL || target == NULL) {
+    if (target == NULL) {
+        return -1;
+    }
+
+    /* The target: origin-form, or absolute-form, whose authority then
+     * names the host (RFC 9112 3.2.2) and whose path is kept. */
+    path = target;
+    plen = tlen;
+    if (tlen >= 7 && (strncasecmp(target, "http://", 7) == 0
+                      || (tlen >= 8
+                          && strncasecmp(target, "https://", 8) == 0)))
+    {
+        i = target[4] == ':' ? 7 : 8;
+        host = target + i;
+        while (i < tlen && target[i] != '/' && target[i] != '?') {
+            i++;
+        }
+        hlen = (size_t) (target + i - host);
+        path = target + i;
+        plen = tlen - i;
+        if (plen == 0) {
+            path = "/";
+            plen = 1;
+        } else if (path[0] == '?') {
+            return -1;          /* keep it simple: "http://a?x" */
+        }
+    } else if (tlen == 0 || target[0] != '/') {
+        return -1;              /* "*" or authority-form */
+    }
+    for (i = 0; i < plen; i++) {
+        if ((unsigned char) path[i] <= 0x20 || (unsigned char) path[i] >= 0x7f)
+        {
+            return -1;          /* the parser refuses these already */
+        }
+    }
+
+    if (host == NULL || hlen == 0) {
         return -1;
     }
     /* The name part: an IPv6 literal, or up to the first ':'. */
@@ -392,35 +430,6 @@ hm_redirect_location(const char *host, size_t hlen, const char *target,
         }
     }
 
-    /* The target: origin-form, or absolute-form reduced to its path. */
-    path = target;
-    plen = tlen;
-    if (tlen >= 7 && (strncasecmp(target, "http://", 7) == 0
-                      || (tlen >= 8
-                          && strncasecmp(target, "https://", 8) == 0)))
-    {
-        i = target[4] == ':' ? 7 : 8;
-        while (i < tlen && target[i] != '/' && target[i] != '?') {
-            i++;
-        }
-        path = target + i;
-        plen = tlen - i;
-        if (plen == 0) {
-            path = "/";
-            plen = 1;
-        } else if (path[0] == '?') {
-            return -1;          /* keep it simple: "http://a?x" */
-        }
-    } else if (tlen == 0 || target[0] != '/') {
-        return -1;              /* "*" or authority-form */
-    }
-    for (i = 0; i < plen; i++) {
-        if ((unsigned char) path[i] <= 0x20 || (unsigned char) path[i] >= 0x7f)
-        {
-            return -1;          /* the parser refuses these already */
-        }
-    }
-
     if (cap < sizeof("https://") + name_len + plen) {
         return -1;
     }
@@ -449,9 +458,8 @@ redirect_handle(hm_hreq_t *r, const hm_http_msg_t *m)
         hreq_close(r, "no_memory");
         return;
     }
-    n = m->host.len == 0 ? -1
-        : hm_redirect_location(m->host.data, m->host.len, m->target.data,
-                               m->target.len, loc, cap);
+    n = hm_redirect_location(m->host.data, m->host.len, m->target.data,
+                             m->target.len, loc, cap);
     if (n < 0) {
         hm_log_info(&c->log, "redirect: %s Host header \"%.*s\" or target",
                     m->host.len == 0 ? "missing" : "invalid",

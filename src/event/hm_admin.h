@@ -59,9 +59,10 @@ void hm__redirect_start(hm_conn_t *c);
  * tlen).  The host loses its port and is lower-cased; it must be a DNS
  * name (letters, digits, '-', '.', '_') of at most 253 bytes or an IP
  * literal ("[v6]" or dotted v4), and a port must be 1..5 digits.  The
- * target must be origin-form ("/..."; absolute-form "http://a/b" keeps
- * "/b").  Returns the length written, or -1 when the host or target is
- * invalid or buf is too small.
+ * target must be origin-form ("/...") or absolute-form ("http://a:80/b":
+ * its authority "a:80" then replaces the Host header, RFC 9112 3.2.2, and
+ * "/b" is kept).  Returns the length written, or -1 when the host or
+ * target is invalid or buf is too small.
  */
 int hm_redirect_location(const char *host, size_t hlen, const char *target,
                          size_t tlen, char *buf, size_t cap);

@@ -133,10 +133,20 @@ hm_upstream_peer_up(const hm_upstream_peer_t *peer, uint64_t now_ms)
            && (peer->down_until_ms == 0 || now_ms >= peer->down_until_ms);
 }
 
+/*
+ * Active health verdict.  up = 1 (the server passed its checks again)
+ * also clears the passive ejection state (failure count, down_until), so
+ * the server gets traffic at once instead of after fail_timeout_s.
+ */
 void
 hm_upstream_peer_set_health(hm_upstream_peer_t *peer, int up)
 {
     peer->health_down = !up;
+    if (up) {
+        peer->fails = 0;
+        peer->fail_start_ms = 0;
+        peer->down_until_ms = 0;
+    }
 }
 
 static int
@@ -192,31 +202,53 @@ select_rr(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     return best;
 }
 
+/*
+ * least_conn: the peer with the fewest connections per weight (conns /
+ * weight, cross-multiplied); ties are broken by smooth weighted round
+ * robin among the tied peers (as nginx does), so equal loads do not all
+ * go to the heaviest or the first server.
+ */
 static hm_upstream_peer_t *
 select_least(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
              size_t nexclude, uint64_t now)
 {
     hm_upstream_peer_t *p, *best = NULL;
-    size_t i, start;
-    long d;
+    size_t i, ntied = 0;
+    int total = 0;
 
-    /* Start at a random offset so ties do not always go to the first
-     * peer, then keep the first least-loaded (weighted) peer. */
-    start = rt->npeers ? (size_t) (rnd_next(rt) % rt->npeers) : 0;
     for (i = 0; i < rt->npeers; i++) {
-        p = &rt->peers[(start + i) % rt->npeers];
+        p = &rt->peers[i];
         if (!hm_upstream_peer_up(p, now) || excluded(p, exclude, nexclude)) {
             continue;
         }
-        if (best == NULL) {
+        if (best == NULL || load_cmp(p, best) < 0) {
             best = p;
-            continue;
-        }
-        d = load_cmp(p, best);
-        if (d < 0 || (d == 0 && p->weight > best->weight)) {
-            best = p;
+            ntied = 1;
+        } else if (load_cmp(p, best) == 0) {
+            ntied++;
         }
     }
+    if (ntied <= 1) {
+        return best;
+    }
+    /* Smooth weighted round robin among the peers tied with best. */
+    p = best;
+    best = NULL;
+    for (i = 0; i < rt->npeers; i++) {
+        hm_upstream_peer_t *q = &rt->peers[i];
+
+        if (!hm_upstream_peer_up(q, now) || excluded(q, exclude, nexclude)
+            || load_cmp(q, p) != 0)
+        {
+            continue;
+        }
+        q->current_weight += q->weight;
+        total += q->weight;
+        if (best == NULL || q->current_weight > best->current_weight) {
+            best = q;
+        }
+    }
+    best->current_weight -= total;
     return best;
 }
 

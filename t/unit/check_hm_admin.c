@@ -29,9 +29,10 @@ static const struct {
     { "a_b.test", "/", "https://a_b.test/" },
     { "a.test:1", "/", "https://a.test/" },
     { "a.test:65535", "/", "https://a.test/" },
-    { "a.test", "http://other.test/path?q", "https://a.test/path?q" },
-    { "a.test", "http://other.test", "https://a.test/" },
-    { "a.test", "HTTPS://other.test/z", "https://a.test/z" },
+    /* absolute-form: its authority names the host */
+    { "a.test", "http://other.test/path?q", "https://other.test/path?q" },
+    { "a.test", "http://Other.test:8080", "https://other.test/" },
+    { "", "HTTPS://other.test/z", "https://other.test/z" },
 };
 
 static const struct {
@@ -61,6 +62,9 @@ static const struct {
     { "a.test", "/a\r\nX: y" },
     { "a.test", "/\x7f" },
     { "a.test", "http://other.test?x" },
+    { "a.test", "http://user@other.test/" },
+    { "a.test", "http:///x" },
+    { "a.test", "http://other.test:x/" },
 };
 
 START_TEST(test_good)
@@ -103,6 +107,8 @@ START_TEST(test_limits)
     ck_assert_str_eq(buf, "https://a.test/xy");
     ck_assert_int_eq(loc("a.test", "/xy", buf, sizeof("https://a.test/xy") - 1), -1);
     ck_assert_int_eq(hm_redirect_location(NULL, 0, "/", 1, buf, sizeof(buf)), -1);
+    ck_assert_int_eq(hm_redirect_location(NULL, 0, "http://a/", 9, buf, sizeof(buf)), 10);
+    ck_assert_str_eq(buf, "https://a/");
     ck_assert_int_eq(hm_redirect_location("a", 1, NULL, 0, buf, sizeof(buf)), -1);
 
     /* lengths are honoured: no NUL needed, nothing read past them */

@@ -394,6 +394,20 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+/* CONFIG.md's documented defaults for the policy tables, {}, load. */
+START_TEST(test_empty_policies)
+{
+    hm_conf_t *c = load("{'jwt': {}, 'waf': {}, 'rate_limits': {},"
+                        " 'upstreams': {'be': {'servers': ['127.0.0.1:9000']}},"
+                        " 'listeners': [{'listen': ['127.0.0.1:8443'],"
+                        " 'sites': ['s']}], 'sites': {'s': {'server_names':"
+                        " ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}");
+
+    ck_assert_msg(c != NULL, "errors:\n%s", out_text);
+    hm_conf_free(c);
+}
+END_TEST
+
 START_TEST(test_term_defaults)
 {
     hm_conf_t      *c = load(TERM("", ""));
@@ -532,10 +546,14 @@ static const bad_t bad[] = {
       "[{'listen': ['0.0.0.0:8443'], 'http': {'redirect_to_https': true}}]}",
       "test.json: admin.listen: 127.0.0.1:8443 overlaps with listeners[0].listen[0]" },
     /* features not built yet */
-    { "{'jwt': {}, 'sites': {}, 'listeners': []}", "jwt: not supported yet" },
-    { "{'waf': {}, 'sites': {}, 'listeners': []}", "waf: not supported yet" },
-    { "{'rate_limits': {}, 'sites': {}, 'listeners': []}",
-      "rate_limits: not supported yet" },
+    { "{'jwt': {'main': {'issuer': 'x'}}, 'sites': {}, 'listeners': []}",
+      "test.json: jwt.main: not supported yet" },
+    { "{'waf': {'default': {}}, 'sites': {}, 'listeners': []}",
+      "test.json: waf.default: not supported yet" },
+    { "{'rate_limits': {'per-ip': {'key': 'client_ip'}}, 'sites': {}, 'listeners': []}",
+      "test.json: rate_limits.per-ip: not supported yet" },
+    { "{'jwt': [], 'sites': {}, 'listeners': []}",
+      "test.json: jwt: expected an object, got an array" },
     { TERM("", "'x': 1,"),
       "sites.s.x: unknown key" },
     /* runtime */
@@ -1080,6 +1098,7 @@ conf_suite(void)
 
     tcase_add_test(tc, test_full);
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_empty_policies);
     tcase_add_test(tc, test_term_defaults);
     tcase_add_test(tc, test_term_site_upstream);
     tcase_add_test(tc, test_workers_auto);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 static hm_conf_server_t   servers[4];
-static hm_conf_upstream_t up, up4;
+static hm_conf_upstream_t up, up3, up4;
 
 static void
 mk(int balance, int n, const int *weights)
@@ -181,6 +181,82 @@ START_TEST(single_and_empty)
 }
 END_TEST
 
+/* least_conn compares conns / weight and breaks ties by (weighted) round
+ * robin: not always the heaviest server. */
+START_TEST(least_conn_weights_and_ties_round_robin)
+{
+    static const int w2[] = { 2, 1 }, w3[] = { 3, 1 };
+    hm_upstream_rt_t *rt;
+    hm_upstream_peer_t *p;
+    int count[3] = { 0, 0, 0 }, i;
+
+    /* Equal weights, always idle: every pick is a tie, spread evenly. */
+    mk(HM_BALANCE_LEAST_CONN, 3, NULL);
+    rt = hm_upstream_rt(&up);
+    for (i = 0; i < 30; i++) {
+        p = hm_upstream_select(rt, NULL, 0);
+        count[p->index]++;
+        hm_upstream_peer_release(p);
+    }
+    ck_assert_int_eq(count[0], 10);
+    ck_assert_int_eq(count[1], 10);
+    ck_assert_int_eq(count[2], 10);
+
+    /* Weights 2:1, always idle: ties go round robin by weight (2:1), not
+     * all to the heavier server. */
+    mk(HM_BALANCE_LEAST_CONN, 2, w2);
+    up4 = up;
+    rt = hm_upstream_rt(&up4);
+    count[0] = count[1] = 0;
+    for (i = 0; i < 30; i++) {
+        p = hm_upstream_select(rt, NULL, 0);
+        count[p->index]++;
+        hm_upstream_peer_release(p);
+    }
+    ck_assert_int_eq(count[0], 20);
+    ck_assert_int_eq(count[1], 10);
+
+    /* Weights 3:1 with 2 and 1 open connections: 2/3 < 1/1, peer 0. */
+    mk(HM_BALANCE_LEAST_CONN, 2, w3);
+    up3 = up;
+    rt = hm_upstream_rt(&up3);
+    ck_assert_int_eq(rt->peers[0].weight, 3);
+    rt->peers[0].conns = 2;
+    rt->peers[1].conns = 1;
+    p = hm_upstream_select(rt, NULL, 0);
+    ck_assert_ptr_eq(p, &rt->peers[0]);
+    rt->peers[0].conns = 4;         /* 4/3 > 1/1: peer 1 */
+    p = hm_upstream_select(rt, NULL, 0);
+    ck_assert_ptr_eq(p, &rt->peers[1]);
+}
+END_TEST
+
+/* A server that passes its active health checks again gets traffic at
+ * once, even if passive health had ejected it. */
+START_TEST(health_up_clears_passive_ejection)
+{
+    hm_upstream_rt_t *rt;
+    hm_upstream_peer_t *p;
+    int i;
+
+    mk(HM_BALANCE_ROUND_ROBIN, 2, NULL);
+    rt = hm_upstream_rt(&up);
+    hm_upstream_peer_result(&rt->peers[0], 0);
+    hm_upstream_peer_result(&rt->peers[0], 0);
+    hm_upstream_peer_set_health(&rt->peers[0], 0);
+    ck_assert(!hm_upstream_peer_up(&rt->peers[0], hm_now_ms()));
+    hm_upstream_peer_set_health(&rt->peers[0], 1);
+    ck_assert(hm_upstream_peer_up(&rt->peers[0], hm_now_ms()));
+    ck_assert_int_eq(rt->peers[0].fails, 0);
+    ck_assert_int_eq((int) rt->peers[0].down_until_ms, 0);
+    for (i = 0; i < 4; i++) {
+        p = hm_upstream_select(rt, NULL, 0);
+        ck_assert_int_eq(p->index, i % 2);  /* both peers again */
+        hm_upstream_peer_release(p);
+    }
+}
+END_TEST
+
 static Suite *
 upstream_suite(void)
 {
@@ -193,6 +269,8 @@ upstream_suite(void)
     tcase_add_test(tc, least_conn_picks_least_loaded);
     tcase_add_test(tc, random_two_prefers_less_loaded);
     tcase_add_test(tc, single_and_empty);
+    tcase_add_test(tc, least_conn_weights_and_ties_round_robin);
+    tcase_add_test(tc, health_up_clears_passive_ejection);
     suite_add_tcase(s, tc);
     return s;
 }
