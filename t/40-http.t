@@ -370,6 +370,44 @@ SKIP: {
     is_deeply(statuses($out), [200], 'Host naming another name of the same site: served');
 }
 
+# ---- absolute-form and asterisk-form targets (RFC 9112 3.2.2, 3.2.4) ----
+
+{
+    my $out = raw("GET https://a.test/abs/x?y=1 HTTP/1.1\r\nHost: ignored.test\r\n"
+                . "Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'absolute-form target: served (Host ignored)');
+    like($out, qr{"path": "/abs/x\?y=1"}, 'absolute-form: forwarded in origin-form');
+    like($out, qr{\["Host", "a\.test"\]}, 'absolute-form: its authority is the Host upstream');
+    unlike($out, qr/ignored\.test/, 'absolute-form: the client Host never reaches the backend');
+
+    $out = raw("GET HTTP://A.test:443?q HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'absolute-form, http scheme, no path: served');
+    like($out, qr{"path": "/\?q"}, 'absolute-form without path: forwarded as /?q');
+
+    $out = raw("GET https://b.test/host/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [203], 'absolute-form: routed by its authority (host route)');
+
+    $out = raw("GET https://a.test/fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    like($out, qr{^HTTP/1\.1 200 .*fixed body\n}s, 'absolute-form to a fixed route');
+
+    $out = raw("GET https://other.test/fixed HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [421], 'absolute-form naming another site than the SNI: 421');
+
+    $out = raw("GET ftp://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [400], 'absolute-form with another scheme: 400');
+    $out = raw("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [400], 'CONNECT (authority-form): 400');
+    $out = raw("GET * HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [400], 'asterisk-form outside OPTIONS: 400');
+
+    $out = raw("OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n"
+             . "GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'OPTIONS *: answered by the proxy, connection kept');
+    like($out, qr{^HTTP/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*Content-Length: 0\r\n}s,
+         'OPTIONS *: empty body');
+    unlike($out, qr/"method": "OPTIONS"/, 'OPTIONS * does not reach the backend');
+}
+
 # ---- a chunked body that turns bad after the head went upstream --------
 
 {

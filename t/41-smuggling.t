@@ -129,7 +129,11 @@ my @cases = (
     ['HTTP/9.9', "GET /a HTTP/9.9\r\n${H}\r\n"],
     ['HTTP/11.1', "GET /a HTTP/11.1\r\n${H}\r\n"],
     ['lower-case version', "GET /a http/1.1\r\n${H}\r\n"],
-    ['absolute-form target', "GET http://evil.test/a HTTP/1.1\r\n${H}\r\n"],
+    # absolute-form is accepted (RFC 9112 3.2.2; another site's authority
+    # gets 421, see t/40-http.t) but only for http/https, without userinfo
+    ['absolute-form, other scheme', "GET ftp://evil.test/a HTTP/1.1\r\n${H}\r\n"],
+    ['absolute-form with userinfo', "GET https://a.test\@evil.test/a HTTP/1.1\r\n${H}\r\n"],
+    ['absolute-form, empty authority', "GET https:///a HTTP/1.1\r\n${H}\r\n"],
     ['space in target', "GET /a b HTTP/1.1\r\n${H}\r\n"],
     ['double space', "GET  /a HTTP/1.1\r\n${H}\r\n"],
     ['target without slash', "GET a HTTP/1.1\r\n${H}\r\n"],

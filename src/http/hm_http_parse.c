@@ -315,6 +315,49 @@ check_request_line(hm_http_msg_t *m, const char *p, const char *end)
     return HM_OK;
 }
 
+static int check_host(hm_str_t v);
+
+/*
+ * Absolute-form (RFC 9112 3.2.2): "http://" or "https://" (any case),
+ * an authority without userinfo, then an optional path and query.  On
+ * success m->target becomes the origin-form part (possibly empty, or
+ * starting with '?': target_slash) and m->authority the authority.
+ */
+static int
+check_absolute(hm_http_msg_t *m)
+{
+    const char *t = m->target.data, *a, *e, *end = t + m->target.len;
+    size_t skip;
+
+    if (m->target.len > 7 && hm_strncaseeq(t, 7, "http://", 7)) {
+        skip = 7;
+    } else if (m->target.len > 8 && hm_strncaseeq(t, 8, "https://", 8)) {
+        skip = 8;
+    } else {
+        /* authority-form (CONNECT) and anything else: a reverse proxy
+         * serves origin-form and absolute-form only. */
+        m->error = "request-target neither in origin-form nor absolute-form";
+        return HM_ERROR;
+    }
+    a = t + skip;
+    for (e = a; e < end && *e != '/' && *e != '?'; e++) {
+        if (*e == '#') {
+            break;
+        }
+    }
+    m->authority.data = a;
+    m->authority.len = (size_t) (e - a);
+    if (m->authority.len == 0 || check_host(m->authority) != HM_OK) {
+        m->error = "invalid authority in an absolute-form request-target";
+        return HM_ERROR;
+    }
+    m->absolute = 1;
+    m->target.data = e;
+    m->target.len = (size_t) (end - e);
+    m->target_slash = m->target.len == 0 || e[0] != '/';
+    return HM_OK;
+}
+
 static int
 check_target(hm_http_msg_t *m)
 {
@@ -333,10 +376,11 @@ check_target(hm_http_msg_t *m)
         m->path = m->target;
         return HM_OK;
     }
-    if (m->target.data[0] != '/') {
-        /* absolute-form and authority-form are not served by a reverse
-         * proxy: refusing them leaves one source of the host (Host). */
-        m->error = "request-target not in origin-form";
+    if (m->method == HM_HTTP_M_CONNECT) {
+        m->error = "CONNECT is not served by a reverse proxy";
+        return HM_ERROR;
+    }
+    if (m->target.data[0] != '/' && check_absolute(m) != HM_OK) {
         return HM_ERROR;
     }
     for (i = 0; i < m->target.len; i++) {
@@ -582,6 +626,9 @@ check_fields(hm_http_msg_t *m)
     if (m->type == HM_HTTP_REQUEST && m->version == 11 && !have_host) {
         m->error = "HTTP/1.1 request without Host";
         return HM_ERROR;
+    }
+    if (m->absolute) {
+        m->host = m->authority;     /* RFC 9112 3.2.2: Host is ignored */
     }
 
     m->keep_alive = 0;

@@ -95,6 +95,16 @@ typedef struct {
     size_t      head_len;           /* bytes of the head, final CRLF incl. */
     int         error_status;       /* on HM_ERROR: 400, 431, 417, 501 */
     const char *error;              /* on HM_ERROR: reason for the log */
+
+    /* Absolute-form request-target (RFC 9112 3.2.2: "GET https://h/p
+     * HTTP/1.1"), scheme http or https: target, path and query are its
+     * origin-form part, host is the URI's authority (it replaces the Host
+     * header, which is still required in HTTP/1.1), and the upstream head
+     * is written in origin-form with "Host: <authority>". */
+    unsigned    absolute:1;
+    unsigned    target_slash:1;     /* origin-form part is empty or starts
+                                       with '?': write a '/' before it */
+    hm_str_t    authority;          /* absolute-form: host[:port] */
 } hm_http_msg_t;
 
 /* Incremental scan state: zero it before the first call for a head. */

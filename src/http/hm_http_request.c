@@ -1707,6 +1707,14 @@ hc_process(hm_http_conn_t *hc)
         hc_send_local(hc, 421, NULL, NULL, 0, !hc->req_done);
         return;
     }
+    if (hc->msg.path.len == 1 && hc->msg.path.data[0] == '*') {
+        /* "OPTIONS * HTTP/1.1" (the only asterisk-form the parser lets
+         * through) asks about the server itself, not a resource of a
+         * route: the proxy answers it, no upstream sees it. */
+        hc->outcome = "fixed";
+        hc_send_local(hc, 200, "text/plain", "", 0, 0);
+        return;
+    }
     route = hm_router_match(hc->site, &hc->msg, hc->r.npath, hc->r.npath_len,
                             host, hlen);
     if (route == NULL) {

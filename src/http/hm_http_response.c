@@ -83,11 +83,23 @@ hm__http_build_upstream_head(const hm_http_msg_t *m, int body_kind,
 
     put(&w, m->method_name.data, m->method_name.len);
     put_lit(&w, " ");
+    if (m->target_slash) {
+        put_lit(&w, "/");           /* absolute-form "http://h?q" */
+    }
     put(&w, m->target.data, m->target.len);
     put_lit(&w, " HTTP/1.1\r\n");
+    if (m->absolute) {
+        /* The authority of an absolute-form target replaces Host. */
+        put_header(&w, "Host", 4, m->authority.data, m->authority.len);
+    }
     for (i = 0; i < m->nheaders; i++) {
         h = &m->headers[i];
         if (h->flags & (HM_HTTP_HDR_REMOVED | HM_HTTP_HDR_HOP)) {
+            continue;
+        }
+        if (m->absolute && h->name.len == 4
+            && hm_strncaseeq(h->name.data, 4, "host", 4))
+        {
             continue;
         }
         if (framing_header(h)

@@ -8,6 +8,7 @@
  */
 #include "hm_core.h"
 #include "hm_http_parse.h"
+#include "hm_http_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,7 +51,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   <= buf + m.head_len);
     }
     if (m.type == HM_HTTP_REQUEST) {
+        char out[8192];
+        size_t hl;
+
         HM_ASSERT(m.path.data >= buf && m.path.data + m.path.len <= buf + len);
+        HM_ASSERT(m.target.data >= buf
+                  && m.target.data + m.target.len <= buf + m.head_len);
+        if (m.absolute) {
+            /* absolute-form: the authority is the host, inside the head */
+            HM_ASSERT(m.authority.len > 0 && m.host.data == m.authority.data);
+            HM_ASSERT(m.authority.data >= buf
+                      && m.authority.data + m.authority.len <= m.target.data);
+        }
+        hl = hm__http_build_upstream_head(&m, hm_http_req_body(&m), "h", 1,
+                                          out, sizeof(out));
+        HM_ASSERT(hl <= sizeof(out));
+        if (hl > 0) {
+            HM_ASSERT(hl > m.method_name.len + 1
+                      && out[m.method_name.len + 1] != ' ');
+            HM_ASSERT(m.path.len == 1 && m.path.data[0] == '*'
+                      ? 1 : out[m.method_name.len + 1] == '/');
+        }
     }
 
     hm_http_chunked_init(&d);

@@ -229,7 +229,11 @@ START_TEST(request_line)
     expect_400("GET / HTTP/1.1 \r\nHost: a\r\n\r\n");
     expect_400("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_400("GET foo HTTP/1.1\r\nHost: a\r\n\r\n");
-    expect_400("GET http://x/a HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET ftp://x/a HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET http:/x/a HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET x:443 HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("CONNECT http://a/ HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_400("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_400("GET * HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_400("GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -463,6 +467,47 @@ START_TEST(chunked_huge_size_and_trailer_limit)
 }
 END_TEST
 
+/* Absolute-form targets (RFC 9112 3.2.2): accepted for http/https, the
+ * authority becomes the host, the target its origin-form part. */
+START_TEST(absolute_form)
+{
+    hm_http_msg_t m;
+
+    ck_assert_int_eq(req("GET https://a.test/p/q?x=1 HTTP/1.1\r\n"
+                         "Host: other\r\n\r\n", &m), HM_OK);
+    ck_assert(m.absolute);
+    ck_assert(!m.target_slash);
+    ck_assert(hm_strncaseeq(m.host.data, m.host.len, "a.test", 6));
+    ck_assert(hm_strncaseeq(m.authority.data, m.authority.len, "a.test", 6));
+    ck_assert(hm_strncaseeq(m.target.data, m.target.len, "/p/q?x=1", 8));
+    ck_assert(hm_strncaseeq(m.path.data, m.path.len, "/p/q", 4));
+    ck_assert(hm_strncaseeq(m.query.data, m.query.len, "x=1", 3));
+
+    ck_assert_int_eq(req("GET HTTP://A.test:8443 HTTP/1.1\r\nHost: a\r\n\r\n",
+                         &m), HM_OK);
+    ck_assert(m.absolute);
+    ck_assert(m.target_slash);
+    ck_assert_uint_eq(m.target.len, 0);
+    ck_assert_uint_eq(m.path.len, 0);
+    ck_assert(hm_strncaseeq(m.host.data, m.host.len, "A.test:8443", 11));
+
+    ck_assert_int_eq(req("GET http://[::1]?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                         &m), HM_OK);
+    ck_assert(m.target_slash);
+    ck_assert(hm_strncaseeq(m.host.data, m.host.len, "[::1]", 5));
+    ck_assert(hm_strncaseeq(m.query.data, m.query.len, "q", 1));
+
+    /* still invalid */
+    expect_400("GET https:// HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https:///p HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https://u@a.test/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https://a.test/#f HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https://a.test#f HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https://a\\b/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_400("GET https://a.test/ HTTP/1.1\r\n\r\n");   /* no Host */
+}
+END_TEST
+
 static Suite *
 http_parse_suite(void)
 {
@@ -477,6 +522,7 @@ http_parse_suite(void)
     tcase_add_test(tc, smuggling_framing);
     tcase_add_test(tc, smuggling_syntax);
     tcase_add_test(tc, request_line);
+    tcase_add_test(tc, absolute_form);
     tcase_add_test(tc, connection_and_expect);
     tcase_add_test(tc, responses);
     tcase_add_test(tc, chunked_valid);

@@ -56,6 +56,21 @@ START_TEST(upstream_head_rebuilt)
     out[n] = '\0';
     ck_assert_str_eq(out, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
                           "Upgrade: websocket\r\n\r\n");
+
+    /* absolute-form: origin-form upstream, the authority as Host */
+    parse(HM_HTTP_REQUEST, "GET https://b.test:443/x?y HTTP/1.1\r\n"
+          "X-A: 1\r\nHost: a\r\n\r\n", &m);
+    n = hm__http_build_upstream_head(&m, hm_http_req_body(&m), "sni", 3, out,
+                                     sizeof(out));
+    out[n] = '\0';
+    ck_assert_str_eq(out, "GET /x?y HTTP/1.1\r\nHost: b.test:443\r\n"
+                          "X-A: 1\r\n\r\n");
+    parse(HM_HTTP_REQUEST, "GET http://b.test?y HTTP/1.1\r\nHost: a\r\n\r\n",
+          &m);
+    n = hm__http_build_upstream_head(&m, hm_http_req_body(&m), "sni", 3, out,
+                                     sizeof(out));
+    out[n] = '\0';
+    ck_assert_str_eq(out, "GET /?y HTTP/1.1\r\nHost: b.test\r\n\r\n");
 }
 END_TEST
 
