@@ -408,6 +408,36 @@ SKIP: {
     unlike($out, qr/"method": "OPTIONS"/, 'OPTIONS * does not reach the backend');
 }
 
+# ---- Date on the proxy's own answers (and on forwarded ones without) ----
+
+{
+    my $DATE = qr/\r\nDate: ((?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT)\r\n/;
+    my $out = raw("GET /fixed HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /nowhere HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /admin/x HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                . "GET /hello HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    my @resp = split /(?=HTTP\/1\.1 \d{3} )/, $out;
+    is(scalar(@resp), 4, 'four answers');
+    for my $i (0 .. 2) {
+        my ($d) = ($resp[$i] // '') =~ $DATE;
+        ok(defined $d, "proxy's own answer " . ($i + 1) . " has an IMF-fixdate Date")
+            or diag($resp[$i]);
+        if (defined $d) {
+            my %mon; @mon{qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec)} = (0 .. 11);
+            my @f = $d =~ /(\d\d) (\w{3}) (\d{4}) (\d\d):(\d\d):(\d\d)/;
+            my $ts = POSIX::mktime($f[5], $f[4], $f[3], $f[0], $mon{$f[1]}, $f[2] - 1900);
+            # mktime is local time: compare with gmtime of now instead
+            my @g = gmtime(time);
+            my $now = POSIX::mktime(@g[0 .. 5]);
+            ok(abs($now - $ts) <= 3, "Date is now (+-3 s): $d");
+        }
+    }
+    like($resp[3] // '', $DATE, 'a forwarded answer without Date gets one');
+    my $bad = raw("GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n");
+    like($bad, qr{^HTTP/1\.1 400 }, '400 for a bad head');
+    like($bad, $DATE, '400 has a Date');
+}
+
 # ---- a chunked body that turns bad after the head went upstream --------
 
 {

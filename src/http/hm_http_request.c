@@ -1156,6 +1156,11 @@ resp_head_done(hm_http_conn_t *hc)
     } else if (hc->resp_kind == HM_HTTP_BODY_CHUNKED) {
         hm_http_chunked_init(&hc->resp_chunk);
     }
+    if (hm_http_header_find(rm, "date", 4, 0) < 0) {
+        /* RFC 9110 6.6.1: a response forwarded without Date gets one. */
+        (void) hm_http_header_add(&hc->r, rm, "Date", 4,
+                                  hm__http_date(hc_now(hc)), 29);
+    }
     hc->r.resp = rm;
     run_on_response(hc);
     hc->status = rm->status;
@@ -1533,7 +1538,12 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
     rm->headers[1].value.data = hc->clbuf;
     rm->headers[1].value.len = (size_t) k;
     rm->headers[1].flags = 0;
-    rm->nheaders = 2;
+    rm->headers[2].name.data = "Date";
+    rm->headers[2].name.len = 4;
+    rm->headers[2].value.data = hm__http_date(hc_now(hc));
+    rm->headers[2].value.len = 29;
+    rm->headers[2].flags = 0;
+    rm->nheaders = 3;
     if (close || hc->draining || !hc->req_done) {
         hc->close_after = 1;
     }

@@ -14,6 +14,7 @@
 #include "hm_http_int.h"
 
 #include <stdio.h>
+#include <time.h>
 
 typedef struct {
     char  *p;
@@ -237,4 +238,65 @@ hm_http_header_remove(hm_http_msg_t *m, const char *name, size_t nlen,
         }
     }
     return n;
+}
+
+static void
+put2(char *p, int v)
+{
+    v = v < 0 ? 0 : v % 100;
+    p[0] = (char) ('0' + v / 10);
+    p[1] = (char) ('0' + v % 10);
+}
+
+void
+hm__http_format_date(time_t t, char *out)
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+                                     "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+                                        "Jun", "Jul", "Aug", "Sep", "Oct",
+                                        "Nov", "Dec" };
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999
+        || tm.tm_year + 1900 < 0)
+    {
+        t = 0;
+        gmtime_r(&t, &tm);
+    }
+    /* "Www, DD Mmm YYYY HH:MM:SS GMT", digit by digit (no locale, no
+     * printf on the hot path). */
+    memcpy(out, days[tm.tm_wday % 7], 3);
+    memcpy(out + 3, ", ", 2);
+    put2(out + 5, tm.tm_mday);
+    out[7] = ' ';
+    memcpy(out + 8, months[tm.tm_mon % 12], 3);
+    out[11] = ' ';
+    put2(out + 12, (tm.tm_year + 1900) / 100);
+    put2(out + 14, (tm.tm_year + 1900) % 100);
+    out[16] = ' ';
+    put2(out + 17, tm.tm_hour);
+    out[19] = ':';
+    put2(out + 20, tm.tm_min);
+    out[22] = ':';
+    put2(out + 23, tm.tm_sec);
+    memcpy(out + 25, " GMT", 5);    /* with the NUL */
+}
+
+const char *
+hm__http_date(uint64_t now_ms)
+{
+    static char     cached[30];
+    static uint64_t valid_until;    /* loop ms when the second ends */
+    static int      have;
+    struct timespec ts;
+
+    if (have && now_ms < valid_until) {
+        return cached;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    hm__http_format_date(ts.tv_sec, cached);
+    valid_until = now_ms + 1000 - (uint64_t) (ts.tv_nsec / 1000000);
+    have = 1;
+    return cached;
 }

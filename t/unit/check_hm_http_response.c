@@ -6,6 +6,8 @@
 #include "hm_http_int.h"
 #include "hm_check.h"
 
+#include <time.h>
+
 static hm_http_header_t hdrs[32];
 
 static void
@@ -126,6 +128,45 @@ START_TEST(header_add_remove)
 }
 END_TEST
 
+/* Date: IMF-fixdate formatting and the per-second cache. */
+START_TEST(date_header)
+{
+    char d[30];
+    const char *a, *b;
+    time_t now, parsed;
+    struct tm tm;
+
+    hm__http_format_date(0, d);
+    ck_assert_str_eq(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+    hm__http_format_date(1700000000, d);
+    ck_assert_str_eq(d, "Tue, 14 Nov 2023 22:13:20 GMT");
+    hm__http_format_date(951782400, d);            /* leap day */
+    ck_assert_str_eq(d, "Tue, 29 Feb 2000 00:00:00 GMT");
+    hm__http_format_date(4102444799, d);
+    ck_assert_str_eq(d, "Thu, 31 Dec 2099 23:59:59 GMT");
+
+    /* same loop time: the same cached string, unchanged */
+    a = hm__http_date(5000);
+    ck_assert_uint_eq(strlen(a), 29);
+    memcpy(d, a, 30);
+    b = hm__http_date(5000);
+    ck_assert_ptr_eq(a, b);
+    ck_assert_str_eq(b, d);
+    /* it is the wall clock's current second (within a couple) */
+    memset(&tm, 0, sizeof(tm));
+    ck_assert_ptr_nonnull(strptime(b, "%a, %d %b %Y %H:%M:%S GMT", &tm));
+    parsed = timegm(&tm);
+    now = time(NULL);
+    ck_assert(parsed <= now && now - parsed <= 2);
+    /* two seconds of loop time later the date is re-read */
+    b = hm__http_date(7001);
+    memset(&tm, 0, sizeof(tm));
+    ck_assert_ptr_nonnull(strptime(b, "%a, %d %b %Y %H:%M:%S GMT", &tm));
+    now = time(NULL);
+    ck_assert(timegm(&tm) <= now && now - timegm(&tm) <= 2);
+}
+END_TEST
+
 static Suite *
 http_response_suite(void)
 {
@@ -135,6 +176,7 @@ http_response_suite(void)
     tcase_add_test(tc, upstream_head_rebuilt);
     tcase_add_test(tc, client_head_rebuilt);
     tcase_add_test(tc, header_add_remove);
+    tcase_add_test(tc, date_header);
     suite_add_tcase(s, tc);
     return s;
 }
