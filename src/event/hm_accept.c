@@ -7,8 +7,9 @@
  * the ClientHello preread (hm_preread.c).
  *
  * It also owns the worker's raw-socket event plumbing (hm_preread.h): one
- * epoll instance, level-triggered, watched by a single uv_poll_t on the
- * libuv loop, dispatching to hm_ev_t handlers.
+ * epoll instance (listeners level-triggered, connection sockets edge-
+ * triggered), watched by a single uv_poll_t on the libuv loop, dispatching
+ * to hm_ev_t handlers.
  */
 #include "hm_core.h"
 #include "hm_preread.h"
@@ -21,6 +22,7 @@
 
 #define HM_ACCEPT_BATCH   64    /* accepts per wakeup and listener */
 #define HM_EPOLL_BATCH    256
+#define HM_DEFER_MIN_CONNS 1024 /* max_connections from which we defer */
 
 typedef struct {
     hm_ev_t      ev;            /* first: handler gets &ev */
@@ -41,6 +43,7 @@ typedef struct {
 } hm_accept_state_t;
 
 hm_accept_stats_t hm_accept_stats;
+int               hm__defer_accept_ms;
 
 static hm_accept_state_t st = { -1 };
 
@@ -72,6 +75,19 @@ hm__ev_mod(hm_ev_t *ev, uint32_t mask)
     if (epoll_ctl(st.epfd, EPOLL_CTL_MOD, ev->fd, &e) == 0) {
         ev->mask = mask;
     }
+}
+
+void
+hm__ev_rearm(hm_ev_t *ev)
+{
+    struct epoll_event e;
+
+    if (ev->fd < 0) {
+        return;
+    }
+    e.events = ev->mask;
+    e.data.ptr = ev;
+    (void) epoll_ctl(st.epfd, EPOLL_CTL_MOD, ev->fd, &e);
 }
 
 void
@@ -231,9 +247,12 @@ hm_accept_init(hm_worker_t *w)
     hm_cycle_t *cycle = w->cycle;
     hm_acceptor_t *a;
     size_t i, n;
-    int one = 1, rc;
+    int one = 1, rc, max, defer;
 
     hm_upstream_init_worker(cycle);
+    max = w->max_connections > 0 ? w->max_connections
+          : cycle->conf->runtime.max_connections;
+    hm__defer_accept_ms = 0;
 
     if (!st.started) {
         st.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -275,6 +294,21 @@ hm_accept_init(hm_worker_t *w)
         /* Accepted sockets inherit TCP_NODELAY from the listener on Linux:
          * one setsockopt here instead of one per connection. */
         (void) setsockopt(ls->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* Every protocol on our ports speaks first (TLS ClientHello, PROXY
+         * header): with TCP_DEFER_ACCEPT the connection wakes us once, when
+         * its first bytes are there, instead of once for the accept and
+         * once for the hello (hm_preread.c reads at once).  1 s: the kernel
+         * hands over a silent connection after one SYN-ACK retransmit, and
+         * the preread counts that second against client_hello_timeout_ms.
+         * Silent connections then wait in the kernel, not counted against
+         * max_connections: so only with a large limit (the default 10000);
+         * a small one keeps its exact meaning. */
+        defer = max >= HM_DEFER_MIN_CONNS;
+        if (setsockopt(ls->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer,
+                       sizeof(defer)) == 0 && defer)
+        {
+            hm__defer_accept_ms = 1000;
+        }
         if (hm__ev_add(&a->ev, ls->fd, EPOLLIN) != HM_OK) {
             hm_log_error(NULL, "epoll_ctl(%s) failed: %s", ls->addr->text,
                          strerror(errno));

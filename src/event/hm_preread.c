@@ -1,9 +1,10 @@
 /*
  * hm_preread.c: step 2 and 3 of a connection (STYLE.md section 4).  After
  * accept, read the optional inbound PROXY protocol header and then one
- * complete ClientHello into c->preread (recv, never MSG_PEEK: the poll is
- * level-triggered), bounded in size (listener client_hello_max_bytes) and
- * time (client_hello_timeout_ms).  Then ask the modules (sni_route) where
+ * complete ClientHello into c->preread (recv, never MSG_PEEK; the socket
+ * is registered edge-triggered: a short read means drained), bounded in
+ * size (listener client_hello_max_bytes) and time
+ * (client_hello_timeout_ms).  Then ask the modules (sni_route) where
  * the connection goes: passthrough (hm_splice.c), terminate (the TLS
  * stack, hm_tls_terminate_start) or reject (TLS alert, close).
  *
@@ -151,18 +152,40 @@ hm__preread_start(hm_conn_t *c)
         }
     }
 
-    /* EPOLLRDHUP now saves a MOD when the relay starts (hm_splice.c). */
-    if (hm__ev_add(&pt->side[0].ev, c->fd, EPOLLIN | EPOLLRDHUP) != HM_OK) {
+    rc = l->client_hello_timeout_ms > 0 ? l->client_hello_timeout_ms : 10000;
+    uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
+
+    /* When the listeners have TCP_DEFER_ACCEPT (hm_accept.c) the kernel
+     * hands us the connection once its first bytes are there: read them
+     * now, before the socket is even registered, so accept, ClientHello,
+     * routing and the upstream connect take one wakeup.  Without it the
+     * hello has almost never arrived yet: wait for the poll. */
+    if (hm__defer_accept_ms > 0) {
+        preread_process(pt);
+        if (pt->state == HM_PT_CLOSED) {
+            return;             /* closed or handed off */
+        }
+        if (c->preread_len == 0 && pt->state <= HM_PT_HELLO) {
+            /* Accepted without data: the client has been silent for the
+             * whole deferral period; count it against the timeout. */
+            rc = rc > hm__defer_accept_ms ? rc - hm__defer_accept_ms : 1;
+            uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
+        }
+    }
+
+    /* Registered once for the connection's life, edge-triggered, with
+     * the mask the relay uses (hm_splice.c): no epoll_ctl later.  Input
+     * that arrived since the read above is reported at once. */
+    pt->side[0].out_armed = pt->side[0].wr_blocked;
+    if (hm__ev_add(&pt->side[0].ev, c->fd,
+                   EPOLLIN | EPOLLRDHUP | EPOLLET
+                   | (pt->side[0].wr_blocked ? EPOLLOUT : 0))
+        != HM_OK)
+    {
         hm_log_error(&c->log, "epoll_ctl(ADD) failed: %s", strerror(errno));
         hm__pt_close(pt, "internal_error");
         return;
     }
-    rc = l->client_hello_timeout_ms > 0 ? l->client_hello_timeout_ms : 10000;
-    uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
-
-    /* No recv() here: measured under load, the hello has almost never
-     * arrived yet when accept4() returns, so an early read is one wasted
-     * syscall per connection.  The poll reports it. */
 }
 
 static int
@@ -336,8 +359,8 @@ preread_grow(hm_pt_t *pt)
 
 /*
  * Reads what the client sent and parses the PROXY header and the
- * ClientHello.  Level-triggered polling: after a short read that did not
- * complete the hello, return and wait for the next event.
+ * ClientHello.  Edge-triggered: after a short read that did not complete
+ * the hello, return and wait for the next event (new data, new edge).
  */
 static void
 preread_process(hm_pt_t *pt)
@@ -443,5 +466,8 @@ on_client_preread(hm_ev_t *ev, uint32_t events)
 {
     hm_pt_t *pt = hm_container_of(ev, hm_pt_t, side[0].ev);
 
+    if (events & (EPOLLRDHUP | EPOLLHUP)) {
+        pt->side[0].rdhup = 1;  /* the relay must read the EOF itself */
+    }
     preread_process(pt);
 }

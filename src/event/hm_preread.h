@@ -8,8 +8,10 @@
  * instance of our own, itself watched by a single uv_poll_t on the worker's
  * loop.  This keeps libuv's loop, timers and signals, and saves per-fd
  * syscalls uv_poll_init() would add (an epoll ADD+DEL probe and an ioctl
- * each), lets us register a socket once with the right mask and change it
- * only on backpressure.  Registrations are level-triggered.
+ * each), and lets us register a socket once.  Listening sockets are
+ * level-triggered; connection sockets edge-triggered with EPOLLIN |
+ * EPOLLRDHUP (EPOLLOUT added once, the first time a write blocks), so a
+ * connection costs one epoll_ctl per socket for its whole life.
  *
  * A handler must not free the memory of its hm_ev_t: connections are freed
  * from a uv close callback, i.e. after the current batch of events, and a
@@ -35,6 +37,9 @@ struct hm_ev_s {
 int hm__ev_add(hm_ev_t *ev, int fd, uint32_t mask);
 /* Changes the mask (no syscall when unchanged). */
 void hm__ev_mod(hm_ev_t *ev, uint32_t mask);
+/* Re-arms an edge-triggered registration (same mask): the kernel reports
+ * the fd again at once if it is still ready. */
+void hm__ev_rearm(hm_ev_t *ev);
 /* Unregisters (before a hand-off; close() alone also unregisters). */
 void hm__ev_del(hm_ev_t *ev);
 /* Forgets the registration of an fd about to be closed (no syscall). */
@@ -64,6 +69,9 @@ typedef struct {
     unsigned rd_eof:1;      /* read returned 0: no more input */
     unsigned wr_shut:1;     /* we did shutdown(SHUT_WR) on it */
     unsigned wr_blocked:1;  /* last write hit EAGAIN: wait for EPOLLOUT */
+    unsigned rd_ready:1;    /* edge-triggered: input may be waiting */
+    unsigned rdhup:1;       /* the peer's FIN has arrived (EPOLLRDHUP) */
+    unsigned out_armed:1;   /* EPOLLOUT is in the registration */
 } hm_pt_side_t;
 
 typedef struct hm_pt_s {
@@ -86,9 +94,10 @@ typedef struct hm_pt_s {
 
     hm_pt_side_t        side[2];
     hm_pipe_t           pipe[2];
-    uint8_t            *buf[2];     /* copy mode: buffers instead of pipes */
-    size_t              off[2];     /* copy mode: write offset in buf */
-    unsigned            copy_mode:1;    /* splice refused: recv/send */
+    uint8_t            *buf[2];     /* bytes a send left over (no pipe) */
+    size_t              off[2];     /* write offset in buf */
+    uint8_t             in_buf[2];  /* pipe[d].pending bytes sit in buf[d] */
+    uint8_t             nosplice[2];/* splice refused: recv/send only */
     unsigned            draining:1;
 } hm_pt_t;
 
@@ -120,6 +129,9 @@ typedef struct {
 } hm_accept_stats_t;
 
 extern hm_accept_stats_t hm_accept_stats;
+/* TCP_DEFER_ACCEPT period set on this worker's listeners in ms (0: none):
+ * a connection accepted without data has been silent that long. */
+extern int hm__defer_accept_ms;
 /* Re-evaluates whether the loop must stay alive for our sockets. */
 void hm__accept_update_ref(hm_worker_t *w);
 

@@ -2,17 +2,33 @@
  * hm_splice.c: step 4 of a connection (STYLE.md section 4), the
  * passthrough relay.  Connects to a peer of the site's upstream (next
  * server on failure, connect_timeout_ms), sends the optional PROXY
- * protocol header and every preread byte, then moves bytes both ways with
- * splice(2) through pipes from a per-worker free list (zero copy), with
- * recv/send through a small buffer as the fallback when the kernel refuses
- * splice for these fds.
+ * protocol header and every preread byte, then moves bytes both ways.
  *
- * Flow control: a direction only reads from its source when its pipe is
- * empty, so at most one pipe of data (1 MiB) is in flight per direction and
- * a slow reader stops the fast writer (backpressure by not reading).  End
- * of input on one side becomes shutdown(SHUT_WR) on the other once the
- * pipe drained; the connection closes when both directions are done, on a
- * reset, or after limits.idle_timeout_ms without traffic.
+ * Two ways to move a direction's bytes, chosen per direction:
+ * - copy: recv() into one worker-wide buffer and send() at once.  The TLS
+ *   handshake and small request/response exchanges move a few small
+ *   messages, for which this is cheaper than splice (no pipe, no page
+ *   references); what a send() leaves over goes to a per-connection pool
+ *   buffer (the direction then reads nothing more until it is sent).
+ * - splice: once a direction has moved HM_SPLICE_AFTER bytes, splice(2)
+ *   through a pipe from a per-worker free list (zero copy, 1 MiB pipes).
+ *   Only bulk connections ever take a pipe.  If the kernel refuses splice
+ *   for these fds the direction stays in copy mode.
+ *
+ * Events: both sockets are registered once, edge-triggered, with
+ * EPOLLIN | EPOLLRDHUP (EPOLLOUT added the first time a write blocks and
+ * then kept): no epoll_ctl per state change.  A side's rd_ready flag says
+ * input may be waiting; it is cleared by a short recv() or EAGAIN.
+ *
+ * Flow control: a direction only reads from its source when nothing of it
+ * is pending, so at most one pipe (1 MiB) or one buffer (64 KiB) of data
+ * is in flight per direction and a slow reader stops the fast writer
+ * (backpressure by not reading).  End of input on one side becomes
+ * shutdown(SHUT_WR) on the other once the pending bytes are out (a last
+ * small message read together with the FIN goes out with MSG_MORE, so
+ * the data and the FIN leave in one segment); the connection closes when
+ * both directions are done, on a reset, or after limits.idle_timeout_ms
+ * without traffic.
  */
 #include "hm_core.h"
 #include "hm_preread.h"
@@ -28,6 +44,13 @@
 #define HM_PIPE_SIZE      (1024 * 1024)
 #define HM_PIPE_FREE_MAX  256
 #define HM_COPY_BUF_SIZE  (64 * 1024)
+#define HM_SPLICE_AFTER   (64 * 1024)   /* bytes a direction copies first */
+#define HM_PUMP_ROUNDS    16            /* reads per direction and event */
+#define HM_EV_MASK        (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+/* Worker-wide copy buffer: a worker is one thread and a recv() into it is
+ * always followed by the send() of what it got. */
+static uint8_t   copy_buf[HM_COPY_BUF_SIZE];
 
 static hm_pipe_t pipe_free[HM_PIPE_FREE_MAX];
 static int       npipe_free;
@@ -36,6 +59,7 @@ static int       pipe_size = HM_PIPE_SIZE;   /* lowered if refused */
 static void on_client_ev(hm_ev_t *ev, uint32_t events);
 static void on_upstream_ev(hm_ev_t *ev, uint32_t events);
 static void connect_next(hm_pt_t *pt);
+static void relay_run(hm_pt_t *pt);
 
 /* Takes a pipe from the worker's free list or makes one (sized with
  * F_SETPIPE_SZ).  HM_OK or HM_ERROR (out of fds). */
@@ -135,34 +159,21 @@ send_preread(hm_pt_t *pt)
     return pt->sent == total ? HM_OK : HM_AGAIN;
 }
 
-static void
-set_masks(hm_pt_t *pt)
-{
-    uint32_t m;
-    int k;
 
-    for (k = 0; k < 2; k++) {
-        hm_pt_side_t *s = &pt->side[k];
-        if (s->ev.fd < 0) {
-            continue;
-        }
-        if (s->rd_eof && s->wr_shut) {
-            /* Both directions of this socket are finished: stop watching
-             * it (a level-triggered EPOLLHUP would fire forever). */
-            hm__ev_del(&s->ev);
-            continue;
-        }
-        m = 0;
-        if (!s->rd_eof && pt->pipe[k].pending == 0) {
-            m |= EPOLLIN | EPOLLRDHUP;
-        }
-        if (s->wr_blocked && pt->pipe[1 - k].pending > 0) {
-            m |= EPOLLOUT;
-        }
-        hm__ev_mod(&s->ev, m);
+/* Adds EPOLLOUT to side k's registration (once: edge-triggered, it stays). */
+static void
+arm_out(hm_pt_t *pt, int k)
+{
+    hm_pt_side_t *s = &pt->side[k];
+
+    if (!s->out_armed && s->ev.fd >= 0) {
+        s->out_armed = 1;
+        hm__ev_mod(&s->ev, HM_EV_MASK | EPOLLOUT);
     }
 }
 
+/* Connected and the preread is out: start relaying.  Input that arrived
+ * meanwhile (edge already reported) is read at once. */
 static void
 relay_start(hm_pt_t *pt)
 {
@@ -181,10 +192,14 @@ relay_start(hm_pt_t *pt)
         uv_timer_stop(&pt->timer);
     }
     pt->side[1].ev.handler = on_upstream_ev;
-    set_masks(pt);
+    if (pt->side[0].rdhup) {
+        pt->side[0].rd_ready = 1;
+    }
+    if (pt->side[0].rd_ready || pt->side[1].rd_ready) {
+        relay_run(pt);
+    }
 }
 
-/* Gives up on the current peer after a failed attempt and records it. */
 static void
 fail_attempt(hm_pt_t *pt, const char *what, int err, const char *outcome)
 {
@@ -316,8 +331,9 @@ connect_next(hm_pt_t *pt)
                                           : "upstream_refused");
             continue;
         }
+        pt->side[1].out_armed = (rc != HM_OK);
         if (hm__ev_add(&pt->side[1].ev, fd,
-                       rc == HM_OK ? EPOLLIN | EPOLLRDHUP : EPOLLOUT)
+                       rc == HM_OK ? HM_EV_MASK : HM_EV_MASK | EPOLLOUT)
             != HM_OK)
         {
             hm_log_error(&c->log, "epoll_ctl(ADD) failed: %s",
@@ -361,37 +377,10 @@ hm__splice_timer(hm_pt_t *pt)
                    idle - (now - pt->active_ms), 0);
 }
 
-/* Switches the connection to recv/send copying (splice refused). */
-static int
-copy_mode_on(hm_pt_t *pt)
-{
-    hm_conn_t *c = pt->c;
-    int d;
-
-    if (pt->copy_mode) {
-        return HM_OK;
-    }
-    hm_log_info(&c->log, "splice() not supported here: copying");
-    for (d = 0; d < 2; d++) {
-        if (pt->pipe[d].pending > 0) {
-            return HM_ERROR;    /* cannot happen: refused on first use */
-        }
-        hm__pipe_put(&pt->pipe[d]);
-        pt->buf[d] = hm_pool_alloc(c->pool, HM_COPY_BUF_SIZE);
-        if (pt->buf[d] == NULL) {
-            return HM_ERROR;
-        }
-        pt->pipe[d].cap = HM_COPY_BUF_SIZE;
-        pt->pipe[d].pending = 0;
-        pt->off[d] = 0;
-    }
-    pt->copy_mode = 1;
-    return HM_OK;
-}
-
 /*
- * Writes direction d's pending bytes to its destination.  Returns HM_OK
- * (progress or blocked) or HM_ERROR (connection closed).
+ * Writes direction d's pending bytes (pipe or leftover buffer) to its
+ * destination.  Returns HM_OK (progress or blocked) or HM_ERROR (the
+ * connection was closed).
  */
 static int
 flush(hm_pt_t *pt, int d)
@@ -401,7 +390,7 @@ flush(hm_pt_t *pt, int d)
     ssize_t w;
 
     for (;;) {
-        if (pt->copy_mode) {
+        if (pt->in_buf[d]) {
             w = send(dst->fd, pt->buf[d] + pt->off[d], p->pending,
                      MSG_NOSIGNAL);
         } else {
@@ -416,6 +405,7 @@ flush(hm_pt_t *pt, int d)
         }
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             dst->wr_blocked = 1;
+            arm_out(pt, 1 - d);
             return HM_OK;
         }
         hm_log_info(&pt->c->log, "writing to the %s failed: %s",
@@ -431,82 +421,186 @@ flush(hm_pt_t *pt, int d)
     } else {
         pt->c->bytes_out += (uint64_t) w;
     }
-    /* A short write means the socket buffer is full. */
-    dst->wr_blocked = p->pending > 0;
+    if (p->pending == 0) {
+        pt->in_buf[d] = 0;
+        dst->wr_blocked = 0;
+    } else {
+        /* A short write means the socket buffer is full. */
+        dst->wr_blocked = 1;
+        arm_out(pt, 1 - d);
+    }
     return HM_OK;
 }
 
 /*
- * Moves data of direction d (0: client -> upstream, 1: upstream ->
- * client): flushes what its pipe holds, then, if flags has HM_PUMP_READ
- * and the pipe is empty, reads from the source and flushes again;
- * propagates end of input as shutdown(SHUT_WR).  Returns HM_OK or
- * HM_ERROR (closed).
+ * Copy mode, one read of direction d: recv() into the worker's buffer and
+ * send() it at once; a remainder the socket did not take goes to the
+ * direction's pool buffer.  Returns the recv() result (bytes, 0 at end of
+ * input, -1 with errno), or -2 when the connection was closed.
  */
-#define HM_PUMP_READ  1
-#define HM_PUMP_RDHUP 2
+static ssize_t
+copy_once(hm_pt_t *pt, int d)
+{
+    hm_pt_side_t *src = &pt->side[d], *dst = &pt->side[1 - d];
+    ssize_t r, w;
+    int flags;
 
+    do {
+        r = recv(src->fd, copy_buf, sizeof(copy_buf), 0);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        return r;
+    }
+    flags = MSG_NOSIGNAL;
+    if ((size_t) r < sizeof(copy_buf)) {
+        if (src->rdhup) {
+            /* The FIN is behind these bytes: hold them back until the
+             * shutdown() (or close()) that follows, one segment for both. */
+            flags |= MSG_MORE;
+        } else {
+            /* Drained; the next arrival is a new edge. */
+            src->rd_ready = 0;
+        }
+    }
+    do {
+        w = send(dst->fd, copy_buf, (size_t) r, flags);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            hm_log_info(&pt->c->log, "writing to the %s failed: %s",
+                        d == 0 ? "upstream" : "client", strerror(errno));
+            hm__pt_close(pt, reset_outcome(1 - d));
+            return -2;
+        }
+        w = 0;
+    }
+    if (d == 0) {
+        pt->c->bytes_in += (uint64_t) w;
+    } else {
+        pt->c->bytes_out += (uint64_t) w;
+    }
+    if (w < r) {
+        if (pt->buf[d] == NULL) {
+            pt->buf[d] = hm_pool_alloc(pt->c->pool, HM_COPY_BUF_SIZE);
+            if (pt->buf[d] == NULL) {
+                hm_log_error(&pt->c->log, "out of memory for a relay buffer");
+                hm__pt_close(pt, "internal_error");
+                return -2;
+            }
+        }
+        memcpy(pt->buf[d], copy_buf + w, (size_t) (r - w));
+        pt->pipe[d].pending = (size_t) (r - w);
+        pt->off[d] = 0;
+        pt->in_buf[d] = 1;
+        dst->wr_blocked = 1;
+        arm_out(pt, 1 - d);
+    }
+    return r;
+}
+
+/*
+ * Splice mode, one read of direction d into its pipe, then a flush.
+ * Returns like copy_once(); -3 when splice is refused for these fds (the
+ * direction switches to copy mode).
+ */
+static ssize_t
+splice_once(hm_pt_t *pt, int d)
+{
+    hm_pt_side_t *src = &pt->side[d];
+    hm_pipe_t *p = &pt->pipe[d];
+    ssize_t r;
+
+    if (p->rfd < 0 && pipe_get(p) != HM_OK) {
+        return -3;              /* out of fds: copy this time */
+    }
+    do {
+        r = splice(src->fd, NULL, p->wfd, NULL, p->cap,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EINVAL) {
+        hm_log_info(&pt->c->log, "splice() not supported here: copying");
+        hm__pipe_put(p);
+        pt->nosplice[d] = 1;
+        return -3;
+    }
+    if (r <= 0) {
+        return r;
+    }
+    /* A short splice does not prove the socket drained (the pipe may have
+     * run out of slots): rd_ready stays until EAGAIN. */
+    p->pending = (size_t) r;
+    pt->in_buf[d] = 0;
+    pt->off[d] = 0;
+    if (flush(pt, d) != HM_OK) {
+        return -2;
+    }
+    return r;
+}
+
+/*
+ * Moves data of direction d (0: client -> upstream, 1: upstream ->
+ * client): flushes what is pending, then, while the source may have input
+ * and nothing is pending, reads and writes (bounded per event; the fd is
+ * re-armed when the bound cuts it short).  Propagates end of input as
+ * shutdown(SHUT_WR).  Returns HM_OK or HM_ERROR (closed).
+ */
 static int
-pump(hm_pt_t *pt, int d, int flags)
+pump(hm_pt_t *pt, int d)
 {
     hm_pt_side_t *src = &pt->side[d], *dst = &pt->side[1 - d];
     hm_pipe_t *p = &pt->pipe[d];
+    uint64_t moved;
     ssize_t r;
-    int tries;
+    int rounds;
 
-    if (p->pending > 0 && !dst->wr_blocked) {
-        if (flush(pt, d) != HM_OK) {
-            return HM_ERROR;
-        }
-    }
-    /* One read per event (level-triggered: more data is reported again).
-     * When the peer has also sent its FIN (EPOLLRDHUP with the data), read
-     * again at once: the EOF then costs no extra round through the loop. */
-    for (tries = 0; (flags & HM_PUMP_READ) && p->pending == 0 && !src->rd_eof
-                    && tries < ((flags & HM_PUMP_RDHUP) ? 2 : 1); tries++)
-    {
-        if (!pt->copy_mode && p->rfd < 0 && pipe_get(p) != HM_OK) {
-            if (copy_mode_on(pt) != HM_OK) {
-                hm_log_error(&pt->c->log, "no pipe and no memory");
-                hm__pt_close(pt, "internal_error");
-                return HM_ERROR;
+    for (rounds = 0; ; rounds++) {
+        if (p->pending > 0) {
+            if (dst->wr_blocked) {
+                break;
             }
-        }
-        for (;;) {
-            if (pt->copy_mode) {
-                r = recv(src->fd, pt->buf[d], HM_COPY_BUF_SIZE, 0);
-            } else {
-                r = splice(src->fd, NULL, p->wfd, NULL, p->cap,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                if (r < 0 && errno == EINVAL) {
-                    if (copy_mode_on(pt) != HM_OK) {
-                        hm__pt_close(pt, "internal_error");
-                        return HM_ERROR;
-                    }
-                    continue;
-                }
-            }
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            break;
-        }
-        if (r > 0) {
-            p->pending = (size_t) r;
-            pt->off[d] = 0;
-            dst->wr_blocked = 0;
             if (flush(pt, d) != HM_OK) {
                 return HM_ERROR;
             }
-        } else if (r == 0) {
-            src->rd_eof = 1;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            hm_log_info(&pt->c->log, "reading from the %s failed: %s",
-                        d == 0 ? "client" : "upstream", strerror(errno));
-            hm__pt_close(pt, reset_outcome(d));
-            return HM_ERROR;
-        } else {
+            if (p->pending > 0) {
+                break;
+            }
+        }
+        if (!src->rd_ready || src->rd_eof) {
             break;
+        }
+        if (rounds == HM_PUMP_ROUNDS) {
+            hm__ev_rearm(&src->ev);     /* reported again if still ready */
+            break;
+        }
+        moved = d == 0 ? pt->c->bytes_in : pt->c->bytes_out;
+        r = -3;
+        if (moved >= HM_SPLICE_AFTER && !pt->nosplice[d]) {
+            r = splice_once(pt, d);
+        }
+        if (r == -3) {
+            r = copy_once(pt, d);
+        }
+        if (r == -2) {
+            return HM_ERROR;
+        }
+        if (r == 0) {
+            src->rd_eof = 1;
+            src->rd_ready = 0;
+        } else if (r < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                hm_log_info(&pt->c->log, "reading from the %s failed: %s",
+                            d == 0 ? "client" : "upstream", strerror(errno));
+                hm__pt_close(pt, reset_outcome(d));
+                return HM_ERROR;
+            }
+            src->rd_ready = 0;
+            if (src->rdhup) {
+                /* Cannot happen (FIN seen, no EOF): do not leave bytes
+                 * held back by MSG_MORE. */
+                int one = 1;
+                (void) setsockopt(dst->fd, IPPROTO_TCP, TCP_NODELAY,
+                                  &one, sizeof(one));
+            }
         }
     }
     if (src->rd_eof && p->pending == 0 && !dst->wr_shut) {
@@ -520,11 +614,29 @@ pump(hm_pt_t *pt, int d, int flags)
     return HM_OK;
 }
 
+/* Runs both directions and closes the connection when both are done. */
+static void
+relay_run(hm_pt_t *pt)
+{
+    int i;
+
+    if (pump(pt, 0) != HM_OK || pump(pt, 1) != HM_OK) {
+        return;
+    }
+    for (i = 0; i < 2; i++) {
+        if (!(pt->side[i].rd_eof && pt->pipe[i].pending == 0
+              && pt->side[1 - i].wr_shut))
+        {
+            return;
+        }
+    }
+    hm__pt_close(pt, "ok");
+}
+
 static void
 relay(hm_pt_t *pt, int s, uint32_t events)
 {
     hm_conn_t *c = pt->c;
-    int i;
 
     if (events & EPOLLERR) {
         hm_log_info(&c->log, "connection reset by the %s",
@@ -532,54 +644,54 @@ relay(hm_pt_t *pt, int s, uint32_t events)
         hm__pt_close(pt, reset_outcome(s));
         return;
     }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+        pt->side[s].rd_ready = 1;
+        if (events & (EPOLLRDHUP | EPOLLHUP)) {
+            pt->side[s].rdhup = 1;
+        }
+    }
     if (events & (EPOLLOUT | EPOLLHUP)) {
         pt->side[s].wr_blocked = 0;
     }
-    /* Direction s reads from this socket; direction 1 - s writes to it. */
-    if (pump(pt, s, ((events & (EPOLLIN | EPOLLHUP)) ? HM_PUMP_READ : 0)
-                    | ((events & (EPOLLRDHUP | EPOLLHUP)) ? HM_PUMP_RDHUP : 0))
-        != HM_OK)
-    {
-        return;
-    }
-    if (pump(pt, 1 - s, 0) != HM_OK) {
-        return;
-    }
     pt->active_ms = uv_now(c->worker->loop);
-
-    for (i = 0; i < 2; i++) {
-        if (!(pt->side[i].rd_eof && pt->pipe[i].pending == 0
-              && pt->side[1 - i].wr_shut))
-        {
-            break;
-        }
-    }
-    if (i == 2) {
-        hm__pt_close(pt, "ok");
-        return;
-    }
-    set_masks(pt);
+    relay_run(pt);
 }
 
 /* Client socket event while connecting: keep the bytes for the upstream
- * (bounded by the preread buffer), notice a client that gives up. */
+ * (bounded by the preread buffer), notice a client that gives up.  Edge-
+ * triggered: read until EAGAIN or the buffer is full (then the relay
+ * resumes reading). */
 static void
-client_while_connecting(hm_pt_t *pt)
+client_while_connecting(hm_pt_t *pt, uint32_t events)
 {
     hm_conn_t *c = pt->c;
     ssize_t n;
+    int i;
 
-    if (c->preread_len == c->preread_cap) {
-        hm__ev_mod(&pt->side[0].ev, 0);     /* resumed by relay_start */
-        return;
+    if (events & (EPOLLRDHUP | EPOLLHUP)) {
+        pt->side[0].rdhup = 1;
     }
-    n = recv(pt->side[0].fd, c->preread + c->preread_len,
-             c->preread_cap - c->preread_len, 0);
-    if (n > 0) {
-        c->preread_len += (size_t) n;
-        return;
+    for (i = 0; i < 64; i++) {
+        if (c->preread_len == c->preread_cap) {
+            pt->side[0].rd_ready = 1;       /* resumed by relay_start */
+            return;
+        }
+        n = recv(pt->side[0].fd, c->preread + c->preread_len,
+                 c->preread_cap - c->preread_len, 0);
+        if (n > 0) {
+            c->preread_len += (size_t) n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        break;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    if (i == 64) {
+        pt->side[0].rd_ready = 1;
         return;
     }
     hm_log_info(&c->log, "client closed the connection while connecting "
@@ -595,7 +707,7 @@ on_client_ev(hm_ev_t *ev, uint32_t events)
     if (pt->state == HM_PT_RELAY) {
         relay(pt, 0, events);
     } else if (pt->state == HM_PT_CONNECTING) {
-        client_while_connecting(pt);
+        client_while_connecting(pt, events);
     }
 }
 
@@ -629,6 +741,12 @@ on_upstream_ev(hm_ev_t *ev, uint32_t events)
                                       : "upstream_refused");
         connect_next(pt);
         return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+        pt->side[1].rd_ready = 1;
+        if (events & (EPOLLRDHUP | EPOLLHUP)) {
+            pt->side[1].rdhup = 1;
+        }
     }
     relay_start(pt);
 }
