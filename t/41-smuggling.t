@@ -199,5 +199,28 @@ unlike($log, qr{^POST /a }m, 'no refused POST reached the backend (chunked frami
     unlike($json // '', qr/X-Trailer/, 'trailer not forwarded as a header');
 }
 
+# h2c smuggling: only "Upgrade: websocket" is tunnelled.  Any other
+# Upgrade (h2c above all) is a normal request: Upgrade and HTTP2-Settings
+# are dropped, the backend answers it as HTTP/1.1 and the next request on
+# the connection is still parsed, routed and sanitised by the proxy.
+{
+    my $out = raw("GET /ws HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\n"
+                . "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+                . "GET /after-h2c HTTP/1.1\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'Upgrade: h2c is not tunnelled: two HTTP answers');
+    unlike($out, qr/ws-backend=/, 'no tunnel to the backend');
+    unlike($out, qr/"Upgrade"|"HTTP2-Settings"|AAMAAABkAARA/i, 'Upgrade and HTTP2-Settings never reach the backend');
+    my $out2 = raw("GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\n"
+                 . "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n");
+    is_deeply(statuses($out2), [200], 'h2c without HTTP2-Settings in Connection: 200');
+    unlike($out2, qr/AAMAAABkAARA/, 'HTTP2-Settings dropped even when not listed in Connection');
+    sleep 0.3;
+    like(backend_log(), qr{GET /after-h2c}, 'the request after the h2c attempt was forwarded by the proxy');
+    my $ws = raw("GET /ws HTTP/1.1\r\n${H}Connection: upgrade\r\n"
+               . "Upgrade: WebSocket\r\n\r\nping", idle => 1);
+    like($ws, qr{^HTTP/1\.1 101 }, 'Upgrade: WebSocket (any case) still tunnelled');
+    like($ws, qr/ws-backend=.*\nping/s, 'bytes relayed after 101');
+}
+
 $t->stop;
 done_testing;

@@ -536,6 +536,11 @@ check_fields(hm_http_msg_t *m)
             }
             break;
         case 14:
+            if (str_caseeq(h->name, "http2-settings")) {
+                /* Connection-specific (RFC 9113 3.2.1, h2c upgrade):
+                 * never forwarded. */
+                h->flags |= HM_HTTP_HDR_HOP;
+            }
             if (str_caseeq(h->name, "content-length")) {
                 if (have_cl++) {
                     m->error = "several Content-Length headers";
@@ -591,8 +596,12 @@ check_fields(hm_http_msg_t *m)
     } else {
         m->keep_alive = m->keep_alive && !m->conn_close;
     }
-    m->upgrade = m->conn_upgrade && m->upgrade_proto.len > 0
-                 && m->version == 11;
+    /* Only WebSocket is tunnelled: any other protocol (h2c above all,
+     * which would let a client talk HTTP/2 to the upstream past routing
+     * and header sanitising) is a normal request whose Upgrade header,
+     * hop-by-hop, is dropped. */
+    m->upgrade = m->conn_upgrade && m->version == 11
+                 && str_caseeq(m->upgrade_proto, "websocket");
     return HM_OK;
 }
 

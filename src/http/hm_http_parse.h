@@ -84,7 +84,8 @@ typedef struct {
     unsigned    keep_alive:1;       /* by version and Connection */
     unsigned    conn_close:1;
     unsigned    conn_upgrade:1;     /* Connection lists "upgrade" */
-    unsigned    upgrade:1;          /* Upgrade header with conn_upgrade */
+    unsigned    upgrade:1;          /* "Upgrade: websocket" with
+                                       conn_upgrade (others: ignored) */
     unsigned    expect_continue:1;  /* Expect: 100-continue */
     hm_str_t    host;               /* Host header value (request) */
     hm_str_t    upgrade_proto;      /* Upgrade header value */

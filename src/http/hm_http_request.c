@@ -1123,8 +1123,9 @@ resp_head_done(hm_http_conn_t *hc)
 
     hc->resp_kind = hm_http_resp_body(rm, hc->msg.method);
     if (rm->status == 101) {
-        if (!hc->msg.upgrade) {
-            up_failed_early(hc, "answered 101 to a request without Upgrade");
+        if (!hc->msg.upgrade || !rm->upgrade) {
+            up_failed_early(hc, "answered 101 to a request without Upgrade "
+                            "or not with \"Upgrade: websocket\"");
             return;
         }
         hc->r.resp = rm;

@@ -279,6 +279,23 @@ START_TEST(connection_and_expect)
     ck_assert_int_eq(req("GET /ws HTTP/1.1\r\nHost: a\r\n"
                          "Upgrade: websocket\r\n\r\n", &m), HM_OK);
     ck_assert(!m.upgrade);
+    /* Only WebSocket (any case) is an upgrade; h2c and friends are not,
+     * and HTTP2-Settings is never forwarded. */
+    ck_assert_int_eq(req("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                         "Upgrade: WebSocket\r\n\r\n", &m), HM_OK);
+    ck_assert(m.upgrade);
+    ck_assert_int_eq(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                         "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+                         "\r\n", &m), HM_OK);
+    ck_assert(!m.upgrade);
+    ck_assert(m.headers[2].flags & HM_HTTP_HDR_HOP);   /* Upgrade */
+    ck_assert(m.headers[3].flags & HM_HTTP_HDR_HOP);   /* HTTP2-Settings */
+    ck_assert_int_eq(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                         "Upgrade: websocket, h2c\r\n\r\n", &m), HM_OK);
+    ck_assert(!m.upgrade);
+    ck_assert_int_eq(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                         "Upgrade: websockets\r\n\r\n", &m), HM_OK);
+    ck_assert(!m.upgrade);
 }
 END_TEST
 
