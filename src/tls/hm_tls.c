@@ -979,6 +979,9 @@ hm_tls_terminate_start(hm_conn_t *c)
                                   c->site->tls.handshake_timeout_ms,
                                   terminate_handshake_done);
     }
+    /* The stream copied the ClientHello: the preread buffer (4 KiB and
+     * up) is not needed for the rest of the connection's life. */
+    hm_conn_preread_release(c);
     if (rc != 0) {
         hm_tls_nfailed++;
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
