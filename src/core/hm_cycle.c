@@ -3,7 +3,8 @@
  * builds a cycle from the file at start (and, later, on reload): the
  * loader (hm_conf.c) decodes and checks the JSON, then this file builds
  * what the workers need from it (the terminating sites' SSL_CTXs through
- * the TLS layer, each module's postconfig tables).  Workers inherit the
+ * the TLS layer, each module's postconfig tables; the upstreams' client
+ * SSL_CTXs are built by modules/upstream_tls's postconfig).  Workers inherit the
  * cycle through fork; connections take a reference on it, so a
  * generation lives until its last connection closes.
  *
@@ -116,9 +117,13 @@ hm_cycle_new(const char *path, void *err, int *nerrors)
     cycle->pool = conf->pool;
 
     n = cycle_tls_init(cycle, path, out);
+    cycle->err = out;
+    cycle->err_path = path;
     if (hm_modules_postconfig(cycle) != HM_OK) {
         n++;
     }
+    cycle->err = NULL;
+    cycle->err_path = NULL;
     if (n > 0) {
         *nerrors = n;
         cycle->refs = 0;

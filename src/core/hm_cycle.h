@@ -27,6 +27,12 @@ struct hm_cycle_s {
     void          *module_conf[16]; /* by hm_module_t.ctx_index */
     hm_listen_t   *listens;
     size_t         nlistens;
+
+    /* Added by the fixes work: while hm_cycle_new() runs the modules'
+     * postconfig, where errors go (FILE *) and the file name to print
+     * ("FILE: json.path: reason"); NULL otherwise. */
+    void          *err;
+    const char    *err_path;
 };
 
 #define HM_CYCLE_MAGIC 0x4379636c

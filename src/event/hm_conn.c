@@ -18,8 +18,10 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 
-/* conn (~1 KiB) + passthrough state (~1 KiB) + 4 KiB ClientHello buffer. */
-#define HM_CONN_POOL_SIZE 8192
+/* conn (~1 KiB) + passthrough or TLS stream and HTTP state (~2.3 KiB): an
+ * idle TLS connection uses ~3.3 KiB.  The ClientHello buffer is malloc'd
+ * (hm_preread.c) and released at the TLS hand-off. */
+#define HM_CONN_POOL_SIZE 4096
 
 static void
 addr_text(const struct sockaddr *sa, char *buf, size_t len)
@@ -182,9 +184,20 @@ hm_conn_free(hm_conn_t *c)
     }
     w->nconns--;
     c->magic = 0;
+    hm_conn_preread_release(c);
     hm_pool_free(c->pool);
     hm_cycle_unref(cycle);
     hm__accept_update_ref(w);
+}
+
+/* Frees the preread buffer (malloc'd by hm_preread.c); c->preread_len is
+ * kept for the access log.  Idempotent. */
+void
+hm_conn_preread_release(hm_conn_t *c)
+{
+    free(c->preread);
+    c->preread = NULL;
+    c->preread_cap = 0;
 }
 
 /*

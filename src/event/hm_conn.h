@@ -79,9 +79,14 @@ void hm_conn_set_peer(hm_conn_t *c, const struct sockaddr *sa, socklen_t len);
 /* Writes the connection's access-log line (passthrough format) and runs
  * the modules' on_log hooks.  Idempotent. */
 void hm_conn_log(hm_conn_t *c);
-/* Unlinks and frees c (its pool, cycle ref).  The socket and every uv
- * handle must already be closed. */
+/* Unlinks and frees c (its pool, cycle ref, preread buffer).  The socket
+ * and every uv handle must already be closed. */
 void hm_conn_free(hm_conn_t *c);
+/* Added by the fixes work: frees c->preread (malloc'd, not pool memory,
+ * so that it does not stay for the connection's life) once its bytes were
+ * handed on (TLS: copied into the handshake; passthrough: at
+ * hm_conn_free).  preread_len stays.  Idempotent. */
+void hm_conn_preread_release(hm_conn_t *c);
 
 /* Hand-off from preread to the terminating TLS stack (src/tls): takes
  * ownership of c->fd and c->preread.  Implemented by the TLS layer. */

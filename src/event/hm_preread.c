@@ -118,7 +118,9 @@ hm__preread_start(hm_conn_t *c)
     max = l->client_hello_max_bytes + HM_PREREAD_SLACK
           + (l->proxy_protocol ? HM_PROXY_HDR_MAX : 0);
     c->preread_cap = hm_min(max, HM_PREREAD_FIRST);
-    c->preread = pt ? hm_pool_alloc(c->pool, c->preread_cap) : NULL;
+    /* malloc, not the pool: released at the TLS hand-off (see
+     * hm_conn_preread_release), else by hm_conn_free. */
+    c->preread = pt ? malloc(c->preread_cap) : NULL;
     if (c->preread == NULL) {
         hm_log_error(&c->log, "out of memory for a new connection");
         close(c->fd);
@@ -334,7 +336,7 @@ hello_done(hm_pt_t *pt, const hm_tls_hello_t *hello)
     hm__pt_close(pt, "no_sni_match");
 }
 
-/* Grows c->preread (pool memory) up to pt->preread_max.  HM_OK, or
+/* Grows c->preread (malloc'd) up to pt->preread_max.  HM_OK, or
  * HM_DECLINED when the bound is reached, HM_ERROR when out of memory. */
 static int
 preread_grow(hm_pt_t *pt)
@@ -347,11 +349,10 @@ preread_grow(hm_pt_t *pt)
         return HM_DECLINED;
     }
     cap = hm_min(c->preread_cap * 2, pt->preread_max);
-    p = hm_pool_alloc(c->pool, cap);
+    p = realloc(c->preread, cap);
     if (p == NULL) {
         return HM_ERROR;
     }
-    memcpy(p, c->preread, c->preread_len);
     c->preread = p;
     c->preread_cap = cap;
     return HM_OK;

@@ -5,9 +5,10 @@
  *
  * Data flow: hm_cycle_new() calls hm_tls_site_init() for every terminating
  * site, which builds site->tls_ctx (certificates, versions, ALPN, client
- * auth, session tickets, OCSP) and, on first use of a configuration, the
- * client contexts of its TLS upstreams (hm_tls_upstream_init, freed with
- * the configuration pool).  At run time, after sni_route picked a
+ * auth, session tickets, OCSP).  The client contexts of TLS upstreams
+ * (hm_tls_upstream_init, freed with the configuration pool) are built by
+ * modules/upstream_tls's postconfig, the one owner of upstream TLS
+ * profiles.  At run time, after sni_route picked a
  * terminating site, preread calls hm_tls_terminate_start(c): the socket
  * becomes an hm_stream_t, the preread ClientHello is fed to the handshake,
  * and on success the HTTP layer takes the connection.  Nothing per
@@ -483,8 +484,6 @@ alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen,
 
 /* ---- site init -------------------------------------------------------- */
 
-static int hm_tls_upstreams_init(hm_conf_t *conf, char *err, size_t errlen);
-
 /*
  * Builds site->tls_ctx for a terminating site.  Certificates come from
  * hm_tls_cert_load() (cert->tls is an hm_tls_cert_t).  Returns HM_OK, or
@@ -504,9 +503,6 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
     size_t              i, n, len, pos;
 
     ERR_clear_error();
-    if (hm_tls_upstreams_init(conf, err, errlen) != HM_OK) {
-        return HM_ERROR;
-    }
     if (hm_tls_site_index < 0) {
         hm_tls_site_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
                                                      NULL);
@@ -868,31 +864,6 @@ hm_tls_upstream_init(hm_conf_t *conf, hm_conf_upstream_t *u, char *err,
     return HM_OK;
 }
 
-/* Builds the client contexts of every TLS upstream of conf once. */
-static int
-hm_tls_upstreams_init(hm_conf_t *conf, char *err, size_t errlen)
-{
-    char   reason[256];
-    size_t i;
-
-    for (i = 0; i < conf->nupstreams; i++) {
-        if (!conf->upstreams[i].tls.present
-            || conf->upstreams[i].tls.tls != NULL)
-        {
-            continue;
-        }
-        reason[0] = '\0';
-        if (hm_tls_upstream_init(conf, &conf->upstreams[i], reason,
-                                 sizeof(reason)) != HM_OK)
-        {
-            snprintf(err, errlen, "upstreams.%s.%s",
-                     conf->upstreams[i].name, reason);
-            return HM_ERROR;
-        }
-    }
-    return HM_OK;
-}
-
 /* ---- hand-off from preread -------------------------------------------- */
 
 void
@@ -1008,6 +979,9 @@ hm_tls_terminate_start(hm_conn_t *c)
                                   c->site->tls.handshake_timeout_ms,
                                   terminate_handshake_done);
     }
+    /* The stream copied the ClientHello: the preread buffer (4 KiB and
+     * up) is not needed for the rest of the connection's life. */
+    hm_conn_preread_release(c);
     if (rc != 0) {
         hm_tls_nfailed++;
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);

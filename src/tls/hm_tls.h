@@ -26,9 +26,10 @@ void hm_tls_site_cleanup(hm_conf_site_t *site);
 
 /* Builds u->tls.tls (the upstream's client SSL_CTX: CA or system
  * defaults, host name check on server_name, pins, client certificate,
- * session callback).  Freed with conf->pool.  hm_tls_site_init() calls it
- * for every TLS upstream of conf on first use, so callers need not.
- * HM_OK or HM_ERROR with a reason. */
+ * session callback).  Freed with conf->pool.  Called for every TLS
+ * upstream of a configuration by modules/upstream_tls (postconfig); does
+ * nothing when u->tls.tls is already built.  HM_OK or HM_ERROR with a
+ * reason. */
 int hm_tls_upstream_init(hm_conf_t *conf, hm_conf_upstream_t *u, char *err,
                          size_t errlen);
 

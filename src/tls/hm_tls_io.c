@@ -239,6 +239,12 @@ hm__tls_client_new(hm_stream_t *s, const void *upstream_tls, void *session)
     hm_tls_sess_t                *h = session;
     SSL                          *ssl;
 
+    if (ut->tls == NULL) {
+        /* built by modules/upstream_tls (postconfig) */
+        hm__stream_set_error(s, "no upstream TLS context (is the "
+                             "upstream_tls module compiled in?)");
+        return HM_ERROR;
+    }
     ssl = SSL_new(ut->tls);
     if (ssl == NULL) {
         hm__stream_set_error(s, "SSL_new failed");

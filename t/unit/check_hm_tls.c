@@ -318,6 +318,9 @@ init_contexts(void)
     T.conf.nupstreams = 1;
     ck_assert_msg(hm_tls_site_init(&T.conf, &T.site, err, sizeof(err))
                   == HM_OK, "site init: %s", err);
+    /* (modules/upstream_tls does this for a cycle) */
+    ck_assert_msg(hm_tls_upstream_init(&T.conf, &T.up, err, sizeof(err))
+                  == HM_OK, "upstream init: %s", err);
     ck_assert_ptr_nonnull(T.up.tls.tls);
 }
 
