@@ -46,10 +46,17 @@ like($out, qr/^http-parser: \d+\.\d+\.\d+$/m, '-V: http-parser version');
 like($out, qr/^jansson: \d+\.\d+/m, '-V: jansson version');
 like($out, qr/^configure arguments:/m, '-V: configure arguments');
 like($out, qr/^modules: .*\bsni_route\b/m, '-V lists the sni_route module');
-like($out, qr/^modules: .*\bupstream_tls\b/m,
-     '-V lists the upstream_tls module (upstream TLS profiles, design card)');
-like($out, qr/^modules: .*\bupstream_tls\b.*\bhealth_check\b/m,
-     '... before health_check, whose checks use its contexts');
+SKIP: {
+    skip 'built --without-upstream_tls', 1 unless Hamlyn::Test::has('upstream_tls');
+    like($out, qr/^modules: .*\bupstream_tls\b/m,
+         '-V lists the upstream_tls module (upstream TLS profiles, design card)');
+}
+SKIP: {
+    skip 'built --without-upstream_tls or --without-health_check', 1
+        unless Hamlyn::Test::has('upstream_tls') && Hamlyn::Test::has('health_check');
+    like($out, qr/^modules: .*\bupstream_tls\b.*\bhealth_check\b/m,
+         '... before health_check, whose checks use its contexts');
+}
 ok(Hamlyn::Test::has('sni_route'), 'harness has() sees sni_route');
 ok(!Hamlyn::Test::has('no_such_module'), 'has() is false for an unknown module');
 

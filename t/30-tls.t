@@ -138,8 +138,12 @@ is($code, 200, 'client_auth required: a client certificate from client-ca is acc
     my ($cc) = map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] };
     my ($fp) = sh("openssl x509 -in $certs/client.pem -noout -fingerprint -sha256") =~ /=([0-9A-F:]+)/;
     $fp =~ s/://g;
-    like($cc // '', qr/CN=client\.test/, 'verified client certificate: subject passed in client_cert_header');
-    like($cc // '', qr/\Q@{[lc $fp]}\E/i, '... with its SHA-256 fingerprint');
+    SKIP: {
+        skip 'client_cert_header needs headers_sanitise', 2
+            unless Hamlyn::Test::has('headers_sanitise');
+        like($cc // '', qr/CN=client\.test/, 'verified client certificate: subject passed in client_cert_header');
+        like($cc // '', qr/\Q@{[lc $fp]}\E/i, '... with its SHA-256 fingerprint');
+    }
 }
 ($code) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.test:$p:127.0.0.1",
                    '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",

@@ -21,6 +21,9 @@ my $certs = $t->certs;
 my $be = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
 my $p = $t->port;
 my $HAVE6 = IO::Socket::INET6_ok();
+# headers_sanitise rewrites X-Forwarded-*/Forwarded and applies the
+# strip/set lists; the core parser (hop-by-hop, smuggling) works without it.
+my $HS = Hamlyn::Test::has('headers_sanitise');
 sub IO::Socket::INET6_ok {
     return 0 unless eval { require IO::Socket::IP; 1 };
     my $s = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1);
@@ -171,8 +174,14 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is(hdr($j, 'x-keep'), 'yes', 'end-to-end header kept');
     for my $gone (qw(x-user-id x-internal-secret x-hop keep-alive te
                      proxy-connection connection x-real-ip)) {
-        ok(!defined hdr($j, $gone), "$gone not forwarded");
+        SKIP: {
+            skip "$gone: strip_request/forwarded need headers_sanitise", 1
+                if !$HS && $gone =~ /^x-(?:user-id|internal-secret|real-ip)$/;
+            ok(!defined hdr($j, $gone), "$gone not forwarded");
+        }
     }
+    SKIP: {
+    skip 'X-Forwarded-*, set/strip lists need headers_sanitise', 8 unless $HS;
     is_deeply([hdr($j, 'x-forwarded-for')], ['127.0.0.1'], 'X-Forwarded-For replaced');
     is(hdr($j, 'x-forwarded-proto'), 'https', 'X-Forwarded-Proto');
     is(hdr($j, 'x-forwarded-host'), "a.test:$p", 'X-Forwarded-Host');
@@ -181,12 +190,14 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is(hdr($j, 'x-edge'), 'hamlyn', 'set_request');
     is($h->{'strict-transport-security'}, 'max-age=60', 'set_response');
     ok(!exists $h->{server}, 'strip_response removed Server');
+    }
 }
 
 SKIP: {
     skip 'no IPv6 loopback', 3 unless $HAVE6;
     my ($code, $body) = $t->curl('-k', '-g', "https://[::1]:$p/v6");
     is($code, 200, 'request over IPv6');
+    skip 'X-Forwarded-For/Forwarded need headers_sanitise', 2 unless $HS;
     my $j = backend_json($body);
     is(hdr($j, 'x-forwarded-for'), '::1', 'X-Forwarded-For of an IPv6 client');
     like(hdr($j, 'forwarded'), qr/^for="\[::1\]";proto=https;host="\[::1\]:$p"$/,
@@ -335,7 +346,10 @@ SKIP: {
     is($code, 200, 'fixed route status');
     is($body, "fixed body\n", 'fixed route body');
     is($h->{'content-type'}, 'text/x-test', 'fixed route content_type');
-    is($h->{'strict-transport-security'}, 'max-age=60', 'set_response on fixed answers');
+    SKIP: {
+        skip 'set_response needs headers_sanitise', 1 unless $HS;
+        is($h->{'strict-transport-security'}, 'max-age=60', 'set_response on fixed answers');
+    }
 
     ($code, $body) = curl('/admin/x');
     is($code, 403, 'admin prefix');

@@ -71,6 +71,18 @@ $t->write_conf({
     sites => { a => { server_names => ['a.test'], mode => 'terminate',
                       tls => { certificates => ['a'] }, routes => \@routes } },
 });
+unless (Hamlyn::Test::has('upstream_tls')) {
+    # Built --without-upstream_tls: the configuration is refused up front
+    # instead of answering 502 at request time; the TLS-upstream tests
+    # below need the module.
+    my ($rc, $out) = $t->hamlyn('-t', '-c', $t->dir . '/hamlyn.json');
+    isnt($rc, 0, 'without upstream_tls: hamlyn -t refuses upstreams with "tls"');
+    like($out, qr/upstreams\.ok\.tls: upstream TLS needs the upstream_tls module/,
+         '... with a clear error naming the upstream and the module');
+    SKIP: { skip 'upstream_tls not compiled in: re-encryption tests', 1 }
+    done_testing;
+    exit 0;
+}
 $t->run or BAIL_OUT('hamlyn did not start');
 
 sub get {

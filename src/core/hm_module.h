@@ -57,5 +57,7 @@ int hm_modules_init(void);
 int hm_modules_postconfig(hm_cycle_t *cycle);
 /* Writes the names of compiled-in modules, space separated. */
 void hm_modules_names(char *buf, size_t len);
+/* 1 if the module called name (e.g. "upstream_tls") is compiled in. */
+int hm_modules_have(const char *name);
 
 #endif
