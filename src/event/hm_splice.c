@@ -45,7 +45,7 @@
 #define HM_PIPE_FREE_MAX  256
 #define HM_COPY_BUF_SIZE  (64 * 1024)
 #define HM_SPLICE_AFTER   (64 * 1024)   /* bytes a direction copies first */
-#define HM_PUMP_ROUNDS    16            /* reads per direction and event */
+#define HM_PUMP_ROUNDS    4             /* reads per direction and event */
 #define HM_EV_MASK        (EPOLLIN | EPOLLRDHUP | EPOLLET)
 
 /* Worker-wide copy buffer: a worker is one thread and a recv() into it is
