@@ -21,6 +21,7 @@ my $p = $t->port;
 my $bea = $t->backend(mode => 'http', name => 'be-a') or BAIL_OUT('backend a');
 my $beb = $t->backend(mode => 'http', name => 'be-b') or BAIL_OUT('backend b');
 my $dead = $t->port;     # nothing listens here
+my $dead2 = $t->port;    # nor here
 
 # A hand-made upstream that answers every connection with fixed bytes.
 my @kids;
@@ -72,6 +73,7 @@ my %routes = (
     '/bad/'   => 'bad',   '/short/' => 'short', '/garbage/' => 'garbage',
     '/eof/'   => 'eof',   '/interim/' => 'interim',
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
+    '/alldown/' => 'alldown', '/onedown/' => 'onedown',
 );
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -87,6 +89,9 @@ $t->write_conf({
                       balance => 'random_two'),
         next    => up(["127.0.0.1:$dead", "127.0.0.1:$beb->{port}"]),
         down    => up(["127.0.0.1:$dead"]),
+        alldown => up(["127.0.0.1:$dead", "127.0.0.1:$dead2"], max_fails => 1,
+                      fail_timeout_s => 120),
+        onedown => up(["127.0.0.1:$dead2"], max_fails => 2, fail_timeout_s => 120),
         bad     => up(["127.0.0.1:$bad"]),
         short   => up(["127.0.0.1:$short"]),
         garbage => up(["127.0.0.1:$garbage"]),
@@ -218,6 +223,34 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     is($c, 502, 'no server reachable: 502');
     like($b, qr/502/, '502 short body');
     like($t->error_log, qr/while connecting to upstream/, 'error log names the action');
+}
+
+# ---- every server down (passive ejection): 503 without connecting -------
+
+{
+    my $attempts = sub {
+        my ($name) = @_;
+        my @l = $t->error_log =~ /upstream "\Q$name\E" 127\.0\.0\.1:\d+: /g;
+        return scalar @l;
+    };
+    my ($c, $b) = curl('/alldown/1');
+    is($c, 502, 'two dead servers, first request: both tried, 502');
+    is($attempts->('alldown'), 2, 'two connection attempts logged');
+    ($c, $b) = curl('/alldown/2');
+    is($c, 503, 'both ejected (max_fails 1): 503');
+    like($b, qr/503/, '503 short body');
+    ($c) = curl('/alldown/3');
+    is($c, 503, 'still 503 while the servers are down');
+    is($attempts->('alldown'), 2, 'no connection attempted for the 503s');
+    like($t->error_log, qr/upstream "alldown": no server available \(all down\)/,
+         '503 logged with its reason');
+
+    my @codes = map { (curl("/onedown/$_"))[0] } 1 .. 4;
+    is_deeply(\@codes, [502, 502, 503, 503],
+              'single server: 502 until ejected after max_fails 2, then 503');
+    is($attempts->('onedown'), 2, 'single server: no connection once ejected');
+    my ($log) = grep { ($_->{path} // '') eq '/alldown/2' } @{ $t->access_log };
+    is($log->{outcome}, 'no_upstream', 'access log: outcome of the 503');
 }
 
 # ---- 504, invalid and truncated responses -------------------------------

@@ -181,9 +181,18 @@ $nredirect++;
 is($code, 301, 'POST: 301 too');
 is($h->{location}, 'https://a.test/form', 'POST Location');
 $nredirect++;
-# The project's parser serves origin-form only (one source of the host).
-like(raw($pr, "GET http://abs.test:81/p?q HTTP/1.1\r\nHost: abs.test:81\r\n\r\n"),
-     qr{^HTTP/1\.1 400 }, 'absolute-form target: 400 like the proxy');
+# Absolute-form (RFC 9112 3.2.2, accepted by the project's parser): its
+# authority is the host, its path and query the target.
+like(raw($pr, "GET http://Abs.test:81/p?q HTTP/1.1\r\nHost: other.test\r\n\r\n"),
+     qr{^HTTP/1\.1 301 .*\r\nLocation: https://abs\.test/p\?q\r\n}s,
+     'absolute-form target: 301 to its authority and path');
+$nredirect++;
+like(raw($pr, "GET http://abs.test HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
+     qr{^HTTP/1\.1 301 .*\r\nLocation: https://abs\.test/\r\n}s,
+     'absolute-form target without a path: 301 to /');
+$nredirect++;
+like(raw($pr, "GET ftp://abs.test/p HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
+     qr{^HTTP/1\.1 400 }, 'absolute-form with another scheme: 400');
 
 for my $bad ('ex@mple.com', 'a.test:99x', 'a.test:123456', '[::1', '-a.test', 'a..b:') {
     ($code, undef, $h) = $t->curl('-H', "Host: $bad", "http://127.0.0.1:$pr/");
@@ -191,7 +200,7 @@ for my $bad ('ex@mple.com', 'a.test:99x', 'a.test:123456', '[::1', '-a.test', 'a
     ok(!defined $h->{location}, "no Location for \"$bad\"");
     $nbad++;
 }
-$nbad++;    # the absolute-form request above
+$nbad++;    # the ftp:// absolute-form request above
 like(raw($pr, "GET / HTTP/1.0\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTTP/1.0): 400');
 $nbad++;
 like(raw($pr, "GET / HTTP/1.1\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'missing Host (HTTP/1.1): 400');

@@ -320,8 +320,9 @@ static int check_host(hm_str_t v);
 /*
  * Absolute-form (RFC 9112 3.2.2): "http://" or "https://" (any case),
  * an authority without userinfo, then an optional path and query.  On
- * success m->target becomes the origin-form part (possibly empty, or
- * starting with '?': target_slash) and m->authority the authority.
+ * success m->target becomes the origin-form part ("/" when the URI has
+ * no path; starting with '?': target_slash) and m->authority the
+ * authority.
  */
 static int
 check_absolute(hm_http_msg_t *m)
@@ -352,9 +353,14 @@ check_absolute(hm_http_msg_t *m)
         return HM_ERROR;
     }
     m->absolute = 1;
+    if (e == end) {
+        m->target.data = "/";       /* "http://host": the path is "/" */
+        m->target.len = 1;
+        return HM_OK;
+    }
     m->target.data = e;
     m->target.len = (size_t) (end - e);
-    m->target_slash = m->target.len == 0 || e[0] != '/';
+    m->target_slash = e[0] != '/';  /* "http://host?q" */
     return HM_OK;
 }
 

@@ -102,8 +102,9 @@ typedef struct {
      * header, which is still required in HTTP/1.1), and the upstream head
      * is written in origin-form with "Host: <authority>". */
     unsigned    absolute:1;
-    unsigned    target_slash:1;     /* origin-form part is empty or starts
-                                       with '?': write a '/' before it */
+    unsigned    target_slash:1;     /* origin-form part starts with '?':
+                                       write a '/' before it ("/" alone,
+                                       static, for "http://host") */
     hm_str_t    authority;          /* absolute-form: host[:port] */
 } hm_http_msg_t;
 

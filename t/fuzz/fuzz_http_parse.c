@@ -54,14 +54,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char out[8192];
         size_t hl;
 
-        HM_ASSERT(m.path.data >= buf && m.path.data + m.path.len <= buf + len);
-        HM_ASSERT(m.target.data >= buf
-                  && m.target.data + m.target.len <= buf + m.head_len);
+        HM_ASSERT((m.path.data >= buf
+                   && m.path.data + m.path.len <= buf + len)
+                  || (m.absolute && m.path.len == 1 && m.path.data[0] == '/'));
+        HM_ASSERT((m.target.data >= buf
+                   && m.target.data + m.target.len <= buf + m.head_len)
+                  || (m.absolute && m.target.len == 1
+                      && m.target.data[0] == '/'));
         if (m.absolute) {
             /* absolute-form: the authority is the host, inside the head */
             HM_ASSERT(m.authority.len > 0 && m.host.data == m.authority.data);
             HM_ASSERT(m.authority.data >= buf
-                      && m.authority.data + m.authority.len <= m.target.data);
+                      && m.authority.data + m.authority.len
+                         <= buf + m.head_len);
         }
         hl = hm__http_build_upstream_head(&m, hm_http_req_body(&m), "h", 1,
                                           out, sizeof(out));

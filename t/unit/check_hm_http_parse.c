@@ -486,9 +486,9 @@ START_TEST(absolute_form)
     ck_assert_int_eq(req("GET HTTP://A.test:8443 HTTP/1.1\r\nHost: a\r\n\r\n",
                          &m), HM_OK);
     ck_assert(m.absolute);
-    ck_assert(m.target_slash);
-    ck_assert_uint_eq(m.target.len, 0);
-    ck_assert_uint_eq(m.path.len, 0);
+    ck_assert(!m.target_slash);
+    ck_assert(hm_strncaseeq(m.target.data, m.target.len, "/", 1));
+    ck_assert(hm_strncaseeq(m.path.data, m.path.len, "/", 1));
     ck_assert(hm_strncaseeq(m.host.data, m.host.len, "A.test:8443", 11));
 
     ck_assert_int_eq(req("GET http://[::1]?q HTTP/1.1\r\nHost: a\r\n\r\n",
