@@ -25,27 +25,63 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-/* ---- per-worker buffer free list ------------------------------------- */
+/* ---- per-worker free lists --------------------------------------------- */
 
-#define HM_SBUF_FREE_MAX 64
+/*
+ * A bounded free list of fixed-size objects (hm_sbuf_t buffers, hm_sreq_t
+ * requests) whose first word is the list link ("next", checked below).
+ * A process runs one worker, so the lists are plain statics.  The link is
+ * read and written with memcpy, so no object is accessed through a pointer
+ * to another struct type.
+ */
+#define HM_FREE_MAX      64         /* objects kept per list */
 #define HM_TLS_RECORD    16384      /* plaintext bytes per full record */
 
-static hm_sbuf_t *sbuf_free;
-static int        sbuf_nfree;
+typedef struct {
+    void *head;
+    int   n;
+} hm_flist_t;
+
+_Static_assert(offsetof(hm_sbuf_t, next) == 0, "hm_sbuf_t: next first");
+_Static_assert(offsetof(hm_sreq_t, next) == 0, "hm_sreq_t: next first");
+
+static hm_flist_t sbuf_free;
+static hm_flist_t sreq_free;
+
+/* Takes an object from fl, or mallocs size bytes; NULL if out of memory. */
+static void *
+flist_get(hm_flist_t *fl, size_t size)
+{
+    void *p = fl->head;
+
+    if (p != NULL) {
+        memcpy(&fl->head, p, sizeof(void *));
+        fl->n--;
+        return p;
+    }
+    return malloc(size);
+}
+
+/* Gives p back to fl, or frees it when fl already holds HM_FREE_MAX. */
+static void
+flist_put(hm_flist_t *fl, void *p)
+{
+    if (fl->n >= HM_FREE_MAX) {
+        free(p);
+        return;
+    }
+    memcpy(p, &fl->head, sizeof(void *));
+    fl->head = p;
+    fl->n++;
+}
 
 static hm_sbuf_t *
 sbuf_get(void)
 {
-    hm_sbuf_t *b = sbuf_free;
+    hm_sbuf_t *b = flist_get(&sbuf_free, sizeof(hm_sbuf_t));
 
-    if (b != NULL) {
-        sbuf_free = b->next;
-        sbuf_nfree--;
-    } else {
-        b = malloc(sizeof(*b));
-        if (b == NULL) {
-            return NULL;
-        }
+    if (b == NULL) {
+        return NULL;
     }
     b->next = NULL;
     b->off = 0;
@@ -56,13 +92,7 @@ sbuf_get(void)
 static void
 sbuf_put(hm_sbuf_t *b)
 {
-    if (sbuf_nfree >= HM_SBUF_FREE_MAX) {
-        free(b);
-        return;
-    }
-    b->next = sbuf_free;
-    sbuf_free = b;
-    sbuf_nfree++;
+    flist_put(&sbuf_free, b);
 }
 
 static void
@@ -76,38 +106,16 @@ sbuf_put_chain(hm_sbuf_t *b)
     }
 }
 
-/* ---- per-worker request free list -------------------------------------- */
-
-#define HM_SREQ_FREE_MAX 64
-
-static hm_sreq_t *sreq_free;
-static int        sreq_nfree;
-
 static hm_sreq_t *
 sreq_get(void)
 {
-    hm_sreq_t *r = sreq_free;
-
-    if (r != NULL) {
-        sreq_free = r->next;
-        sreq_nfree--;
-        return r;
-    }
-    return malloc(sizeof(*r));
+    return flist_get(&sreq_free, sizeof(hm_sreq_t));
 }
 
 static void
 sreq_put(void *req)
 {
-    hm_sreq_t *r = req;
-
-    if (sreq_nfree >= HM_SREQ_FREE_MAX) {
-        free(r);
-        return;
-    }
-    r->next = sreq_free;
-    sreq_free = r;
-    sreq_nfree++;
+    flist_put(&sreq_free, req);
 }
 
 /* ---- helpers ---------------------------------------------------------- */
