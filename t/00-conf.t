@@ -103,7 +103,18 @@ sub error_lines {
         ok(ref $conf->{runtime} eq 'HASH', "$ex.json has a runtime section");
         is($conf->{runtime}{error_log}{path}, 'stderr', "$ex.json logs errors to stderr");
         my ($rc, $out) = check_t("$d/examples/$ex.json");
-        is($rc, 0, "conf/examples/$ex.json as shipped passes -t") or diag($out);
+        # A build --without-upstream_tls/--without-health_check refuses
+        # the upstream features it lacks, naming the module.
+        my @ups = values %{ $conf->{upstreams} // {} };
+        my @missing = grep { !Hamlyn::Test::has($_) }
+            ((grep { $_->{tls} } @ups) ? 'upstream_tls' : (),
+             (grep { $_->{health_check} } @ups) ? 'health_check' : ());
+        if (@missing) {
+            like($out, qr/needs the (?:\Q$missing[0]\E|\Q$missing[-1]\E) module/,
+                 "conf/examples/$ex.json refused by -t without @missing");
+        } else {
+            is($rc, 0, "conf/examples/$ex.json as shipped passes -t") or diag($out);
+        }
     }
     # Without the example PKI, mtls.json names what is missing.
     unlink "$d/examples/certs/clients-ca.pem";
