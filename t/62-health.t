@@ -73,7 +73,7 @@ unless (Hamlyn::Test::has('health_check') && Hamlyn::Test::has('upstream_tls')) 
     # checks use): hamlyn -t refuses this configuration with a clear error.
     my ($rc, $out) = $t->hamlyn('-t', '-c', $t->dir . '/hamlyn.json');
     isnt($rc, 0, 'without health_check/upstream_tls: hamlyn -t refuses the configuration');
-    like($out, qr/upstreams\.\w+\.(?:health_check|tls): .* needs the (?:health_check|upstream_tls) module/,
+    like($out, qr/upstreams\.\w+\.(?:health_check|tls): .* needs? the (?:health_check|upstream_tls) module/,
          '... with a clear error naming the module');
     SKIP: { skip 'health_check or upstream_tls not compiled in: active health check tests', 1 }
     done_testing;

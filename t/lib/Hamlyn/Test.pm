@@ -31,6 +31,9 @@ package Hamlyn::Test;
 #       send_bytes => N, shut_wr => 1, cert => 'client', no_verify => 1);
 #       # hashref from t/lib/hm_client.py (ok, error, first_line, rest_sha256...)
 #   Hamlyn::Test::pattern_sha256($n);  # sha256 of the first $n pattern bytes
+#   my $h = $t->held_python($py, @args); my $json = $t->release_held($h);
+#   my $h = $t->hold_relay(port =>, ca =>); ...; $t->release_relay($h);
+#   my $out = $t->raw_tls($bytes, port =>, sni =>, idle =>, pause =>);
 #
 # Environment: HAMLYN_BIN (default ./hamlyn), HM_KEEP_TMP=1 (keep the dir).
 
@@ -810,6 +813,156 @@ sub stop_backend {
         sleep 0.02;
     }
     $be->{pid} = undef;
+}
+
+# ---------------------------------------------------------------- held clients
+
+# held_python($script, @args): starts `python3 $script @args` with a pipe
+# each way and reads its first line.  The script's protocol: it prints
+# "READY..." once it holds its connection half-way, waits for a line on
+# stdin, finishes, and prints one JSON line.
+# Returns {pid, out, in, ready (first line starts with READY), first}.
+sub held_python {
+    my ($self, $script, @args) = @_;
+    my ($out, $in);
+    require IPC::Open2;
+    my $pid = IPC::Open2::open2($out, $in, 'python3', $script, @args);
+    my $l = <$out> // '';
+    return { pid => $pid, out => $out, in => $in,
+             ready => ($l =~ /^READY/ ? 1 : 0), first => $l };
+}
+
+# release_held($h): sends "go" to a held_python() client, waits for it and
+# returns its decoded JSON line ({error => ...} when it printed none).
+sub release_held {
+    my ($self, $h) = @_;
+    print { $h->{in} } "go\n";
+    close $h->{in};
+    my $l = readline($h->{out}) // '{}';
+    waitpid($h->{pid}, 0);
+    return eval { decode_json($l) } // { error => "bad output: $l" };
+}
+
+# hold_relay(port => P, ca => FILE (verify; default: no verification),
+#            servername => 'a.test'): a TLS client that reads the backend's
+# first line, sends "one" and reads the echo, prints READY, waits (at most
+# 10 s) until release_relay(), then sends "two" and prints
+# "RESULT <first> <one> <two>".  For relays that must survive a signal or
+# a limit.  Returns {fh (its stdout), pid, flag}; read READY from fh.
+my $HOLD_PY = <<'PY';
+import socket, ssl, sys, time
+port, flag, ca, sni = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+if ca:
+    ctx = ssl.create_default_context(cafile=ca)
+else:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                    server_hostname=sni)
+f = s.makefile("rb")
+first = f.readline().decode().strip()
+s.sendall(b"one\n"); one = f.readline().decode().strip()
+print("READY", flush=True)
+t0 = time.time()
+while time.time() - t0 < 10:
+    try:
+        open(flag).close(); break
+    except OSError:
+        time.sleep(0.05)
+s.sendall(b"two\n"); two = f.readline().decode().strip()
+print("RESULT", first, one, two, flush=True)
+s.close()
+PY
+my $nhold = 0;
+
+sub hold_relay {
+    my ($self, %o) = @_;
+    my $script = "$self->{dir}/hold.py";
+    my $flag = "$self->{dir}/go-" . ++$nhold;
+    unless (-e $script) {
+        open my $fh, '>', $script or die "$script: $!";
+        print $fh $HOLD_PY;
+        close $fh;
+    }
+    my $pid = open(my $kid, '-|', 'python3', $script, $o{port}, $flag,
+                   $o{ca} // '', $o{servername} // 'a.test') or die "python3: $!";
+    return { fh => $kid, pid => $pid, flag => $flag };
+}
+
+# release_relay($h): lets a hold_relay() client send "two"; returns its
+# RESULT line (or '') and waits for it.
+sub release_relay {
+    my ($self, $h) = @_;
+    open my $g, '>', $h->{flag} or die "$h->{flag}: $!";
+    close $g;
+    my $res = readline($h->{fh});
+    close $h->{fh};
+    return $res // '';
+}
+
+# raw_tls($bytes, port => P, sni => 'a.test', idle => 1.5, timeout => 15,
+#         pause => 0.3): sends $bytes over one TLS connection without
+# certificate checks ("<<PAUSE>>" splits the sends with a pause of pause
+# seconds) and returns everything read, ending in "\n[[EOF]]" (closed by
+# the peer), "\n[[IDLE]]" (still open after idle quiet seconds) or
+# "\n[[TIMEOUT]]".  For hand-made (also malformed) HTTP over TLS.
+my $RAW_PY = <<'PY';
+import socket, ssl, sys, time
+host, port, sni, infile, idle, timeout, pause = sys.argv[1:8]
+data = open(infile, 'rb').read()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection((host, int(port)), timeout=float(timeout))
+ss = ctx.wrap_socket(s, server_hostname=sni)
+for i, part in enumerate(data.split(b'<<PAUSE>>')):
+    if i:
+        time.sleep(float(pause))
+    try:
+        ss.sendall(part)
+    except OSError:
+        break
+out = b''
+end = time.time() + float(timeout)
+how = 'TIMEOUT'
+ss.settimeout(float(idle))
+while time.time() < end:
+    try:
+        d = ss.recv(65536)
+    except socket.timeout:
+        how = 'IDLE'
+        break
+    except (ssl.SSLError, OSError):
+        how = 'EOF'
+        break
+    if not d:
+        how = 'EOF'
+        break
+    out += d
+sys.stdout.buffer.write(out + b'\n[[' + how.encode() + b']]')
+PY
+my $nraw = 0;
+
+sub raw_tls {
+    my ($self, $data, %o) = @_;
+    my $script = "$self->{dir}/raw.py";
+    my $in = "$self->{dir}/raw-" . ++$nraw;
+    unless (-e $script) {
+        open my $fh, '>', $script or die "$script: $!";
+        print $fh $RAW_PY;
+        close $fh;
+    }
+    open my $fh, '>:raw', $in or die "$in: $!";
+    print $fh $data;
+    close $fh;
+    open my $ph, '-|', 'python3', $script, '127.0.0.1', $o{port},
+        $o{sni} // 'a.test', $in, $o{idle} // 1.5, $o{timeout} // 15,
+        $o{pause} // 0.3 or die "python3: $!";
+    local $/;
+    my $out = <$ph>;
+    close $ph;
+    return $out // '';
 }
 
 # ---------------------------------------------------------------- cleanup
