@@ -264,40 +264,13 @@ unlike($t->error_log, qr/assert|signal \d+|exited/i, 'no crash in the error log'
 
 # --- graceful stop (QUIT): a relay in flight runs to its end
 {
-    my $script = $t->dir . '/hold.py';
-    open my $fh, '>', $script or die;
-    print $fh <<'PY';
-import socket, ssl, sys, time
-port, flag = int(sys.argv[1]), sys.argv[2]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                    server_hostname="a.test")
-f = s.makefile("rb")
-first = f.readline().decode().strip()
-s.sendall(b"one\n"); one = f.readline().decode().strip()
-print("READY", flush=True)
-t0 = time.time()
-while time.time() - t0 < 10:
-    try:
-        open(flag).close(); break
-    except OSError:
-        time.sleep(0.05)
-s.sendall(b"two\n"); two = f.readline().decode().strip()
-print("RESULT", first, one, two, flush=True)
-s.close()
-PY
-    close $fh;
-    my $flag = $t->dir . '/go';
-    open(my $kid, '-|', 'python3', $script, $p, $flag) or die;
+    my $h = $t->hold_relay(port => $p);     # no certificate check
+    my $kid = $h->{fh};
     like(scalar(<$kid>) // '', qr/READY/, 'relay established before QUIT');
     $t->signal('QUIT');
     sleep 0.5;
     ok(scalar(() = $t->worker_pids) >= 1, 'worker still running while the relay is open');
-    open my $g, '>', $flag or die; close $g;
-    like(scalar(<$kid>) // '', qr/^RESULT backend=A .* one two$/, 'relay kept working after QUIT');
-    close $kid;
+    like($t->release_relay($h), qr/^RESULT backend=A .* one two$/, 'relay kept working after QUIT');
     my $code = $t->wait_exit(10);
     is($code, 0, 'hamlyn exited cleanly once the relay ended');
 }

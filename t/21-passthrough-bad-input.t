@@ -125,31 +125,8 @@ ok(works(), 'still serving after bad input');
 {
     # A relayed session established before the limit is reached keeps
     # working while new connections are refused.
-    my $script = $t->dir . '/hold.py';
-    open my $fh, '>', $script or die;
-    print $fh <<'PY';
-import socket, ssl, sys, time
-port, ca, flag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(cafile=ca)
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                    server_hostname="a.test")
-f = s.makefile("rb")
-first = f.readline().decode().strip()
-s.sendall(b"one\n"); one = f.readline().decode().strip()
-print("READY", flush=True)
-t0 = time.time()
-while time.time() - t0 < 10:
-    try:
-        open(flag).close(); break
-    except OSError:
-        time.sleep(0.05)
-s.sendall(b"two\n"); two = f.readline().decode().strip()
-print("RESULT", first, one, two, flush=True)
-PY
-    close $fh;
-    my $flag = $t->dir . '/go';
-    my $pid = open(my $kid, '-|', 'python3', $script, $p, "$certs/ca.pem", $flag) or die;
-    my $ready = <$kid>;
+    my $h = $t->hold_relay(port => $p, ca => "$certs/ca.pem");
+    my $ready = readline($h->{fh});
     like($ready // '', qr/READY/, 'long-lived relayed session established');
 
     my @hold = map { conn($ph) } 1 .. $MAX - 1;   # now at the limit
@@ -161,9 +138,7 @@ PY
     ($d, $secs, $eof) = read_all($s2, 3);
     ok($eof && $secs < 1, 'refused on the other listener too');
 
-    open my $g, '>', $flag or die; close $g;
-    my $res = <$kid>;
-    close $kid;
+    my $res = $t->release_relay($h);
     like($res // '', qr/^RESULT backend=A .* one two$/, 'the established session kept working');
     close $_ for @hold;
     sleep 0.3;

@@ -11,7 +11,6 @@ use warnings;
 use lib 't/lib';
 use Hamlyn::Test;
 use Test::More;
-use IPC::Open2;
 use Time::HiRes qw(sleep time);
 use JSON::PP;
 
@@ -98,20 +97,8 @@ print(json.dumps(res), flush=True)
 PY
 close $fh;
 
-sub halfway {
-    my ($out, $in);
-    my $pid = open2($out, $in, 'python3', $py, '127.0.0.1', $p, "$certs/ca.pem");
-    my $l = <$out> // '';
-    return { pid => $pid, out => $out, in => $in, ready => ($l =~ /^READY/ ? 1 : 0), first => $l };
-}
-sub finish {
-    my ($h) = @_;
-    print { $h->{in} } "go\n";
-    close $h->{in};
-    my $l = readline($h->{out}) // '{}';
-    waitpid($h->{pid}, 0);
-    return eval { decode_json($l) } // { error => "bad output: $l" };
-}
+sub halfway { return $t->held_python($py, '127.0.0.1', $p, "$certs/ca.pem") }
+sub finish  { return $t->release_held($_[0]) }
 
 $t->run or BAIL_OUT('hamlyn did not start');
 

@@ -32,65 +32,11 @@ sub IO::Socket::INET6_ok {
 
 # ---- helpers -----------------------------------------------------------
 
-my $RAW = $t->dir . '/raw.py';
-{
-    open my $fh, '>', $RAW or die;
-    print $fh <<'PY';
-import socket, ssl, sys, time
-host, port, sni, infile, idle, timeout, pause = sys.argv[1:8]
-data = open(infile, 'rb').read()
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = socket.create_connection((host, int(port)), timeout=float(timeout))
-ss = ctx.wrap_socket(s, server_hostname=sni)
-for i, part in enumerate(data.split(b'<<PAUSE>>')):
-    if i:
-        time.sleep(float(pause))
-    try:
-        ss.sendall(part)
-    except OSError:
-        break
-out = b''
-end = time.time() + float(timeout)
-how = 'TIMEOUT'
-ss.settimeout(float(idle))
-while time.time() < end:
-    try:
-        d = ss.recv(65536)
-    except socket.timeout:
-        how = 'IDLE'
-        break
-    except (ssl.SSLError, OSError):
-        how = 'EOF'
-        break
-    if not d:
-        how = 'EOF'
-        break
-    out += d
-sys.stdout.buffer.write(out + b'\n[[' + how.encode() + b']]')
-PY
-    close $fh;
-}
-my $nraw = 0;
-
 # raw($bytes, %o): sends $bytes over TLS ("<<PAUSE>>" splits sends with a
 # pause), returns everything read, ending in [[EOF]] (closed by the proxy),
-# [[IDLE]] (still open after idle seconds) or [[TIMEOUT]].
-sub raw {
-    my ($data, %o) = @_;
-    my $in = $t->dir . '/raw-' . ++$nraw;
-    open my $fh, '>:raw', $in or die;
-    print $fh $data;
-    close $fh;
-    open my $ph, '-|', 'python3', $RAW, '127.0.0.1', $o{port} // $p,
-        $o{sni} // 'a.test', $in, $o{idle} // 1.5, $o{timeout} // 15,
-        $o{pause} // 0.3 or die;
-    local $/;
-    my $out = <$ph>;
-    close $ph;
-    return $out // '';
-}
+# [[IDLE]] (still open after idle seconds) or [[TIMEOUT]] (Hamlyn::Test
+# raw_tls; options port, sni, idle 1.5, timeout 15, pause 0.3).
+sub raw { my ($data, %o) = @_; return $t->raw_tls($data, port => $p, %o) }
 
 sub statuses { my ($out) = @_; return [ $out =~ m{HTTP/1\.1 (\d{3}) }g ] }
 

@@ -16,56 +16,11 @@ my $certs = $t->certs;
 my $be = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
 my $p = $t->port;
 
-my $RAW = $t->dir . '/raw.py';
-{
-    open my $fh, '>', $RAW or die;
-    print $fh <<'PY';
-import socket, ssl, sys, time
-host, port, sni, infile, idle, timeout = sys.argv[1:7]
-data = open(infile, 'rb').read()
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = socket.create_connection((host, int(port)), timeout=float(timeout))
-ss = ctx.wrap_socket(s, server_hostname=sni)
-try:
-    ss.sendall(data)
-except OSError:
-    pass
-out = b''
-end = time.time() + float(timeout)
-how = 'TIMEOUT'
-ss.settimeout(float(idle))
-while time.time() < end:
-    try:
-        d = ss.recv(65536)
-    except socket.timeout:
-        how = 'IDLE'
-        break
-    except (ssl.SSLError, OSError):
-        how = 'EOF'
-        break
-    if not d:
-        how = 'EOF'
-        break
-    out += d
-sys.stdout.buffer.write(out + b'\n[[' + how.encode() + b']]')
-PY
-    close $fh;
-}
-my $nraw = 0;
+# raw($bytes, idle => 3): sends $bytes over TLS to a.test, returns what
+# came back ending in [[EOF]], [[IDLE]] or [[TIMEOUT]] (Hamlyn::Test raw_tls).
 sub raw {
     my ($data, %o) = @_;
-    my $in = $t->dir . '/raw-' . ++$nraw;
-    open my $fh, '>:raw', $in or die;
-    print $fh $data;
-    close $fh;
-    open my $ph, '-|', 'python3', $RAW, '127.0.0.1', $p, 'a.test', $in,
-        $o{idle} // 3, 15 or die;
-    local $/;
-    my $out = <$ph>;
-    close $ph;
-    return $out // '';
+    return $t->raw_tls($data, port => $p, idle => $o{idle} // 3);
 }
 sub statuses { my ($out) = @_; return [ $out =~ m{HTTP/1\.1 (\d{3}) }g ] }
 sub backend_log {

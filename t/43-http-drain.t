@@ -133,21 +133,8 @@ print(json.dumps(res), flush=True)
 PY
 close $fh;
 
-sub held {
-    my ($reqs) = @_;
-    my ($out, $in);
-    my $pid = open2($out, $in, 'python3', $held, $p, "$certs/ca.pem", $reqs);
-    my $l = <$out> // '';
-    return { pid => $pid, out => $out, in => $in, ready => $l =~ /^READY/ ? 1 : 0 };
-}
-sub go {
-    my ($h) = @_;
-    print { $h->{in} } "go\n";
-    close $h->{in};
-    my $l = readline($h->{out}) // '{}';
-    waitpid($h->{pid}, 0);
-    return eval { decode_json($l) } // { error => "bad output: $l" };
-}
+sub held { return $t->held_python($held, $p, "$certs/ca.pem", $_[0]) }
+sub go   { return $t->release_held($_[0]) }
 
 # A keep-alive connection with a pipelined request behind a slow one when
 # the reload comes: both answered, the last one with Connection: close.
