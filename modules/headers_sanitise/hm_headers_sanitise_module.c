@@ -116,6 +116,14 @@ joined(hm_http_msg_t *m, const char *name, char *buf, size_t cap)
     return n;
 }
 
+/* Appends len bytes at buf + *n; the caller sized buf for the worst case. */
+static void
+fwd_put(char *buf, size_t *n, const char *p, size_t len)
+{
+    memcpy(buf + *n, p, len);
+    *n += len;
+}
+
 static void
 forwarded(hm_http_req_t *r, int mode)
 {
@@ -124,7 +132,7 @@ forwarded(hm_http_req_t *r, int mode)
     size_t iplen, n, plen;
     const char *host = m->host.data;
     size_t hlen = m->host.len;
-    int v6;
+    int v6, tok;
 
     if (hlen == 0) {
         host = r->conn->sni;
@@ -133,15 +141,21 @@ forwarded(hm_http_req_t *r, int mode)
     iplen = client_ip(r->conn, ip, sizeof(ip));
     v6 = memchr(ip, ':', iplen) != NULL;
 
-    /* RFC 7239 forwarded-element of this hop. */
-    n = (size_t) snprintf(fwd, sizeof(fwd), v6 ? "for=\"[%s]\";proto=https"
-                                               : "for=%s;proto=https", ip);
+    /* RFC 7239 forwarded-element of this hop, built with memcpy (no
+     * printf per request): at most 6 + 63 + 14 + 7 + 511 + 1 bytes. */
+    n = 0;
+    fwd_put(fwd, &n, v6 ? "for=\"[" : "for=", v6 ? 6 : 4);
+    fwd_put(fwd, &n, ip, iplen);
+    fwd_put(fwd, &n, v6 ? "]\";proto=https" : ";proto=https", v6 ? 14 : 12);
     if (hlen > 0 && hlen < 512) {
-        n += (size_t) snprintf(fwd + n, sizeof(fwd) - n,
-                               is_token(host, hlen) ? ";host=%.*s"
-                                                    : ";host=\"%.*s\"",
-                               (int) hlen, host);
+        tok = is_token(host, hlen);
+        fwd_put(fwd, &n, tok ? ";host=" : ";host=\"", tok ? 6 : 7);
+        fwd_put(fwd, &n, host, hlen);
+        if (!tok) {
+            fwd_put(fwd, &n, "\"", 1);
+        }
     }
+    fwd[n] = '\0';
 
     if (mode == HM_FORWARDED_REPLACE) {
         hm_http_header_remove(m, "forwarded", 9, 0);

@@ -58,9 +58,14 @@ put_header(wbuf_t *w, const char *name, size_t nlen, const char *value,
 static void
 put_u64(wbuf_t *w, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long) v);
-    put(w, tmp, (size_t) n);
+    char tmp[24], *d = tmp + sizeof(tmp);
+
+    /* Digit by digit: snprintf costs ~1% of a keep-alive request. */
+    do {
+        *--d = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(w, d, (size_t) (tmp + sizeof(tmp) - d));
 }
 
 /* Framing headers the proxy regenerates itself. */
