@@ -153,17 +153,24 @@ escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
 
 /* Formats s as a quoted, escaped, length-bounded string into buf. */
 static const char *
-quote(char *buf, size_t cap, const char *s)
+quote_n(char *buf, size_t cap, const char *s, size_t max)
 {
     size_t len = 0;
 
     buf[0] = '"';
     buf[1] = '\0';
     len = 1;
-    escape_into(buf, cap - 1, &len, s, 80);
+    escape_into(buf, cap - 1, &len, s, max);
     buf[len++] = '"';
     buf[len] = '\0';
     return buf;
+}
+
+/* Quotes a user value for an error message, cut after 80 bytes. */
+static const char *
+quote(char *buf, size_t cap, const char *s)
+{
+    return quote_n(buf, cap, s, 80);
 }
 
 /* Appends ".key" (or ["key"]) to the current path; returns the length to
@@ -1109,7 +1116,7 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
 {
     char       *s, *abs, *slash;
     struct stat st;
-    char        q[128];
+    char        q[HM_CONF_PATH_MAX * 4 + 8];
     int         rc, fd;
 
     rc = conf_str(cx, obj, key, &s);
@@ -1120,14 +1127,15 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
     if (check == FILE_READ) {
         fd = open(abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) {
-            cerr_at(cx, key, "cannot read %s: %s", quote(q, sizeof(q), abs),
+            cerr_at(cx, key, "cannot read %s: %s",
+                    quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX),
                     strerror(errno));
             return -1;
         }
         if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
             close(fd);
             cerr_at(cx, key, "%s is not a regular file",
-                    quote(q, sizeof(q), abs));
+                    quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX));
             return -1;
         }
         close(fd);
@@ -1137,7 +1145,7 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
             *slash = '\0';
             if (stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
                 cerr_at(cx, key, "folder %s does not exist",
-                        quote(q, sizeof(q), abs));
+                        quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX));
                 *slash = '/';
                 return -1;
             }

@@ -595,6 +595,11 @@ static const bad_t bad[] = {
       "certificates.c.key: required key is missing" },
     { "{'certificates': {'c': {'cert': 'missing.pem', 'key': 'ecdsa.key'}}, 'sites': {}, 'listeners': []}",
       "certificates.c.cert: cannot read" },
+    /* a long path is named whole, never cut: the operator needs all of it */
+    { "{'certificates': {'c': {'cert': 'a-rather-long-folder-name-0123456789/"
+      "another-rather-long-folder-name-0123456789/missing-cert-at-the-end.pem',"
+      " 'key': 'ecdsa.key'}}, 'sites': {}, 'listeners': []}",
+      "another-rather-long-folder-name-0123456789/missing-cert-at-the-end.pem\": " },
     { "{'certificates': {'c': {'cert': 'ecdsa.pem', 'key': 'rsa.key'}}, 'sites': {}, 'listeners': []}",
       "certificates.c: key" },
     { "{'certificates': {'c': {'cert': 'ecdsa.pem', 'key': 'other.key'}}, 'sites': {}, 'listeners': []}",
