@@ -15,6 +15,16 @@ typedef struct {
 /* Case-insensitive ASCII comparison of two byte ranges. */
 int hm_strncaseeq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* Value of one hexadecimal digit, -1 when c is not one. */
+static inline int
+hm_hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 /* ASCII lower-casing of n bytes from src into dst (may be equal). */
 void hm_strlow(char *dst, const char *src, size_t n);
 

@@ -865,15 +865,6 @@ hm_http_chunked_init(hm_http_chunked_t *d)
     d->state = CH_SIZE;
 }
 
-static int
-hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int
 hm_http_chunked_next(hm_http_chunked_t *d, const uint8_t *in, size_t len,
                      size_t *consumed, size_t *data_off, size_t *data_len)
@@ -886,7 +877,7 @@ hm_http_chunked_next(hm_http_chunked_t *d, const uint8_t *in, size_t len,
         c = in[i];
         switch (d->state) {
         case CH_SIZE:
-            v = hexval(c);
+            v = hm_hexval(c);
             if (v >= 0) {
                 if (d->digits >= 16 || (d->remaining >> 60) != 0) {
                     return HM_ERROR;            /* overflow */

@@ -9,15 +9,6 @@
 #include "hm_router.h"
 
 static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int
 unreserved(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
@@ -72,8 +63,8 @@ hm_http_normalize_path(const char *in, size_t len, char *out)
             if (i + 2 >= len) {
                 return 0;
             }
-            hi = hexval(in[i + 1]);
-            lo = hexval(in[i + 2]);
+            hi = hm_hexval(in[i + 1]);
+            lo = hm_hexval(in[i + 2]);
             if (hi < 0 || lo < 0) {
                 return 0;
             }
