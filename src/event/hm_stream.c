@@ -223,12 +223,12 @@ stream_uv_read(hm_stream_t *s, int on)
 /* ---- open / connect / handshake ---------------------------------------- */
 
 /*
- * Adopts fd (accepted, non-blocking) as a clear-text stream.  Returns 0 or
- * a uv error code; on error fd is not closed.  Not reading until
- * hm_stream_read_start().
+ * The start both legs share: the uv handle, then the stream's internals.
+ * Returns 0 or a uv error code; after a failure of stream_impl_new() the
+ * handle is initialised and must be closed with hm_stream_close().
  */
-int
-hm_stream_open(hm_stream_t *s, uv_loop_t *loop, int fd)
+static int
+stream_init(hm_stream_t *s, uv_loop_t *loop)
 {
     int rc;
 
@@ -238,7 +238,20 @@ hm_stream_open(hm_stream_t *s, uv_loop_t *loop, int fd)
         return rc;
     }
     s->tcp.data = s;
-    rc = stream_impl_new(s, loop);
+    return stream_impl_new(s, loop);
+}
+
+/*
+ * Adopts fd (accepted, non-blocking) as a clear-text stream.  Returns 0 or
+ * a uv error code; on error fd is not closed.  Not reading until
+ * hm_stream_read_start().
+ */
+int
+hm_stream_open(hm_stream_t *s, uv_loop_t *loop, int fd)
+{
+    int rc;
+
+    rc = stream_init(s, loop);
     if (rc != 0) {
         return rc;
     }
@@ -412,13 +425,7 @@ hm_stream_connect(hm_stream_t *s, uv_loop_t *loop, const struct sockaddr *addr,
     hm_sreq_t        *req;
     int               rc;
 
-    s->impl = NULL;
-    rc = uv_tcp_init(loop, &s->tcp);
-    if (rc != 0) {
-        return rc;
-    }
-    s->tcp.data = s;
-    rc = stream_impl_new(s, loop);
+    rc = stream_init(s, loop);
     if (rc != 0) {
         return rc;
     }
