@@ -7,7 +7,7 @@
  * (17 KiB, one whole TLS record) from a per-worker free list (a process
  * runs one worker, so the list is a plain static), and buffers go back as
  * soon as they are consumed: an idle connection holds none.  Writes first
- * try the socket directly (uv_try_write, no copy for clear text); what the
+ * try the socket directly (send(2), no copy for clear text); what the
  * kernel did not take is queued in the out chain and handed to a single
  * in-flight uv_write.  TLS is done by the engine in src/tls/hm_tls_io.c
  * (this file never sees OpenSSL types): it reads ciphertext from
@@ -22,8 +22,11 @@
 #include "hm_core.h"
 #include "hm_stream_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 
 /* ---- per-worker free lists --------------------------------------------- */
 
@@ -497,6 +500,7 @@ stream_process_input(hm_stream_t *s)
     ssize_t           r = HM_AGAIN;
     size_t            n;
 
+    impl->flags |= HM_SF_IN_INPUT;
     if (in != NULL) {
         impl->in_ptr = in->data + in->off;
         impl->in_len = in->len - in->off;
@@ -513,6 +517,7 @@ stream_process_input(hm_stream_t *s)
             s->read_cb(s, impl->in_len, impl->in_ptr);
             sbuf_put(in);
         }
+        impl->flags &= ~HM_SF_IN_INPUT;
         return;
     }
 
@@ -539,6 +544,12 @@ stream_process_input(hm_stream_t *s)
                 break;
             }
             n += r;
+            if (impl->in_len == 0 && !hm__tls_pending(s)) {
+                /* Every byte read is decrypted and delivered: another
+                 * SSL_read could only say WANT_READ. */
+                r = HM_AGAIN;
+                break;
+            }
         }
         if (n > 0) {
             s->bytes_in += n;
@@ -574,6 +585,16 @@ keep:
     }
     impl->in_ptr = NULL;
     impl->in_len = 0;
+    impl->flags &= ~HM_SF_IN_INPUT;
+    /* Reading was restarted by a callback but input is left (the owner
+     * paused again before the loop got to it): resume from the timer. */
+    if (!s->closing && (impl->flags & HM_SF_USER_READING)
+        && !(impl->flags & (HM_SF_EOF | HM_SF_HANDSHAKE | HM_SF_CONNECTING))
+        && (impl->in != NULL || hm__tls_pending(s)))
+    {
+        stream_uv_read(s, 0);
+        stream_timer_start(s, 0);
+    }
 }
 
 static void
@@ -657,6 +678,13 @@ hm_stream_read_start(hm_stream_t *s, hm_stream_read_cb cb)
     s->read_cb = cb;
     impl->flags |= HM_SF_USER_READING;
     if (impl->flags & HM_SF_EOF) {
+        return 0;
+    }
+    if (impl->flags & HM_SF_IN_INPUT) {
+        /* Called back from stream_process_input(), whose loop goes on
+         * with the input left and resumes from the timer only if it
+         * must: no timer round per request here. */
+        stream_uv_read(s, 1);
         return 0;
     }
     if (impl->in != NULL || (s->tls != NULL && hm__tls_pending(s))) {
@@ -780,6 +808,48 @@ stream_write_cb(uv_write_t *req, int status)
 #define HM_STREAM_IOV 16
 
 /*
+ * uv_try_write() without the VFS layer: send(2) and sendmsg(2) go to the
+ * socket directly where write(2)/writev(2) first pass through vfs_write,
+ * which is measurable at two writes per proxied request.  Same contract:
+ * the bytes the kernel took, UV_EAGAIN, or a uv error.  Called only with
+ * nothing queued in libuv (no uv_write in flight).
+ */
+static int
+stream_try_send(hm_stream_t *s, const uv_buf_t *bufs, unsigned n)
+{
+    hm_stream_impl_t *impl = hm__stream_impl(s);
+    struct msghdr     msg;
+    uv_os_fd_t        fd;
+    ssize_t           r;
+
+    if ((impl->flags & HM_SF_CONNECTING)
+        || uv_fileno((const uv_handle_t *) &s->tcp, &fd) != 0)
+    {
+        return UV_EAGAIN;
+    }
+    _Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec),
+                   "uv_buf_t is a struct iovec on Unix");
+    do {
+        if (n == 1) {
+            r = send(fd, bufs[0].base, bufs[0].len,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            memset(&msg, 0, sizeof(msg));
+            msg.msg_iov = (struct iovec *) bufs;
+            msg.msg_iovlen = n;
+            r = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+        return (int) r;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+        return UV_EAGAIN;
+    }
+    return uv_translate_sys_error(errno);
+}
+
+/*
  * Hands the out chain to the kernel: directly when no uv_write is in
  * flight, then the rest (up to HM_STREAM_IOV buffers) as one uv_write.
  */
@@ -806,7 +876,7 @@ stream_flush(hm_stream_t *s)
     for (b = impl->out_head; b != NULL && k < HM_STREAM_IOV; b = b->next) {
         iov[k++] = uv_buf_init((char *) b->data + b->off, b->len - b->off);
     }
-    r = uv_try_write((uv_stream_t *) &s->tcp, iov, k);
+    r = stream_try_send(s, iov, k);
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
         stream_write_fail(s, r);
         return;
@@ -953,7 +1023,7 @@ hm_stream_write(hm_stream_t *s, const uv_buf_t *bufs, unsigned n)
         }
     } else {
         if (impl->out_head == NULL && impl->fly_head == NULL) {
-            r = uv_try_write((uv_stream_t *) &s->tcp, bufs, n);
+            r = stream_try_send(s, bufs, n);
             if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
                 impl->flags &= ~HM_SF_IN_WRITE;
                 hm__stream_set_error(s, "write failed: %s", uv_strerror(r));

@@ -37,6 +37,7 @@
 #include "hm_upstream.h"
 #include "hm_upool.h"
 #include "hm_metrics.h"
+#include "hm_timer.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -84,8 +85,8 @@ typedef struct hm_http_conn_s {
     hm_conn_t          *c;
     hm_stream_t        *cs;             /* client leg */
     hm_conf_site_t     *site;
-    uv_timer_t          timer;          /* client side timeouts */
-    uv_timer_t          utimer;         /* upstream side timeouts */
+    hm_timer_t          timer;          /* client side timeouts */
+    hm_timer_t          utimer;         /* upstream side timeouts */
     int                 handles;        /* open: timers + client stream */
     int                 state;
     unsigned            closing:1;
@@ -305,12 +306,12 @@ client_write(hm_http_conn_t *hc, uv_buf_t *iov, unsigned n)
 }
 
 static void
-timer_start(uv_timer_t *t, uv_timer_cb cb, int ms)
+timer_start(hm_timer_t *t, uv_timer_cb cb, int ms)
 {
     if (ms > 0) {
-        uv_timer_start(t, cb, (uint64_t) ms, 0);
+        hm_timer_start(t, cb, (uint64_t) ms);
     } else {
-        uv_timer_stop(t);
+        hm_timer_stop(t);
     }
 }
 
@@ -463,10 +464,8 @@ hc_close(hm_http_conn_t *hc)
     hc->closing = 1;
     hc->state = HC_CLOSED;
     up_drop(hc);
-    uv_timer_stop(&hc->timer);
-    uv_timer_stop(&hc->utimer);
-    uv_close((uv_handle_t *) &hc->timer, timer_closed);
-    uv_close((uv_handle_t *) &hc->utimer, timer_closed);
+    hm_timer_close(&hc->timer, timer_closed);
+    hm_timer_close(&hc->utimer, timer_closed);
     hm_stream_close(hc->cs, cs_closed);
 }
 
@@ -555,7 +554,7 @@ linger_drained(hm_stream_t *s)
     hm_http_conn_t *hc = s->data;
 
     if (!hc->closing) {
-        uv_timer_start(&hc->timer, linger_timeout, HM_HTTP_LINGER_MS, 0);
+        hm_timer_start(&hc->timer, linger_timeout, HM_HTTP_LINGER_MS);
     }
 }
 
@@ -571,7 +570,7 @@ hc_begin_close(hm_http_conn_t *hc)
     hc_log_request(hc);
     hc->state = HC_LINGER;
     up_drop(hc);
-    uv_timer_stop(&hc->utimer);
+    hm_timer_stop(&hc->utimer);
     set_action(hc, "closing");
     if (hc->cs_eof) {
         hm_stream_shutdown(hc->cs);
@@ -580,9 +579,9 @@ hc_begin_close(hm_http_conn_t *hc)
     }
     hm_stream_shutdown(hc->cs);
     client_read(hc, 1);
-    uv_timer_start(&hc->timer, linger_timeout,
+    hm_timer_start(&hc->timer, linger_timeout,
                    (uint64_t) (hc->site->limits.idle_timeout_ms > 0
-                               ? hc->site->limits.idle_timeout_ms : 60000), 0);
+                               ? hc->site->limits.idle_timeout_ms : 60000));
     hm_stream_on_drain(hc->cs, linger_drained);
 }
 
@@ -748,7 +747,7 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
         return -1;
     }
     if (hc->req_done) {
-        uv_timer_stop(&hc->timer);
+        hm_timer_stop(&hc->timer);
     } else if (hc->up != NULL
                && hm_stream_write_queued(&hc->up->s) > HM_HTTP_BP_HIGH)
     {
@@ -922,7 +921,7 @@ resp_complete(hm_http_conn_t *hc)
 
     hc->resp_state = RS_DONE;
     hc->t_up_done = hc_now(hc);
-    uv_timer_stop(&hc->utimer);
+    hm_timer_stop(&hc->utimer);
     if (up != NULL) {
         reusable = hc->rmsg.keep_alive && hc->resp_kind != HM_HTTP_BODY_EOF
                    && hc->req_done && !hc->up_junk && !hc->up_eof;
@@ -1092,7 +1091,7 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
             hc->ntried--;
         }
         hc->no_pool = 1;
-        uv_timer_stop(&hc->utimer);
+        hm_timer_stop(&hc->utimer);
         up_start(hc);
         return;
     }
@@ -1137,7 +1136,7 @@ resp_head_done(hm_http_conn_t *hc)
             up_failed_early(hc, "sent a response head too large to forward");
             return;
         }
-        uv_timer_stop(&hc->timer);
+        hm_timer_stop(&hc->timer);
         start_tunnel(hc, hlen);
         return;
     }
@@ -1535,7 +1534,7 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
         hc_close(hc);
         return;
     }
-    uv_timer_stop(&hc->utimer);
+    hm_timer_stop(&hc->utimer);
     if (body == NULL) {
         k = snprintf(defbody, sizeof(defbody), "%d %s\n", status,
                      hm_http_reason(status));
@@ -1806,7 +1805,7 @@ hc_try_head(hm_http_conn_t *hc)
         client_read(hc, 1);
         return;
     }
-    uv_timer_stop(&hc->timer);
+    hm_timer_stop(&hc->timer);
     hc->started = 1;
     if (rc == HM_ERROR) {
         hc->state = HC_REQ;
@@ -1852,14 +1851,14 @@ hc_finish(hm_http_conn_t *hc)
     memset(&hc->HC_RESET_FROM, 0,
            sizeof(*hc) - offsetof(hm_http_conn_t, HC_RESET_FROM));
     memset(&hc->scan, 0, sizeof(hc->scan));
-    uv_timer_stop(&hc->utimer);
+    hm_timer_stop(&hc->utimer);
     if (hc->in_len > 0) {
         /* A pipelined request waits: parse it from the loop, not from
          * inside this call chain. */
         hc->state = HC_HEAD;
         hc->t_start = hc_now(hc);
         hc->pipeline = 1;
-        uv_timer_start(&hc->timer, client_timeout, 0, 0);
+        hm_timer_start(&hc->timer, client_timeout, 0);
         return;
     }
     ws_put(hc->ws);
@@ -2003,10 +2002,8 @@ hm_http_conn_start(hm_conn_t *c, hm_stream_t *s)
     c->owner = hc;
     c->drain = c_drain;
     c->abort = c_abort;
-    uv_timer_init(c->worker->loop, &hc->timer);
-    uv_timer_init(c->worker->loop, &hc->utimer);
-    hc->timer.data = hc;
-    hc->utimer.data = hc;
+    hm_timer_init(c->worker->loop, &hc->timer, hc);
+    hm_timer_init(c->worker->loop, &hc->utimer, hc);
     hc->handles = 3;
     hm_pool_mark(c->pool, &hc->mark);
     hc->state = HC_IDLE;
