@@ -481,6 +481,31 @@ conf_str(cx_t *cx, json_t *obj, const char *key, char **out)
     return conf_str_ex(cx, obj, key, 0, out);
 }
 
+/* An accepted_risk: a reason in words, so not empty and not only white
+ * space (CONFIG.md: "a non-empty reason is required"). */
+static int
+conf_reason(cx_t *cx, json_t *obj, const char *key, char **out)
+{
+    const char *p;
+    char       *s;
+    int         rc;
+
+    rc = conf_str(cx, obj, key, &s);
+    if (rc != 1) {
+        return rc;
+    }
+    for (p = s; *p != '\0' && isspace((unsigned char) *p); p++) {
+        /* skip */
+    }
+    if (*p == '\0') {
+        cerr_at(cx, key, "must say why the risk is acceptable (got only "
+                "white space)");
+        return -1;
+    }
+    *out = s;
+    return 1;
+}
+
 /* One of names[] (values[] gives the decoded value). */
 static int
 conf_enum(cx_t *cx, json_t *obj, const char *key,
@@ -1666,7 +1691,7 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
         cerr_at(cx, "ca", "%s", why);
     }
     conf_bool(cx, t, "verify", &tls->verify);
-    conf_str(cx, t, "accepted_risk", &tls->accepted_risk);
+    conf_reason(cx, t, "accepted_risk", &tls->accepted_risk);
     tls->client_certificate = conf_ref(cx, t, "client_certificate",
                                        "certificate", find_cert);
     conf_strv(cx, t, "pins", STRV_UNIQUE, check_pin, &tls->pins,
@@ -1738,7 +1763,7 @@ decode_upstream(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
         old = path_key(cx, "plaintext");
         check_keys(cx, o, pt_keys, NULL);
         if (required(cx, o, "accepted_risk")) {
-            conf_str(cx, o, "accepted_risk", &up->plaintext_risk);
+            conf_reason(cx, o, "accepted_risk", &up->plaintext_risk);
         }
         path_pop(cx, old);
     }
@@ -2261,6 +2286,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     char        q[128], buf[32];
     const char *w;
     int         has_sites;
+    size_t     *jidx;
 
     ls->index = (int) idx;
     ls->client_hello_timeout_ms = 10000;
@@ -2285,6 +2311,8 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
         }
         ls->addrs = pcalloc(cx, (json_array_size(arr) + 1)
                                              * sizeof(hm_addr_t));
+        /* the JSON index of each kept address, for the messages */
+        jidx = pcalloc(cx, (json_array_size(arr) + 1) * sizeof(size_t));
         json_array_foreach(arr, i, v) {
             old2 = path_index(cx, i);
             if (!json_is_string(v)) {
@@ -2299,12 +2327,12 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
                 for (j = 0; j < ls->naddrs; j++) {
                     if (addr_overlaps(&ls->addrs[j], &ls->addrs[ls->naddrs])) {
                         cerr(cx, "%s overlaps with listen[%zu]",
-                             ls->addrs[ls->naddrs].text, j);
+                             ls->addrs[ls->naddrs].text, jidx[j]);
                         break;
                     }
                 }
                 if (j == ls->naddrs) {
-                    ls->naddrs++;
+                    jidx[ls->naddrs++] = i;
                 }
             }
             path_pop(cx, old2);

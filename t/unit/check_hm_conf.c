@@ -639,6 +639,10 @@ static const bad_t bad[] = {
       "upstreams.u.balance: must be \"round_robin\", \"least_conn\" or \"random_two\" (got \"hash\")" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': ''}}}, 'sites': {}, 'listeners': []}",
       "upstreams.u.plaintext.accepted_risk: must not be empty" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': ' \\t\\n '}}}, 'sites': {}, 'listeners': []}",
+      "upstreams.u.plaintext.accepted_risk: must say why the risk is acceptable (got only white space)" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'tls': {'verify': false, 'accepted_risk': '   '}}}, 'sites': {}, 'listeners': []}",
+      "upstreams.u.tls.accepted_risk: must say why the risk is acceptable (got only white space)" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {}}}, 'sites': {}, 'listeners': []}",
       "upstreams.u.plaintext.accepted_risk: required key is missing" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': 'x'}, 'tls': {'server_name': 'a.test'}}}, 'sites': {}, 'listeners': []}",
@@ -854,6 +858,9 @@ static const bad_t bad[] = {
       "listeners[1].listen[1]: 127.0.0.1:443 overlaps with 0.0.0.0:443 of listeners[0]" },
     { "{'sites': {}, 'listeners': [{'listen': ['[::1]:443', '[::1]:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[1]: [::1]:443 overlaps with listen[0]" },
+    /* the index named is the JSON one, past an invalid address */
+    { "{'sites': {}, 'listeners': [{'listen': ['bad', '0.0.0.0:443', '127.0.0.1:443'], 'http': {'redirect_to_https': true}}]}",
+      "listeners[0].listen[2]: 127.0.0.1:443 overlaps with listen[1]" },
     { "{'sites': {}, 'listeners': [{'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}},"
       " {'name': 'x', 'listen': [':2'], 'http': {'redirect_to_https': true}}]}",
       "listeners[1].name: listeners[0] has the same name \"x\"" },
