@@ -1419,6 +1419,14 @@ decode_runtime(cx_t *cx, json_t *rt)
         cerr_at(cx, "group", "no such group %s",
                 quote(q, sizeof(q), r->group));
     }
+    if (json_object_get(rt, "group") != NULL
+        && json_object_get(rt, "user") == NULL)
+    {
+        /* The switch is user and group together (initgroups, setgid,
+         * setuid); a group alone would be silently ignored. */
+        cerr_at(cx, "group", "only with \"user\": workers switch to a user "
+                "and, with \"group\", that group instead of the user's own");
+    }
     conf_path(cx, rt, "pid_file", FILE_DIROK, &r->pid_file);
     decode_log(cx, rt, r);
     conf_int(cx, rt, "max_connections", 1, 10000000, &r->max_connections);

@@ -858,6 +858,9 @@ static const bad_t bad[] = {
       "listeners[1].listen[1]: 127.0.0.1:443 overlaps with 0.0.0.0:443 of listeners[0]" },
     { "{'sites': {}, 'listeners': [{'listen': ['[::1]:443', '[::1]:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[1]: [::1]:443 overlaps with listen[0]" },
+    /* group alone would be ignored: the switch is user (and group) */
+    { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
+      "test.json: runtime.group: only with \"user\": workers switch to a user" },
     /* the index named is the JSON one, past an invalid address */
     { "{'sites': {}, 'listeners': [{'listen': ['bad', '0.0.0.0:443', '127.0.0.1:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[2]: 127.0.0.1:443 overlaps with listen[1]" },
