@@ -1474,7 +1474,11 @@ decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
         return;
     }
     if (hm_tls_cert_load(c, why, sizeof(why)) != HM_OK) {
-        cerr(cx, "%s", why);
+        if (c->error_key != NULL) {
+            cerr_at(cx, c->error_key, "%s", why);   /* certificates.a.key */
+        } else {
+            cerr(cx, "%s", why);                    /* the pair */
+        }
         return;
     }
     hm_pool_cleanup_add(cx->pool, cert_cleanup, c);

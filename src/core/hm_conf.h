@@ -50,6 +50,10 @@ struct hm_conf_cert_s {
     char *ocsp_path;                /* NULL = none */
     /* Filled by hm_tls_cert_load(): opaque to the rest of the code. */
     void *tls;
+    /* Added by the contract work: when hm_tls_cert_load() fails, the
+     * key whose file is at fault ("cert", "key" or "ocsp"), or NULL when
+     * it is the pair (a key that does not match its certificate). */
+    const char *error_key;
 };
 
 enum {
