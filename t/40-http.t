@@ -328,6 +328,12 @@ SKIP: {
     is_deeply(statuses($out), [421], 'Host of another site than the SNI: 421');
     $out = raw("GET /fixed HTTP/1.1\r\nHost: B.test:443\r\nConnection: close\r\n\r\n");
     is_deeply(statuses($out), [200], 'Host naming another name of the same site: served');
+    # The fully qualified spelling (trailing dot; curl https://a.test./
+    # sends it, with SNI a.test) is the same name, as in nginx.
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: a.test.:$p\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'Host with a trailing dot (FQDN): served');
+    $out = raw("GET /host/x HTTP/1.1\r\nHost: B.test.\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [203], 'trailing-dot Host matches a host route');
 }
 
 # ---- absolute-form and asterisk-form targets (RFC 9112 3.2.2, 3.2.4) ----

@@ -1726,6 +1726,9 @@ hc_process(hm_http_conn_t *hc)
             if (colon != NULL) {
                 hlen = (size_t) (colon - host);
             }
+            if (hlen > 1 && host[hlen - 1] == '.') {
+                hlen--;             /* "a.test." is the FQDN of a.test */
+            }
         }
     } else {
         host = hc->c->sni;
