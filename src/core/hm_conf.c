@@ -1685,6 +1685,7 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
     hm_conf_upstream_tls_t *tls = &up->tls;
     char                    why[512], q[128];
     const char             *w;
+    unsigned char           ip[sizeof(struct in6_addr)];
 
     check_keys(cx, t, keys, NULL);
     tls->present = 1;
@@ -1692,7 +1693,12 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
     if (conf_str(cx, t, "server_name", &tls->server_name) == 1) {
         hm_strlow(tls->server_name, tls->server_name,
                   strlen(tls->server_name));
-        if ((w = check_hostname(tls->server_name)) != NULL) {
+        tls->server_name_ip = inet_pton(AF_INET, tls->server_name, ip) == 1
+                              || inet_pton(AF_INET6, tls->server_name, ip)
+                                 == 1;
+        if (!tls->server_name_ip
+            && (w = check_hostname(tls->server_name)) != NULL)
+        {
             cerr_at(cx, "server_name", "%s (got %s)", w,
                     quote(q, sizeof(q), tls->server_name));
         }

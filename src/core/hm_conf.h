@@ -77,6 +77,10 @@ typedef struct {
     char **pins;                    /* "sha256/BASE64" */
     size_t npins;
     void  *tls;                     /* SSL_CTX, built by the TLS layer */
+    /* Added by the contract work: server_name is an IPv4 or IPv6
+     * literal: checked against the certificate's IP addresses and not
+     * sent as SNI (RFC 6066 3 allows host names only). */
+    int    server_name_ip;
 } hm_conf_upstream_tls_t;
 
 typedef struct {

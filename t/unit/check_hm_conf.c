@@ -891,6 +891,37 @@ static const bad_t bad[] = {
     { "{'a': 'x\\u0000y', 'sites': {}, 'listeners': []}", "test.json: line 1" },
 };
 
+/* tls.server_name may be an IPv4 or IPv6 literal (flagged: no SNI). */
+START_TEST(test_server_name_ip)
+{
+    static const struct {
+        const char *name;
+        int         ip;
+    } cases[] = {
+        { "10.0.0.1", 1 }, { "::1", 1 }, { "2001:DB8::1", 1 },
+        { "backend.internal", 0 }, { "10.0.0.1.example", 0 },
+    };
+    char       json[512];
+    hm_conf_t *c;
+    size_t     i;
+
+    for (i = 0; i < hm_nelem(cases); i++) {
+        snprintf(json, sizeof(json), "{'upstreams': {'u': {'servers': "
+                 "['10.0.0.1:443'], 'tls': {'server_name': '%s'}}}, "
+                 "'sites': {}, 'listeners': [{'listen': [':1'], 'http': "
+                 "{'redirect_to_https': true}}]}", cases[i].name);
+        c = load(json);
+        ck_assert_msg(c != NULL, "%s: %s", cases[i].name, out_text);
+        ck_assert_int_eq(hm_conf_upstream_find(c, "u")->tls.server_name_ip,
+                         cases[i].ip);
+        hm_conf_free(c);
+    }
+    load_fails_with("{'upstreams': {'u': {'servers': ['10.0.0.1:443'], "
+                    "'tls': {'server_name': '[::1]'}}}, 'sites': {}, "
+                    "'listeners': []}", "upstreams.u.tls.server_name: ");
+}
+END_TEST
+
 START_TEST(test_bad)
 {
     load_fails_with(bad[_i].json, bad[_i].want);
@@ -1119,6 +1150,7 @@ conf_suite(void)
     tcase_add_test(tc, test_workers_auto);
     tcase_add_test(tc, test_admin);
     tcase_add_loop_test(tc, test_bad, 0, (int) hm_nelem(bad));
+    tcase_add_test(tc, test_server_name_ip);
     tcase_add_test(tc, test_many_errors);
     tcase_add_test(tc, test_parse_error_position);
     tcase_add_test(tc, test_escaped_output);
