@@ -2080,7 +2080,10 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
         }
     }
     if (has_status) {
-        conf_int(cx, r, "status", 100, 599, &rt->status);
+        /* 1xx are interim answers: a client sent one waits for the
+         * final response that a fixed route never sends (101 would also
+         * claim a protocol switch). */
+        conf_int(cx, r, "status", 200, 599, &rt->status);
         rt->content_type = "text/plain";
     } else {
         if (json_object_get(r, "body") != NULL) {
@@ -2096,9 +2099,7 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
         if (rt->body_len > HM_CONF_BODY_MAX) {
             cerr_at(cx, "body", "longer than %d bytes", HM_CONF_BODY_MAX);
         }
-        if (rt->status == 204 || rt->status == 304
-            || (rt->status >= 100 && rt->status < 200))
-        {
+        if (rt->status == 204 || rt->status == 304) {
             cerr_at(cx, "body", "a %d response has no body", rt->status);
         }
     }

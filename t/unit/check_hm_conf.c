@@ -767,10 +767,15 @@ static const bad_t bad[] = {
       "sites.s.routes[0]: \"upstream\" and \"status\" are mutually exclusive" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 99}]}}, 'listeners': []}",
-      "sites.s.routes[0].status: must be between 100 and 599 (got 99)" },
+      "sites.s.routes[0].status: must be between 200 and 599 (got 99)" },
+    /* a 1xx never ends a request: the client would wait for the final
+     * answer of a fixed route forever */
+    { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
+      " 'routes': [{'status': 101}]}}, 'listeners': []}",
+      "sites.s.routes[0].status: must be between 200 and 599 (got 101)" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 600}]}}, 'listeners': []}",
-      "sites.s.routes[0].status: must be between 100 and 599 (got 600)" },
+      "sites.s.routes[0].status: must be between 200 and 599 (got 600)" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 204, 'body': 'x'}]}}, 'listeners': []}",
       "sites.s.routes[0].body: a 204 response has no body" },
