@@ -2587,9 +2587,9 @@ check_upstream_use(cx_t *cx, use_t *use, json_t *root)
     static const char *const http_only[] = { "pool", "read_timeout_ms",
                                              NULL };
     const char *const  *k;
-    size_t              i, old, old2;
+    size_t              i, old, old2, old3;
     hm_conf_upstream_t *up;
-    json_t             *ups, *uj;
+    json_t             *ups, *uj, *hc;
 
     ups = json_object_get(root, "upstreams");
     old = path_key(cx, "upstreams");
@@ -2606,6 +2606,15 @@ check_upstream_use(cx_t *cx, use_t *use, json_t *root)
                             "sites (passthrough site \"%s\" relays bytes)",
                             use[i].passthrough_site);
                 }
+            }
+            hc = json_object_get(uj, "health_check");
+            if (json_is_object(hc) && json_object_get(hc, "path") != NULL) {
+                old3 = path_key(cx, "health_check");
+                cerr_at(cx, "path", "only for upstreams of terminating "
+                        "sites (the servers of passthrough site \"%s\" "
+                        "are checked by a TCP connect)",
+                        use[i].passthrough_site);
+                path_pop(cx, old3);
             }
         }
         if (use[i].passthrough_site != NULL) {

@@ -873,6 +873,11 @@ static const bad_t bad[] = {
       " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
       " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
       "test.json: upstreams.be.pool: only for upstreams of terminating sites" },
+    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'health_check': {'path': '/h'}}},"
+      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
+      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
+      "test.json: upstreams.be.health_check.path: only for upstreams of terminating sites "
+      "(the servers of passthrough site \"s\" are checked by a TCP connect)" },
     /* group alone would be ignored: the switch is user (and group) */
     { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
       "test.json: runtime.group: only with \"user\": workers switch to a user" },
