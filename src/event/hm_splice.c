@@ -22,7 +22,7 @@
  *
  * Batching: a direction that streams (HM_BATCH_AFTER bytes since it last
  * paused) raises SO_RCVLOWAT on its source to HM_BATCH_LOWAT, so the kernel
- * wakes the worker once per quarter MiB instead of once per arriving
+ * wakes the worker once per half MiB instead of once per arriving
  * segment; each wake-up then moves a big chunk, and so does the peer's.
  * The kernel still reports input at once on FIN, memory pressure or a
  * nearly closed receive window.  When the stream pauses for
@@ -58,7 +58,7 @@
 #define HM_SPLICE_AFTER   (64 * 1024)   /* bytes a direction copies first */
 #define HM_PUMP_ROUNDS    4             /* reads per direction and event */
 #define HM_EV_MASK        (EPOLLIN | EPOLLRDHUP | EPOLLET)
-#define HM_BATCH_LOWAT    (256 * 1024)  /* SO_RCVLOWAT while streaming */
+#define HM_BATCH_LOWAT    (512 * 1024)  /* SO_RCVLOWAT while streaming */
 #define HM_BATCH_AFTER    (256 * 1024)  /* bytes moved before batching */
 #define HM_BATCH_TAIL_MS  1             /* pause that ends a batch */
 
