@@ -263,8 +263,10 @@ send_signal(const char *pid_file, const char *name)
 
 /*
  * -s SIGNAL.  For "reload" the file is validated first and its errors are
- * printed (the running master would refuse it too), but the signal is
- * sent either way, so the master logs the outcome.
+ * printed (the running master would refuse it too); the signal is sent
+ * either way, so the master logs the outcome, but the exit code is 1 then,
+ * as nginx's, so that a deploy script or systemd's ExecReload sees that
+ * the new configuration did not take effect.
  */
 static int
 signal_mode(hm_cmdline_t *cl)
@@ -272,7 +274,7 @@ signal_mode(hm_cmdline_t *cl)
     hm_cycle_t *cycle;
     const char *why = "";
     char       *pid_file;
-    int         rc, nerrors = 0;
+    int         rc, nerrors = 0, invalid = 0;
 
     if (strcmp(cl->signal_name, "reload") == 0) {
         cycle = hm_cycle_new(cl->conf_path, stderr, &nerrors);
@@ -280,6 +282,7 @@ signal_mode(hm_cmdline_t *cl)
             fprintf(stderr, "hamlyn: configuration %s has %d error%s: the "
                     "running master will keep its configuration\n",
                     cl->conf_path, nerrors, nerrors == 1 ? "" : "s");
+            invalid = 1;
         } else {
             hm_cycle_unref(cycle);
         }
@@ -292,7 +295,7 @@ signal_mode(hm_cmdline_t *cl)
     }
     rc = send_signal(pid_file, cl->signal_name);
     free(pid_file);
-    return rc;
+    return rc != 0 ? rc : invalid;
 }
 
 int
