@@ -69,39 +69,22 @@ usage(FILE *out)
 }
 
 /*
- * Parses argv into cl.  Returns HM_OK, or HM_ERROR after printing what
- * was wrong and the usage to stderr.
+ * Parses argv into cl.  Single-letter options may be grouped as with
+ * nginx ("-tc FILE", "-tcFILE"): -c and -s take the rest of the word or
+ * the next argument.  Returns HM_OK, or HM_ERROR after printing what was
+ * wrong and the usage to stderr.
  */
 static int
 parse_args(int argc, char **argv, hm_cmdline_t *cl)
 {
-    const char *a;
+    const char *a, *p;
     int         i;
 
     for (i = 1; i < argc; i++) {
         a = argv[i];
-        if (strcmp(a, "-c") == 0 || strcmp(a, "-s") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "hamlyn: option \"%s\" requires an "
-                        "argument\n", a);
-                goto bad;
-            }
-            if (a[1] == 'c') {
-                cl->conf_path = argv[++i];
-            } else {
-                cl->signal_name = argv[++i];
-            }
-        } else if (strncmp(a, "-c", 2) == 0) {
-            cl->conf_path = a + 2;
-        } else if (strcmp(a, "-t") == 0) {
-            cl->test = 1;
-        } else if (strcmp(a, "-d") == 0) {
-            cl->daemonize = 1;
-        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+        if (strcmp(a, "--version") == 0) {
             cl->version = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0
-                   || strcmp(a, "-?") == 0)
-        {
+        } else if (strcmp(a, "--help") == 0) {
             cl->help = 1;
         } else if (strcmp(a, "--trust-report") == 0) {
             cl->trust_report = 1;
@@ -111,9 +94,45 @@ parse_args(int argc, char **argv, hm_cmdline_t *cl)
             fprintf(stderr, "hamlyn: unknown trust report format \"%s\" "
                     "(use --trust-report or --trust-report=json)\n", a + 15);
             goto bad;
-        } else {
+        } else if (a[0] != '-' || a[1] == '\0' || a[1] == '-') {
             fprintf(stderr, "hamlyn: invalid option: \"%s\"\n", a);
             goto bad;
+        } else {
+            for (p = a + 1; *p != '\0'; p++) {
+                switch (*p) {
+                case 't':
+                    cl->test = 1;
+                    continue;
+                case 'd':
+                    cl->daemonize = 1;
+                    continue;
+                case 'V':
+                    cl->version = 1;
+                    continue;
+                case 'h':
+                case '?':
+                    cl->help = 1;
+                    continue;
+                case 'c':
+                case 's':
+                    break;
+                default:
+                    fprintf(stderr, "hamlyn: invalid option: \"%s\"\n", a);
+                    goto bad;
+                }
+                /* -c / -s: the rest of this word, or the next one */
+                if (p[1] == '\0' && i + 1 >= argc) {
+                    fprintf(stderr, "hamlyn: option \"-%c\" requires an "
+                            "argument\n", *p);
+                    goto bad;
+                }
+                if (*p == 'c') {
+                    cl->conf_path = p[1] != '\0' ? p + 1 : argv[++i];
+                } else {
+                    cl->signal_name = p[1] != '\0' ? p + 1 : argv[++i];
+                }
+                break;
+            }
         }
     }
     return HM_OK;
@@ -244,8 +263,10 @@ send_signal(const char *pid_file, const char *name)
 
 /*
  * -s SIGNAL.  For "reload" the file is validated first and its errors are
- * printed (the running master would refuse it too), but the signal is
- * sent either way, so the master logs the outcome.
+ * printed (the running master would refuse it too); the signal is sent
+ * either way, so the master logs the outcome, but the exit code is 1 then,
+ * as nginx's, so that a deploy script or systemd's ExecReload sees that
+ * the new configuration did not take effect.
  */
 static int
 signal_mode(hm_cmdline_t *cl)
@@ -253,7 +274,7 @@ signal_mode(hm_cmdline_t *cl)
     hm_cycle_t *cycle;
     const char *why = "";
     char       *pid_file;
-    int         rc, nerrors = 0;
+    int         rc, nerrors = 0, invalid = 0;
 
     if (strcmp(cl->signal_name, "reload") == 0) {
         cycle = hm_cycle_new(cl->conf_path, stderr, &nerrors);
@@ -261,6 +282,7 @@ signal_mode(hm_cmdline_t *cl)
             fprintf(stderr, "hamlyn: configuration %s has %d error%s: the "
                     "running master will keep its configuration\n",
                     cl->conf_path, nerrors, nerrors == 1 ? "" : "s");
+            invalid = 1;
         } else {
             hm_cycle_unref(cycle);
         }
@@ -273,7 +295,7 @@ signal_mode(hm_cmdline_t *cl)
     }
     rc = send_signal(pid_file, cl->signal_name);
     free(pid_file);
-    return rc;
+    return rc != 0 ? rc : invalid;
 }
 
 int

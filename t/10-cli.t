@@ -85,6 +85,15 @@ is($rc, 0, '-t on a good configuration exits 0') or diag($out);
 like($out, qr/^hamlyn: configuration \Q$conf\E is ok$/m, '-t prints "configuration FILE is ok"');
 ok(!connects($port), '-t binds nothing');
 ok(!-e $t->dir . '/hamlyn.pid', '-t writes no pid file');
+# Grouped single-letter options, as nginx takes them (-tc FILE, -tcFILE).
+($rc, $out) = $t->hamlyn('-tc', $conf);
+is($rc, 0, '-tc FILE: grouped options') or diag($out);
+like($out, qr/^hamlyn: configuration \Q$conf\E is ok$/m, '-tc FILE tests FILE');
+($rc, $out) = $t->hamlyn("-tc$conf");
+like($out, qr/^hamlyn: configuration \Q$conf\E is ok$/m, '-tcFILE tests FILE');
+($rc, $out) = $t->hamlyn('-tq', '-c', $conf);
+is($rc, 2, 'an unknown letter in a group exits 2');
+like($out, qr/invalid option: "-tq"/, '... and names the word');
 
 # --- -t on a broken configuration: every error, each with its JSON path
 my $bad = good_conf($port, $t->port);

@@ -165,7 +165,7 @@ sub wait_for {
     $broken->{sites}{s}{upstream} = 'nope';
     $t->write_conf($broken);
     ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
-    is($rc, 0, '-s reload with a broken file still signals the master (exit 0)');
+    is($rc, 1, '-s reload with a broken file exits 1 (as nginx), the reload did not happen');
     like($out, qr/sites\.s\.upstream.*will keep its configuration/s, '-s reload prints the errors');
     ok($t->wait_error_log(qr/reload of .* failed \(2 errors\); keeping the running configuration/),
        'HUP with a broken file: the reload is refused');

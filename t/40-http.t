@@ -93,6 +93,7 @@ sub conf {
                     { match => { path_prefix => '/host/', host => 'b.test' },
                       status => 203, body => "host b\n" },
                     { match => { path_prefix => '/nowhere' }, status => 404 },
+                    { match => { path_exact => '/empty' }, status => 204 },
                     { match => { path_prefix => '/' }, upstream => 'be' },
                 ],
             },
@@ -321,6 +322,13 @@ SKIP: {
     is($code, 203, 'host match');
     ($code) = curl('/host/x');
     is($code, 200, 'host mismatch falls through');
+    # RFC 9110 8.6: a 204 carries no Content-Length (and no body); the
+    # connection stays usable.
+    my $o204 = raw("GET /empty HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                 . "GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($o204), [204, 200], 'fixed 204, then the next request on the connection');
+    my ($h204) = $o204 =~ m{^(HTTP/1\.1 204 .*?\r\n\r\n)}s;
+    unlike($h204 // '', qr/^Content-Length:/mi, 'a fixed 204 has no Content-Length');
     ($code, $body) = curl('/nowhere');
     is($code, 404, 'status-only route');
 
@@ -328,6 +336,12 @@ SKIP: {
     is_deeply(statuses($out), [421], 'Host of another site than the SNI: 421');
     $out = raw("GET /fixed HTTP/1.1\r\nHost: B.test:443\r\nConnection: close\r\n\r\n");
     is_deeply(statuses($out), [200], 'Host naming another name of the same site: served');
+    # The fully qualified spelling (trailing dot; curl https://a.test./
+    # sends it, with SNI a.test) is the same name, as in nginx.
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: a.test.:$p\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'Host with a trailing dot (FQDN): served');
+    $out = raw("GET /host/x HTTP/1.1\r\nHost: B.test.\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($out), [203], 'trailing-dot Host matches a host route');
 }
 
 # ---- absolute-form and asterisk-form targets (RFC 9112 3.2.2, 3.2.4) ----

@@ -47,7 +47,7 @@ my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : 
                      upstream => $_->[1] } }
     ([close => 'ok'], [ok => 'ok'], [mtls => 'mtls'], [nocert => 'nocert'], [unknownca => 'unknownca'],
      [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
-     [noverify => 'noverify'], [timeout => 'timeout']);
+     [noverify => 'noverify'], [timeout => 'timeout'], [ipname => 'ipname']);
 
 $t->write_conf({
     certificates => {
@@ -66,6 +66,9 @@ $t->write_conf({
         noverify  => up($be_exp, verify => JSON::PP::false, accepted_risk => 'test: self-managed backend',
                         pins => [spki_pin("$certs/expired.pem")]),
         timeout   => up($silent_port),
+        # an IP literal as server_name: checked as such, never sent as SNI
+        ipname    => up($be_ok, server_name => '127.0.0.1', verify => JSON::PP::false,
+                        accepted_risk => 'test: reached by address', pins => [$pin]),
     },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a'] } ],
     sites => { a => { server_names => ['a.test'], mode => 'terminate',
@@ -123,6 +126,10 @@ is($code, 200, 'matching SPKI pin (in addition to the chain): 200');
 ($code, $j) = get('/noverify/1');
 is($code, 200, 'verify:false with accepted_risk and a pin reaches an expired-cert backend');
 is($j->{backend}, 'EXP', '... the right one');
+# RFC 6066 3: SNI carries host names only; nginx sends none for an IP.
+($code, $j) = get('/ipname/1');
+is($code, 200, 'server_name an IP literal: 200');
+ok(!defined $j->{sni}, '... and no SNI was sent') or diag("sni: $j->{sni}");
 
 # --- failures: 502, nothing forwarded, reason logged
 my $bad_before = backend_requests($be_bad);

@@ -139,9 +139,15 @@ is($s0->{type}{hamlyn_tls_handshakes_total}, 'counter', 'tls_handshakes_total is
 is($code, 404, 'unknown admin path: 404');
 ($code, undef, $h) = admin('/metrics', '-X', 'POST', '-d', 'x=1');
 is($code, 405, 'POST /metrics: 405');
-like($h->{allow} // '', qr/^GET$/, '405 names the allowed method');
-($code) = admin('/healthz', '-I');
-is($code, 405, 'HEAD: 405 (GET only)');
+like($h->{allow} // '', qr/^GET, HEAD$/, '405 names the allowed methods');
+# HEAD, which every general-purpose server supports (RFC 9110 9.1): the
+# head of the GET answer, its Content-Length included, and no body.
+my $hd = raw($pa, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+like($hd, qr{^HTTP/1\.1 200 OK\r\n}, 'HEAD /healthz: 200');
+like($hd, qr{\r\nContent-Length: 3\r\n}, 'HEAD /healthz: the GET body length');
+like($hd, qr{\r\n\r\n\z}, 'HEAD /healthz: no body');
+$hd = raw($pa, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+like($hd, qr{^HTTP/1\.1 200 OK\r\n.*\r\n\r\n\z}s, 'HEAD /metrics: 200 without a body');
 my $big = raw($pa, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " . ('a' x 10000) . "\r\n\r\n");
 like($big, qr{^HTTP/1\.1 431 }, 'admin request head over 8 KiB: 431');
 like(raw($pa, "GARBAGE\r\n\r\n"), qr{^HTTP/1\.1 400 }, 'malformed admin request: 400');
@@ -190,6 +196,14 @@ $nredirect++;
 like(raw($pr, "GET http://abs.test HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
      qr{^HTTP/1\.1 301 .*\r\nLocation: https://abs\.test/\r\n}s,
      'absolute-form target without a path: 301 to /');
+$nredirect++;
+like(raw($pr, "GET http://abs.test?q=1 HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
+     qr{^HTTP/1\.1 301 .*\r\nLocation: https://abs\.test/\?q=1\r\n}s,
+     'absolute-form target with a query but no path: 301 to /?query');
+$nredirect++;
+my $hr = raw($pr, "HEAD /h?x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+like($hr, qr{^HTTP/1\.1 301 .*\r\nLocation: https://a\.test/h\?x\r\n}s, 'HEAD: 301 too');
+like($hr, qr{\r\n\r\n\z}, 'HEAD: the 301 has no body');
 $nredirect++;
 like(raw($pr, "GET ftp://abs.test/p HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
      qr{^HTTP/1\.1 400 }, 'absolute-form with another scheme: 400');

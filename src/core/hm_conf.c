@@ -481,6 +481,31 @@ conf_str(cx_t *cx, json_t *obj, const char *key, char **out)
     return conf_str_ex(cx, obj, key, 0, out);
 }
 
+/* An accepted_risk: a reason in words, so not empty and not only white
+ * space (CONFIG.md: "a non-empty reason is required"). */
+static int
+conf_reason(cx_t *cx, json_t *obj, const char *key, char **out)
+{
+    const char *p;
+    char       *s;
+    int         rc;
+
+    rc = conf_str(cx, obj, key, &s);
+    if (rc != 1) {
+        return rc;
+    }
+    for (p = s; *p != '\0' && isspace((unsigned char) *p); p++) {
+        /* skip */
+    }
+    if (*p == '\0') {
+        cerr_at(cx, key, "must say why the risk is acceptable (got only "
+                "white space)");
+        return -1;
+    }
+    *out = s;
+    return 1;
+}
+
 /* One of names[] (values[] gives the decoded value). */
 static int
 conf_enum(cx_t *cx, json_t *obj, const char *key,
@@ -1394,6 +1419,14 @@ decode_runtime(cx_t *cx, json_t *rt)
         cerr_at(cx, "group", "no such group %s",
                 quote(q, sizeof(q), r->group));
     }
+    if (json_object_get(rt, "group") != NULL
+        && json_object_get(rt, "user") == NULL)
+    {
+        /* The switch is user and group together (initgroups, setgid,
+         * setuid); a group alone would be silently ignored. */
+        cerr_at(cx, "group", "only with \"user\": workers switch to a user "
+                "and, with \"group\", that group instead of the user's own");
+    }
     conf_path(cx, rt, "pid_file", FILE_DIROK, &r->pid_file);
     decode_log(cx, rt, r);
     conf_int(cx, rt, "max_connections", 1, 10000000, &r->max_connections);
@@ -1441,7 +1474,11 @@ decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
         return;
     }
     if (hm_tls_cert_load(c, why, sizeof(why)) != HM_OK) {
-        cerr(cx, "%s", why);
+        if (c->error_key != NULL) {
+            cerr_at(cx, c->error_key, "%s", why);   /* certificates.a.key */
+        } else {
+            cerr(cx, "%s", why);                    /* the pair */
+        }
         return;
     }
     hm_pool_cleanup_add(cx->pool, cert_cleanup, c);
@@ -1648,6 +1685,7 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
     hm_conf_upstream_tls_t *tls = &up->tls;
     char                    why[512], q[128];
     const char             *w;
+    unsigned char           ip[sizeof(struct in6_addr)];
 
     check_keys(cx, t, keys, NULL);
     tls->present = 1;
@@ -1655,7 +1693,12 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
     if (conf_str(cx, t, "server_name", &tls->server_name) == 1) {
         hm_strlow(tls->server_name, tls->server_name,
                   strlen(tls->server_name));
-        if ((w = check_hostname(tls->server_name)) != NULL) {
+        tls->server_name_ip = inet_pton(AF_INET, tls->server_name, ip) == 1
+                              || inet_pton(AF_INET6, tls->server_name, ip)
+                                 == 1;
+        if (!tls->server_name_ip
+            && (w = check_hostname(tls->server_name)) != NULL)
+        {
             cerr_at(cx, "server_name", "%s (got %s)", w,
                     quote(q, sizeof(q), tls->server_name));
         }
@@ -1666,7 +1709,7 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
         cerr_at(cx, "ca", "%s", why);
     }
     conf_bool(cx, t, "verify", &tls->verify);
-    conf_str(cx, t, "accepted_risk", &tls->accepted_risk);
+    conf_reason(cx, t, "accepted_risk", &tls->accepted_risk);
     tls->client_certificate = conf_ref(cx, t, "client_certificate",
                                        "certificate", find_cert);
     conf_strv(cx, t, "pins", STRV_UNIQUE, check_pin, &tls->pins,
@@ -1738,7 +1781,7 @@ decode_upstream(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
         old = path_key(cx, "plaintext");
         check_keys(cx, o, pt_keys, NULL);
         if (required(cx, o, "accepted_risk")) {
-            conf_str(cx, o, "accepted_risk", &up->plaintext_risk);
+            conf_reason(cx, o, "accepted_risk", &up->plaintext_risk);
         }
         path_pop(cx, old);
     }
@@ -2037,7 +2080,10 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
         }
     }
     if (has_status) {
-        conf_int(cx, r, "status", 100, 599, &rt->status);
+        /* 1xx are interim answers: a client sent one waits for the
+         * final response that a fixed route never sends (101 would also
+         * claim a protocol switch). */
+        conf_int(cx, r, "status", 200, 599, &rt->status);
         rt->content_type = "text/plain";
     } else {
         if (json_object_get(r, "body") != NULL) {
@@ -2053,9 +2099,7 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
         if (rt->body_len > HM_CONF_BODY_MAX) {
             cerr_at(cx, "body", "longer than %d bytes", HM_CONF_BODY_MAX);
         }
-        if (rt->status == 204 || rt->status == 304
-            || (rt->status >= 100 && rt->status < 200))
-        {
+        if (rt->status == 204 || rt->status == 304) {
             cerr_at(cx, "body", "a %d response has no body", rt->status);
         }
     }
@@ -2261,6 +2305,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     char        q[128], buf[32];
     const char *w;
     int         has_sites;
+    size_t     *jidx;
 
     ls->index = (int) idx;
     ls->client_hello_timeout_ms = 10000;
@@ -2285,6 +2330,8 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
         }
         ls->addrs = pcalloc(cx, (json_array_size(arr) + 1)
                                              * sizeof(hm_addr_t));
+        /* the JSON index of each kept address, for the messages */
+        jidx = pcalloc(cx, (json_array_size(arr) + 1) * sizeof(size_t));
         json_array_foreach(arr, i, v) {
             old2 = path_index(cx, i);
             if (!json_is_string(v)) {
@@ -2299,12 +2346,12 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
                 for (j = 0; j < ls->naddrs; j++) {
                     if (addr_overlaps(&ls->addrs[j], &ls->addrs[ls->naddrs])) {
                         cerr(cx, "%s overlaps with listen[%zu]",
-                             ls->addrs[ls->naddrs].text, j);
+                             ls->addrs[ls->naddrs].text, jidx[j]);
                         break;
                     }
                 }
                 if (j == ls->naddrs) {
-                    ls->naddrs++;
+                    jidx[ls->naddrs++] = i;
                 }
             }
             path_pop(cx, old2);

@@ -50,6 +50,10 @@ struct hm_conf_cert_s {
     char *ocsp_path;                /* NULL = none */
     /* Filled by hm_tls_cert_load(): opaque to the rest of the code. */
     void *tls;
+    /* Added by the contract work: when hm_tls_cert_load() fails, the
+     * key whose file is at fault ("cert", "key" or "ocsp"), or NULL when
+     * it is the pair (a key that does not match its certificate). */
+    const char *error_key;
 };
 
 enum {
@@ -73,6 +77,10 @@ typedef struct {
     char **pins;                    /* "sha256/BASE64" */
     size_t npins;
     void  *tls;                     /* SSL_CTX, built by the TLS layer */
+    /* Added by the contract work: server_name is an IPv4 or IPv6
+     * literal: checked against the certificate's IP addresses and not
+     * sent as SNI (RFC 6066 3 allows host names only). */
+    int    server_name_ip;
 } hm_conf_upstream_tls_t;
 
 typedef struct {

@@ -117,6 +117,9 @@ hm_cycle_new(const char *path, void *err, int *nerrors)
     cycle->pool = conf->pool;
 
     n = cycle_tls_init(cycle, path, out);
+    /* Configuration asking for a module this build left out: one error
+     * per JSON path, counted like the loader's. */
+    n += hm_modules_check_conf(conf, hm_modules_have, out, path);
     cycle->err = out;
     cycle->err_path = path;
     if (hm_modules_postconfig(cycle) != HM_OK) {

@@ -59,5 +59,10 @@ int hm_modules_postconfig(hm_cycle_t *cycle);
 void hm_modules_names(char *buf, size_t len);
 /* 1 if the module called name (e.g. "upstream_tls") is compiled in. */
 int hm_modules_have(const char *name);
+/* Configuration that needs a module have() says is missing: prints
+ * "FILE: json.path: reason" lines to err (FILE *), returns their count. */
+int hm_modules_check_conf(const hm_conf_t *conf,
+                          int (*have)(const char *name), void *err,
+                          const char *file);
 
 #endif

@@ -57,6 +57,7 @@ typedef struct {
     size_t          out_off;
     int             out_malloced;
     int             pp_done;        /* PROXY header read (or none due) */
+    int             head;           /* HEAD: the answer has no body */
     char            in[HM_HREQ_HEAD_MAX];
 } hm_hreq_t;
 
@@ -183,7 +184,9 @@ hreq_write(hm_hreq_t *r)
 
 /*
  * Queues a response (status, extra header lines each ending in CRLF or
- * NULL, content type, body) and starts writing it.  Head and body are
+ * NULL, content type, body) and starts writing it; the answer to a HEAD
+ * request keeps the Content-Length of the body but not the body
+ * (RFC 9110 9.3.2).  Head and body are
  * copied into one buffer: c->pool up to 4 KiB, else malloc'd (freed at
  * close); the caller keeps its body.  May close r (see r->state).
  */
@@ -207,6 +210,9 @@ hreq_respond(hm_hreq_t *r, int status, const char *extra,
     if (hl < 0 || (size_t) hl >= sizeof(head)) {
         hreq_close(r, "internal_error");
         return;
+    }
+    if (r->head) {
+        blen = 0;
     }
     total = (size_t) hl + blen;
     if (total <= 4096) {
@@ -269,10 +275,10 @@ admin_handle(hm_hreq_t *r, const hm_http_msg_t *m)
     int         k;
 
     HM_METRIC_INC(ADMIN_REQUESTS);
-    if (m->method != HM_HTTP_M_GET) {
+    if (m->method != HM_HTTP_M_GET && m->method != HM_HTTP_M_HEAD) {
         hm_log_info(&c->log, "admin: method %.*s not allowed",
                     (int) m->method_name.len, m->method_name.data);
-        hreq_error(r, 405, "Allow: GET\r\n");
+        hreq_error(r, 405, "Allow: GET, HEAD\r\n");
         return;
     }
 
@@ -347,7 +353,7 @@ int
 hm_redirect_location(const char *host, size_t hlen, const char *target,
                      size_t tlen, char *buf, size_t cap)
 {
-    size_t      i, name_len, plen;
+    size_t      i, name_len, plen, slash;
     const char *path;
     int         n;
 
@@ -374,12 +380,13 @@ hm_redirect_location(const char *host, size_t hlen, const char *target,
         if (plen == 0) {
             path = "/";
             plen = 1;
-        } else if (path[0] == '?') {
-            return -1;          /* keep it simple: "http://a?x" */
         }
-    } else if (tlen == 0 || target[0] != '/') {
+    } else if (tlen == 0 || (target[0] != '/' && target[0] != '?')) {
         return -1;              /* "*" or authority-form */
     }
+    /* "http://a?x", which the parser hands over as "?x" (target_slash):
+     * its path is empty, so "/" (RFC 3986 6.2.3). */
+    slash = path[0] == '?';
     for (i = 0; i < plen; i++) {
         if ((unsigned char) path[i] <= 0x20 || (unsigned char) path[i] >= 0x7f)
         {
@@ -430,15 +437,16 @@ hm_redirect_location(const char *host, size_t hlen, const char *target,
         }
     }
 
-    if (cap < sizeof("https://") + name_len + plen) {
+    if (cap < sizeof("https://") + name_len + slash + plen) {
         return -1;
     }
     memcpy(buf, "https://", 8);
     for (i = 0; i < name_len; i++) {
         buf[8 + i] = (char) tolower((unsigned char) host[i]);
     }
-    memcpy(buf + 8 + name_len, path, plen);
-    n = (int) (8 + name_len + plen);
+    buf[8 + name_len] = '/';
+    memcpy(buf + 8 + name_len + slash, path, plen);
+    n = (int) (8 + name_len + slash + plen);
     buf[n] = '\0';
     return n;
 }
@@ -586,6 +594,7 @@ hreq_read(hm_hreq_t *r)
     uv_timer_stop(&r->timer);
     /* Bound the time to write the answer too. */
     uv_timer_start(&r->timer, hreq_on_timer, HM_HREQ_HEADER_TIMEOUT, 0);
+    r->head = m.method == HM_HTTP_M_HEAD;
     if (r->kind == HM_HREQ_ADMIN) {
         admin_handle(r, &m);
     } else {

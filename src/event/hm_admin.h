@@ -61,8 +61,9 @@ void hm__redirect_start(hm_conn_t *c);
  * literal ("[v6]" or dotted v4), and a port must be 1..5 digits.  The
  * target must be origin-form ("/...") or absolute-form ("http://a:80/b":
  * its authority "a:80" then replaces the Host header, RFC 9112 3.2.2, and
- * "/b" is kept).  Returns the length written, or -1 when the host or
- * target is invalid or buf is too small.
+ * "/b" is kept; a query without a path, "http://a?x" or "?x" as the
+ * parser leaves it, gets the path "/").  Returns the length written, or
+ * -1 when the host or target is invalid or buf is too small.
  */
 int hm_redirect_location(const char *host, size_t hlen, const char *target,
                          size_t tlen, char *buf, size_t cap);

@@ -1562,7 +1562,8 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
     rm->headers[1].name.len = 14;
     rm->headers[1].value.data = hc->clbuf;
     rm->headers[1].value.len = (size_t) k;
-    rm->headers[1].flags = 0;
+    /* RFC 9110 8.6: no Content-Length in a 204 (a fixed route's). */
+    rm->headers[1].flags = status == 204 ? HM_HTTP_HDR_REMOVED : 0;
     rm->headers[2].name.data = "Date";
     rm->headers[2].name.len = 4;
     rm->headers[2].value.data = hm__http_date(hc_now(hc));
@@ -1725,6 +1726,9 @@ hc_process(hm_http_conn_t *hc)
             const char *colon = memchr(host, ':', hlen);
             if (colon != NULL) {
                 hlen = (size_t) (colon - host);
+            }
+            if (hlen > 1 && host[hlen - 1] == '.') {
+                hlen--;             /* "a.test." is the FQDN of a.test */
             }
         }
     } else {

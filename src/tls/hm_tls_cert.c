@@ -147,8 +147,8 @@ hm_tls_cert_free(hm_conf_cert_t *cert)
  * Loads cert->cert_path (PEM: leaf first, then intermediates),
  * cert->key_path (PEM private key) and the optional DER OCSP response,
  * checks that the key matches the leaf, and stores an hm_tls_cert_t in
- * cert->tls.  Returns HM_OK, or HM_ERROR with a reason in err (nothing is
- * kept then).
+ * cert->tls.  Returns HM_OK, or HM_ERROR with a reason in err and the key
+ * of the file at fault in cert->error_key (nothing is kept then).
  */
 int
 hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
@@ -158,6 +158,7 @@ hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
     X509          *x;
     unsigned long  e;
 
+    cert->error_key = NULL;
     tc = OPENSSL_malloc(sizeof(*tc));
     if (tc == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -167,6 +168,7 @@ hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
     cert->tls = tc;
 
     ERR_clear_error();
+    cert->error_key = "cert";
     bio = open_file(cert->cert_path, "certificate", err, errlen);
     if (bio == NULL) {
         goto failed;
@@ -212,6 +214,7 @@ hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
     }
     BIO_free(bio);
 
+    cert->error_key = "key";
     bio = open_file(cert->key_path, "key", err, errlen);
     if (bio == NULL) {
         goto failed;
@@ -233,17 +236,20 @@ hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
     }
     if (!X509_check_private_key(tc->leaf, tc->key)) {
         ERR_clear_error();
+        cert->error_key = NULL;
         snprintf(err, errlen, "key \"%s\" does not match certificate \"%s\"",
                  cert->key_path, cert->cert_path);
         goto failed;
     }
 
+    cert->error_key = "ocsp";
     if (cert->ocsp_path != NULL
         && read_ocsp(cert->ocsp_path, &tc->ocsp, &tc->ocsp_len, err, errlen)
            != HM_OK)
     {
         goto failed;
     }
+    cert->error_key = NULL;
     return HM_OK;
 
 failed:

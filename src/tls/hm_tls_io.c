@@ -252,7 +252,7 @@ hm__tls_client_new(hm_stream_t *s, const void *upstream_tls, void *session)
         return HM_ERROR;
     }
     SSL_set_connect_state(ssl);
-    if (ut->server_name != NULL) {
+    if (ut->server_name != NULL && !ut->server_name_ip) {
         SSL_set_tlsext_host_name(ssl, ut->server_name);
     }
     if (h != NULL) {

@@ -33,6 +33,11 @@ static const struct {
     { "a.test", "http://other.test/path?q", "https://other.test/path?q" },
     { "a.test", "http://Other.test:8080", "https://other.test/" },
     { "", "HTTPS://other.test/z", "https://other.test/z" },
+    /* a query without a path: the path is "/" (RFC 3986 6.2.3), both as
+     * sent and as the parser hands it over ("?q", target_slash) */
+    { "a.test", "http://other.test?x", "https://other.test/?x" },
+    { "a.test", "http://other.test:80?x=1&y", "https://other.test/?x=1&y" },
+    { "a.test:8080", "?q=1", "https://a.test/?q=1" },
 };
 
 static const struct {
@@ -61,7 +66,8 @@ static const struct {
     { "a.test", "/a b" },
     { "a.test", "/a\r\nX: y" },
     { "a.test", "/\x7f" },
-    { "a.test", "http://other.test?x" },
+    { "a.test", "http://other.test?x y" },
+    { "a.test", "a?x" },
     { "a.test", "http://user@other.test/" },
     { "a.test", "http:///x" },
     { "a.test", "http://other.test:x/" },
@@ -106,6 +112,10 @@ START_TEST(test_limits)
     ck_assert_int_eq(loc("a.test", "/xy", buf, sizeof("https://a.test/xy")), 17);
     ck_assert_str_eq(buf, "https://a.test/xy");
     ck_assert_int_eq(loc("a.test", "/xy", buf, sizeof("https://a.test/xy") - 1), -1);
+    /* ... and with the "/" added before a bare query */
+    ck_assert_int_eq(loc("a.test", "?x", buf, sizeof("https://a.test/?x")), 17);
+    ck_assert_str_eq(buf, "https://a.test/?x");
+    ck_assert_int_eq(loc("a.test", "?x", buf, sizeof("https://a.test/?x") - 1), -1);
     ck_assert_int_eq(hm_redirect_location(NULL, 0, "/", 1, buf, sizeof(buf)), -1);
     ck_assert_int_eq(hm_redirect_location(NULL, 0, "http://a/", 9, buf, sizeof(buf)), 10);
     ck_assert_str_eq(buf, "https://a/");

@@ -605,11 +605,11 @@ static const bad_t bad[] = {
     { "{'certificates': {'c': {'cert': 'ecdsa.pem', 'key': 'other.key'}}, 'sites': {}, 'listeners': []}",
       "does not match certificate" },
     { "{'certificates': {'c': {'cert': 'junk.pem', 'key': 'ecdsa.key'}}, 'sites': {}, 'listeners': []}",
-      "certificates.c: no PEM certificate found" },
+      "certificates.c.cert: no PEM certificate found" },
     { "{'certificates': {'c': {'cert': 'ecdsa.pem', 'key': 'junk.pem'}}, 'sites': {}, 'listeners': []}",
-      "certificates.c: no PEM private key found" },
+      "certificates.c.key: no PEM private key found" },
     { "{'certificates': {'c': {'cert': 'ecdsa.pem', 'key': 'ecdsa.key', 'ocsp': 'ecdsa.pem'}}, 'sites': {}, 'listeners': []}",
-      "certificates.c: OCSP response" },
+      "certificates.c.ocsp: OCSP response" },
     { "{'certificates': {'c': {'cert': '.', 'key': 'ecdsa.key'}}, 'sites': {}, 'listeners': []}",
       "certificates.c.cert: " },
     { "{'certificates': {'a b': {'cert': 'ecdsa.pem', 'key': 'ecdsa.key'}}, 'sites': {}, 'listeners': []}",
@@ -639,6 +639,10 @@ static const bad_t bad[] = {
       "upstreams.u.balance: must be \"round_robin\", \"least_conn\" or \"random_two\" (got \"hash\")" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': ''}}}, 'sites': {}, 'listeners': []}",
       "upstreams.u.plaintext.accepted_risk: must not be empty" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': ' \\t\\n '}}}, 'sites': {}, 'listeners': []}",
+      "upstreams.u.plaintext.accepted_risk: must say why the risk is acceptable (got only white space)" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'tls': {'verify': false, 'accepted_risk': '   '}}}, 'sites': {}, 'listeners': []}",
+      "upstreams.u.tls.accepted_risk: must say why the risk is acceptable (got only white space)" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {}}}, 'sites': {}, 'listeners': []}",
       "upstreams.u.plaintext.accepted_risk: required key is missing" },
     { "{'upstreams': {'u': {'servers': ['10.0.0.1:80'], 'plaintext': {'accepted_risk': 'x'}, 'tls': {'server_name': 'a.test'}}}, 'sites': {}, 'listeners': []}",
@@ -763,10 +767,15 @@ static const bad_t bad[] = {
       "sites.s.routes[0]: \"upstream\" and \"status\" are mutually exclusive" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 99}]}}, 'listeners': []}",
-      "sites.s.routes[0].status: must be between 100 and 599 (got 99)" },
+      "sites.s.routes[0].status: must be between 200 and 599 (got 99)" },
+    /* a 1xx never ends a request: the client would wait for the final
+     * answer of a fixed route forever */
+    { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
+      " 'routes': [{'status': 101}]}}, 'listeners': []}",
+      "sites.s.routes[0].status: must be between 200 and 599 (got 101)" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 600}]}}, 'listeners': []}",
-      "sites.s.routes[0].status: must be between 100 and 599 (got 600)" },
+      "sites.s.routes[0].status: must be between 200 and 599 (got 600)" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 204, 'body': 'x'}]}}, 'listeners': []}",
       "sites.s.routes[0].body: a 204 response has no body" },
@@ -854,6 +863,12 @@ static const bad_t bad[] = {
       "listeners[1].listen[1]: 127.0.0.1:443 overlaps with 0.0.0.0:443 of listeners[0]" },
     { "{'sites': {}, 'listeners': [{'listen': ['[::1]:443', '[::1]:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[1]: [::1]:443 overlaps with listen[0]" },
+    /* group alone would be ignored: the switch is user (and group) */
+    { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
+      "test.json: runtime.group: only with \"user\": workers switch to a user" },
+    /* the index named is the JSON one, past an invalid address */
+    { "{'sites': {}, 'listeners': [{'listen': ['bad', '0.0.0.0:443', '127.0.0.1:443'], 'http': {'redirect_to_https': true}}]}",
+      "listeners[0].listen[2]: 127.0.0.1:443 overlaps with listen[1]" },
     { "{'sites': {}, 'listeners': [{'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}},"
       " {'name': 'x', 'listen': [':2'], 'http': {'redirect_to_https': true}}]}",
       "listeners[1].name: listeners[0] has the same name \"x\"" },
@@ -869,7 +884,7 @@ static const bad_t bad[] = {
       " 'listeners': [{'listen': ['127.0.0.1:443'], 'sites': ['a', 'zz', 'b']}]}",
       "listeners[0].sites[2]: server name \"a.test\" of site \"b\"" },
     { "{'certificates': {'c': {'cert': 'badchain.pem', 'key': 'chain.key'}}, 'sites': {}, 'listeners': []}",
-      "certificates.c: bad certificate in the chain" },
+      "certificates.c.cert: bad certificate in the chain" },
     { "{'sites': {}, 'listeners': [5]}",
       "listeners[0]: expected an object, got an integer" },
     /* JSON syntax */
@@ -880,6 +895,37 @@ static const bad_t bad[] = {
     { "{'sites': {}, 'listeners': []} x", "test.json: line 1 column" },
     { "{'a': 'x\\u0000y', 'sites': {}, 'listeners': []}", "test.json: line 1" },
 };
+
+/* tls.server_name may be an IPv4 or IPv6 literal (flagged: no SNI). */
+START_TEST(test_server_name_ip)
+{
+    static const struct {
+        const char *name;
+        int         ip;
+    } cases[] = {
+        { "10.0.0.1", 1 }, { "::1", 1 }, { "2001:DB8::1", 1 },
+        { "backend.internal", 0 }, { "10.0.0.1.example", 0 },
+    };
+    char       json[512];
+    hm_conf_t *c;
+    size_t     i;
+
+    for (i = 0; i < hm_nelem(cases); i++) {
+        snprintf(json, sizeof(json), "{'upstreams': {'u': {'servers': "
+                 "['10.0.0.1:443'], 'tls': {'server_name': '%s'}}}, "
+                 "'sites': {}, 'listeners': [{'listen': [':1'], 'http': "
+                 "{'redirect_to_https': true}}]}", cases[i].name);
+        c = load(json);
+        ck_assert_msg(c != NULL, "%s: %s", cases[i].name, out_text);
+        ck_assert_int_eq(hm_conf_upstream_find(c, "u")->tls.server_name_ip,
+                         cases[i].ip);
+        hm_conf_free(c);
+    }
+    load_fails_with("{'upstreams': {'u': {'servers': ['10.0.0.1:443'], "
+                    "'tls': {'server_name': '[::1]'}}}, 'sites': {}, "
+                    "'listeners': []}", "upstreams.u.tls.server_name: ");
+}
+END_TEST
 
 START_TEST(test_bad)
 {
@@ -1109,6 +1155,7 @@ conf_suite(void)
     tcase_add_test(tc, test_workers_auto);
     tcase_add_test(tc, test_admin);
     tcase_add_loop_test(tc, test_bad, 0, (int) hm_nelem(bad));
+    tcase_add_test(tc, test_server_name_ip);
     tcase_add_test(tc, test_many_errors);
     tcase_add_test(tc, test_parse_error_position);
     tcase_add_test(tc, test_escaped_output);

@@ -190,6 +190,19 @@ sub write_conf {
             delete $rt{$_} for grep { !defined $rt{$_} } keys %rt;
             $c{runtime} = \%rt;
         }
+        # A build without headers_sanitise refuses every header rule of
+        # a terminating site, the default "forwarded": "replace" included
+        # (man/hamlyn.8, MODULES): the header assertions skip there, so the
+        # rules are left out and forwarding is off.
+        if (ref $c{sites} eq 'HASH' && !has('headers_sanitise')) {
+            my %s = %{ $c{sites} };
+            for my $n (keys %s) {
+                next unless ref $s{$n} eq 'HASH'
+                    && ($s{$n}{mode} // '') eq 'terminate';
+                $s{$n} = { %{ $s{$n} }, headers => { forwarded => 'off' } };
+            }
+            $c{sites} = \%s;
+        }
         $self->{conf} = \%c;
         $text = JSON::PP->new->canonical->pretty->encode(\%c);
     } else {
