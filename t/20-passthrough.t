@@ -228,6 +228,21 @@ my $line = "sha256=$want bytes=" . (20 << 20) . "\n";
 is($r->{recv_bytes} - length($line), 20 << 20, '20 MiB backend -> client');
 ok($r->{ok}, 'transfer completed') or diag explain $r;
 
+# --- a bulk burst, then silence (no FIN): past 256 KiB a direction raises
+# SO_RCVLOWAT, so the tail below the mark must still be reported when the
+# stream pauses, both ways (upload to the echo backend, then its echo)
+{
+    my $n = (1 << 20) + 12345;
+    my $first = "backend=A sni=a.test client=- proxy=-\n";
+    $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test', ca => "$certs/ca.pem",
+                        send_bytes => $n, read_bytes => length($first) + $n, timeout => 20);
+    is($r->{first_line} . "\n", $first, 'burst: echo backend A');
+    is($r->{rest_bytes}, $n, 'burst: 1 MiB echoed back without a FIN (tails below the low-water mark reported)');
+    is($r->{rest_sha256}, Hamlyn::Test::pattern_sha256($n), 'burst: echo byte-exact');
+    ok(defined $r->{elapsed_s} && $r->{elapsed_s} < 10, 'burst: completed promptly')
+        or diag explain $r;
+}
+
 # --- access log
 my $log = $t->wait_access_log(16, 5);
 my @ok = grep { ($_->{outcome} // '') eq 'ok' } @$log;

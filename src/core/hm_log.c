@@ -90,12 +90,6 @@ hm_assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
-int
-hm_strncaseeq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    return alen == blen && strncasecmp(a, b, alen) == 0;
-}
-
 void
 hm_strlow(char *dst, const char *src, size_t n)
 {

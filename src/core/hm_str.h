@@ -12,8 +12,34 @@ typedef struct {
 #define hm_string(s)   { sizeof(s) - 1, (s) }
 #define hm_null_string { 0, NULL }
 
-/* Case-insensitive ASCII comparison of two byte ranges. */
-int hm_strncaseeq(const char *a, size_t alen, const char *b, size_t blen);
+/* ASCII lower case of one byte (no locale). */
+static inline unsigned char
+hm_lower(unsigned char c)
+{
+    return (unsigned char) (c + (((unsigned) c - 'A' < 26u) << 5));
+}
+
+/*
+ * Case-insensitive ASCII comparison of two byte ranges.  Inline and
+ * locale-free: header names are compared several times per request.
+ */
+static inline int
+hm_strncaseeq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t i;
+
+    if (alen != blen) {
+        return 0;
+    }
+    for (i = 0; i < alen; i++) {
+        if (a[i] != b[i]
+            && hm_lower((unsigned char) a[i]) != hm_lower((unsigned char) b[i]))
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* Value of one hexadecimal digit, -1 when c is not one. */
 static inline int

@@ -20,6 +20,17 @@
  * then kept): no epoll_ctl per state change.  A side's rd_ready flag says
  * input may be waiting; it is cleared by a short recv() or EAGAIN.
  *
+ * Batching: a direction that streams (HM_BATCH_AFTER bytes since it last
+ * paused) raises SO_RCVLOWAT on its source to HM_BATCH_LOWAT, so the kernel
+ * wakes the worker once per half MiB instead of once per arriving
+ * segment; each wake-up then moves a big chunk, and so does the peer's.
+ * The kernel still reports input at once on FIN, memory pressure or a
+ * nearly closed receive window.  When the stream pauses for
+ * HM_BATCH_TAIL_MS the mark goes back to one byte, which makes the kernel
+ * report whatever tail is waiting: at most that much extra latency at the
+ * end of a burst, and an interactive exchange after a bulk one runs
+ * unbatched until it has moved HM_BATCH_AFTER bytes again.
+ *
  * Flow control: a direction only reads from its source when nothing of it
  * is pending, so at most one pipe (1 MiB) or one buffer (64 KiB) of data
  * is in flight per direction and a slow reader stops the fast writer
@@ -47,6 +58,9 @@
 #define HM_SPLICE_AFTER   (64 * 1024)   /* bytes a direction copies first */
 #define HM_PUMP_ROUNDS    4             /* reads per direction and event */
 #define HM_EV_MASK        (EPOLLIN | EPOLLRDHUP | EPOLLET)
+#define HM_BATCH_LOWAT    (512 * 1024)  /* SO_RCVLOWAT while streaming */
+#define HM_BATCH_AFTER    (256 * 1024)  /* bytes moved before batching */
+#define HM_BATCH_TAIL_MS  1             /* pause that ends a batch */
 
 /* Worker-wide copy buffer: a worker is one thread and a recv() into it is
  * always followed by the send() of what it got. */
@@ -172,6 +186,59 @@ arm_out(hm_pt_t *pt, int k)
     }
 }
 
+/*
+ * Relay deadlines from the last transfer: the idle timeout, and while a
+ * direction batches, the pause that ends the batch.
+ */
+static void
+relay_timer_arm(hm_pt_t *pt, uint64_t now)
+{
+    uint64_t due = UINT64_MAX;
+
+    if (pt->idle_ms > 0) {
+        due = pt->active_ms + (uint64_t) pt->idle_ms;
+    }
+    if ((pt->batch[0] || pt->batch[1])
+        && pt->active_ms + HM_BATCH_TAIL_MS < due)
+    {
+        due = pt->active_ms + HM_BATCH_TAIL_MS;
+    }
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&pt->timer);
+        return;
+    }
+    uv_timer_start(&pt->timer, hm__pt_on_timer, due > now ? due - now : 0,
+                   0);
+}
+
+static uint64_t
+dir_moved(const hm_pt_t *pt, int d)
+{
+    return d == 0 ? pt->c->bytes_in : pt->c->bytes_out;
+}
+
+/*
+ * Raises (on) or drops the receive low-water mark of direction d's source.
+ * Dropping it makes the kernel report input already waiting below the
+ * mark (tcp_set_rcvlowat() checks at once).
+ */
+static void
+batch_set(hm_pt_t *pt, int d, int on)
+{
+    int v = on ? HM_BATCH_LOWAT : 1;
+
+    if (setsockopt(pt->side[d].fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v))
+        != 0 && on)
+    {
+        pt->batch_mark[d] = UINT64_MAX / 2;     /* not here: never again */
+        return;
+    }
+    pt->batch[d] = (uint8_t) on;
+    if (!on) {
+        pt->batch_mark[d] = dir_moved(pt, d);
+    }
+}
+
 /* Connected and the preread is out: start relaying.  Input that arrived
  * meanwhile (edge already reported) is read at once. */
 static void
@@ -185,12 +252,7 @@ relay_start(hm_pt_t *pt)
     c->bytes_in = c->preread_len;
     pt->idle_ms = c->site->limits.idle_timeout_ms;
     pt->active_ms = uv_now(c->worker->loop);
-    if (pt->idle_ms > 0) {
-        uv_timer_start(&pt->timer, hm__pt_on_timer,
-                       (uint64_t) pt->idle_ms, 0);
-    } else {
-        uv_timer_stop(&pt->timer);
-    }
+    relay_timer_arm(pt, pt->active_ms);
     pt->side[1].ev.handler = on_upstream_ev;
     if (pt->side[0].rdhup) {
         pt->side[0].rd_ready = 1;
@@ -357,24 +419,35 @@ hm__splice_timer(hm_pt_t *pt)
 {
     hm_conn_t *c = pt->c;
     uint64_t now, idle;
+    int d;
 
     if (pt->state == HM_PT_CONNECTING) {
         fail_attempt(pt, "timed out connecting", 0, "upstream_timeout");
         connect_next(pt);
         return;
     }
-    if (pt->state != HM_PT_RELAY || pt->idle_ms <= 0) {
+    if (pt->state != HM_PT_RELAY) {
         return;
     }
     now = uv_now(c->worker->loop);
+    if ((pt->batch[0] || pt->batch[1])
+        && now - pt->active_ms >= HM_BATCH_TAIL_MS)
+    {
+        /* The stream paused: one wake-up per arrival again, and what
+         * waits below the mark is reported now. */
+        for (d = 0; d < 2; d++) {
+            if (pt->batch[d]) {
+                batch_set(pt, d, 0);
+            }
+        }
+    }
     idle = (uint64_t) pt->idle_ms;
-    if (now - pt->active_ms >= idle) {
+    if (pt->idle_ms > 0 && now - pt->active_ms >= idle) {
         hm_log_info(&c->log, "idle for %d ms: closing", pt->idle_ms);
         hm__pt_close(pt, "idle_timeout");
         return;
     }
-    uv_timer_start(&pt->timer, hm__pt_on_timer,
-                   idle - (now - pt->active_ms), 0);
+    relay_timer_arm(pt, now);
 }
 
 /*
@@ -582,6 +655,15 @@ pump(hm_pt_t *pt, int d)
         }
         if (r == -2) {
             return HM_ERROR;
+        }
+        if (r > 0 && !pt->batch[d]
+            && dir_moved(pt, d) - pt->batch_mark[d] >= HM_BATCH_AFTER
+            && dir_moved(pt, d) >= pt->batch_mark[d])
+        {
+            batch_set(pt, d, 1);
+            if (pt->batch[d]) {
+                relay_timer_arm(pt, pt->active_ms);
+            }
         }
         if (r == 0) {
             src->rd_eof = 1;
