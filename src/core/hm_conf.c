@@ -2553,7 +2553,9 @@ decode_listeners(cx_t *cx, json_t *root)
         for (j = 0; j < i; j++) {
             hm_conf_listener_t *p = &conf->listeners[j];
 
+            /* (a listener that is not an object has no name) */
             if (json_object_get(v, "name") != NULL
+                && p->name != NULL && ls->name != NULL
                 && strcmp(p->name, ls->name) == 0)
             {
                 cerr_at(cx, "name", "listeners[%zu] has the same name "

@@ -878,6 +878,10 @@ static const bad_t bad[] = {
       " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
       "test.json: upstreams.be.health_check.path: only for upstreams of terminating sites "
       "(the servers of passthrough site \"s\" are checked by a TCP connect)" },
+    /* a listener that is not an object, then a named one (crashed:
+     * strcmp on the first one's missing name) */
+    { "{'sites': {}, 'listeners': [0, {'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}}]}",
+      "test.json: listeners[0]: expected an object, got an integer" },
     /* group alone would be ignored: the switch is user (and group) */
     { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
       "test.json: runtime.group: only with \"user\": workers switch to a user" },
