@@ -2375,6 +2375,16 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     }
     has_sites = json_object_get(l, "sites") != NULL;
     if (ls->redirect_to_https) {
+        /* plaintext HTTP: no ClientHello to bound (these would be
+         * ignored) */
+        if (json_object_get(l, "client_hello_timeout_ms") != NULL) {
+            cerr_at(cx, "client_hello_timeout_ms", "only for TLS listeners "
+                    "(a redirect_to_https listener reads no ClientHello)");
+        }
+        if (json_object_get(l, "client_hello_max_bytes") != NULL) {
+            cerr_at(cx, "client_hello_max_bytes", "only for TLS listeners "
+                    "(a redirect_to_https listener reads no ClientHello)");
+        }
         if (has_sites) {
             cerr_at(cx, "sites", "a listener with \"http\": "
                     "{\"redirect_to_https\": true} serves no sites");

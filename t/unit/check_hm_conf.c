@@ -882,6 +882,12 @@ static const bad_t bad[] = {
      * strcmp on the first one's missing name) */
     { "{'sites': {}, 'listeners': [0, {'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}}]}",
       "test.json: listeners[0]: expected an object, got an integer" },
+    /* ClientHello bounds on a plaintext redirect listener */
+    { "{'sites': {}, 'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}, 'client_hello_timeout_ms': 5}]}",
+      "test.json: listeners[0].client_hello_timeout_ms: only for TLS listeners "
+      "(a redirect_to_https listener reads no ClientHello)" },
+    { "{'sites': {}, 'listeners': [{'listen': [':1'], 'http': {'redirect_to_https': true}, 'client_hello_max_bytes': 20000}]}",
+      "test.json: listeners[0].client_hello_max_bytes: only for TLS listeners" },
     /* group alone would be ignored: the switch is user (and group) */
     { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
       "test.json: runtime.group: only with \"user\": workers switch to a user" },
