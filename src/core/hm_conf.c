@@ -2553,7 +2553,9 @@ decode_listeners(cx_t *cx, json_t *root)
         for (j = 0; j < i; j++) {
             hm_conf_listener_t *p = &conf->listeners[j];
 
+            /* (a listener that is not an object has no name) */
             if (json_object_get(v, "name") != NULL
+                && p->name != NULL && ls->name != NULL
                 && strcmp(p->name, ls->name) == 0)
             {
                 cerr_at(cx, "name", "listeners[%zu] has the same name "
@@ -2582,15 +2584,41 @@ decode_listeners(cx_t *cx, json_t *root)
 /* ---- cross-section checks --------------------------------------------- */
 
 static void
-check_upstream_use(cx_t *cx, use_t *use)
+check_upstream_use(cx_t *cx, use_t *use, json_t *root)
 {
-    size_t              i, old, old2;
+    static const char *const http_only[] = { "pool", "read_timeout_ms",
+                                             NULL };
+    const char *const  *k;
+    size_t              i, old, old2, old3;
     hm_conf_upstream_t *up;
+    json_t             *ups, *uj, *hc;
 
+    ups = json_object_get(root, "upstreams");
     old = path_key(cx, "upstreams");
     for (i = 0; i < cx->conf->nupstreams; i++) {
         up = &cx->conf->upstreams[i];
         old2 = path_key(cx, up->name);
+        uj = json_is_object(ups) ? json_object_get(ups, up->name) : NULL;
+        if (use[i].passthrough_site != NULL && json_is_object(uj)) {
+            /* HTTP settings on the upstream of a passthrough site would
+             * be ignored: say so instead. */
+            for (k = http_only; *k != NULL; k++) {
+                if (json_object_get(uj, *k) != NULL) {
+                    cerr_at(cx, *k, "only for upstreams of terminating "
+                            "sites (passthrough site \"%s\" relays bytes)",
+                            use[i].passthrough_site);
+                }
+            }
+            hc = json_object_get(uj, "health_check");
+            if (json_is_object(hc) && json_object_get(hc, "path") != NULL) {
+                old3 = path_key(cx, "health_check");
+                cerr_at(cx, "path", "only for upstreams of terminating "
+                        "sites (the servers of passthrough site \"%s\" "
+                        "are checked by a TCP connect)",
+                        use[i].passthrough_site);
+                path_pop(cx, old3);
+            }
+        }
         if (use[i].passthrough_site != NULL) {
             if (up->tls.present) {
                 cerr_at(cx, "tls", "upstream of passthrough site \"%s\": it "
@@ -2753,7 +2781,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     decode_sites(&cx, root, use);
     decode_listeners(&cx, root);
     decode_admin(&cx, root);
-    check_upstream_use(&cx, use);
+    check_upstream_use(&cx, use, root);
     free(use);
 
 done:

@@ -863,6 +863,25 @@ static const bad_t bad[] = {
       "listeners[1].listen[1]: 127.0.0.1:443 overlaps with 0.0.0.0:443 of listeners[0]" },
     { "{'sites': {}, 'listeners': [{'listen': ['[::1]:443', '[::1]:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[1]: [::1]:443 overlaps with listen[0]" },
+    /* HTTP settings of an upstream a passthrough site relays bytes to */
+    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'pool': {}, 'read_timeout_ms': 5}},"
+      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
+      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
+      "test.json: upstreams.be.read_timeout_ms: only for upstreams of terminating sites "
+      "(passthrough site \"s\" relays bytes)" },
+    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'pool': {'idle_timeout_s': 5}}},"
+      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
+      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
+      "test.json: upstreams.be.pool: only for upstreams of terminating sites" },
+    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'health_check': {'path': '/h'}}},"
+      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
+      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
+      "test.json: upstreams.be.health_check.path: only for upstreams of terminating sites "
+      "(the servers of passthrough site \"s\" are checked by a TCP connect)" },
+    /* a listener that is not an object, then a named one (crashed:
+     * strcmp on the first one's missing name) */
+    { "{'sites': {}, 'listeners': [0, {'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}}]}",
+      "test.json: listeners[0]: expected an object, got an integer" },
     /* group alone would be ignored: the switch is user (and group) */
     { "{'runtime': {'group': 'root'}, 'sites': {}, 'listeners': []}",
       "test.json: runtime.group: only with \"user\": workers switch to a user" },

@@ -40,77 +40,74 @@ run_for(uv_loop_t *loop, uint64_t limit_ms)
     }
 }
 
-START_TEST(timer_fires_once_at_deadline)
-{
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
-    uint64_t t0;
+/* Each test: a fresh loop, one timer reporting to p. */
+static uv_loop_t loop;
+static hm_timer_t t;
+static probe_t p;
+static int closed;              /* the test closed t itself */
 
+static void
+setup(void)
+{
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     hm_timer_init(&loop, &t, &p);
+    p.fired = 0;
+    p.at = 0;
+    closed = 0;
+}
+
+/* Closes the timer; the loop must then have nothing left. */
+static void
+teardown(void)
+{
+    if (!closed) {
+        hm_timer_close(&t, on_closed);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+START_TEST(timer_fires_once_at_deadline)
+{
+    uint64_t t0;
+
     t0 = uv_now(&loop);
     hm_timer_start(&t, on_fire, 30);
     run_for(&loop, 500);
     ck_assert_int_eq(p.fired, 1);
     ck_assert_uint_ge(p.at - t0, 30);
     ck_assert_uint_lt(p.at - t0, 300);
-    hm_timer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
 START_TEST(timer_stop_means_never)
 {
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
-
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    hm_timer_init(&loop, &t, &p);
     hm_timer_start(&t, on_fire, 20);
     hm_timer_stop(&t);
     run_for(&loop, 200);          /* the armed uv timer fires, spuriously */
     ck_assert_int_eq(p.fired, 0);
-    hm_timer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
 /* Moved later: the armed (earlier) expiry must not call back early. */
 START_TEST(timer_moved_later_waits)
 {
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
     uint64_t t0;
 
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    hm_timer_init(&loop, &t, &p);
     t0 = uv_now(&loop);
     hm_timer_start(&t, on_fire, 20);
     hm_timer_start(&t, on_fire, 120);
     run_for(&loop, 600);
     ck_assert_int_eq(p.fired, 1);
     ck_assert_uint_ge(p.at - t0, 120);
-    hm_timer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
 /* Moved earlier: the uv timer is re-armed, the callback is not late. */
 START_TEST(timer_moved_earlier_fires_early)
 {
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
     uint64_t t0;
 
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    hm_timer_init(&loop, &t, &p);
     t0 = uv_now(&loop);
     hm_timer_start(&t, on_fire, 5000);
     hm_timer_start(&t, on_fire, 20);
@@ -118,47 +115,29 @@ START_TEST(timer_moved_earlier_fires_early)
     ck_assert_int_eq(p.fired, 1);
     ck_assert_uint_ge(p.at - t0, 20);
     ck_assert_uint_lt(p.at - t0, 1000);
-    hm_timer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
 /* Zero: the next loop iteration; restart after firing works again. */
 START_TEST(timer_zero_and_restart)
 {
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
-
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    hm_timer_init(&loop, &t, &p);
     hm_timer_start(&t, on_fire, 0);
     uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_eq(p.fired, 1);
     hm_timer_start(&t, on_fire, 10);
     run_for(&loop, 300);
     ck_assert_int_eq(p.fired, 2);
-    hm_timer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
 /* Closed while armed: no callback, the loop closes with nothing left. */
 START_TEST(timer_close_while_armed)
 {
-    uv_loop_t loop;
-    hm_timer_t t;
-    probe_t p = {0, 0};
-
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    hm_timer_init(&loop, &t, &p);
     hm_timer_start(&t, on_fire, 10);
     hm_timer_close(&t, on_closed);
+    closed = 1;
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(p.fired, 0);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
@@ -168,6 +147,7 @@ timer_suite(void)
     Suite *s = suite_create("hm_timer");
     TCase *tc = tcase_create("lazy");
 
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, timer_fires_once_at_deadline);
     tcase_add_test(tc, timer_stop_means_never);
     tcase_add_test(tc, timer_moved_later_waits);
