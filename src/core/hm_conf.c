@@ -243,6 +243,29 @@ cerr(cx_t *cx, const char *fmt, ...)
     fputc('\n', cx->err);
 }
 
+/*
+ * Prints one warning at the current path + key: a setting that is valid
+ * JSON for its section but has no effect where it is used.  Not counted:
+ * the configuration still loads.
+ */
+static void HM_PRINTF(3, 4)
+cwarn_at(cx_t *cx, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    size_t  old;
+
+    if (cx->err == NULL) {
+        return;
+    }
+    old = path_key(cx, key);
+    fprintf(cx->err, "%s: %s: warning: ", cx->file, cx->path);
+    va_start(ap, fmt);
+    vfprintf(cx->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', cx->err);
+    path_pop(cx, old);
+}
+
 /* Prints one error at the current path + key. */
 static void HM_PRINTF(3, 4)
 cerr_at(cx_t *cx, const char *key, const char *fmt, ...)
@@ -2610,22 +2633,22 @@ check_upstream_use(cx_t *cx, use_t *use, json_t *root)
         old2 = path_key(cx, up->name);
         uj = json_is_object(ups) ? json_object_get(ups, up->name) : NULL;
         if (use[i].passthrough_site != NULL && json_is_object(uj)) {
-            /* HTTP settings on the upstream of a passthrough site would
-             * be ignored: say so instead. */
+            /* HTTP settings on the upstream of a passthrough site have
+             * no effect: say so (they are valid upstream keys, so the
+             * file still loads). */
             for (k = http_only; *k != NULL; k++) {
                 if (json_object_get(uj, *k) != NULL) {
-                    cerr_at(cx, *k, "only for upstreams of terminating "
-                            "sites (passthrough site \"%s\" relays bytes)",
-                            use[i].passthrough_site);
+                    cwarn_at(cx, *k, "ignored: only for upstreams of "
+                             "terminating sites (passthrough site \"%s\" "
+                             "relays bytes)", use[i].passthrough_site);
                 }
             }
             hc = json_object_get(uj, "health_check");
             if (json_is_object(hc) && json_object_get(hc, "path") != NULL) {
                 old3 = path_key(cx, "health_check");
-                cerr_at(cx, "path", "only for upstreams of terminating "
-                        "sites (the servers of passthrough site \"%s\" "
-                        "are checked by a TCP connect)",
-                        use[i].passthrough_site);
+                cwarn_at(cx, "path", "ignored: the servers of passthrough "
+                         "site \"%s\" are checked by a TCP connect",
+                         use[i].passthrough_site);
                 path_pop(cx, old3);
             }
         }

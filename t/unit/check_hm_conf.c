@@ -863,21 +863,6 @@ static const bad_t bad[] = {
       "listeners[1].listen[1]: 127.0.0.1:443 overlaps with 0.0.0.0:443 of listeners[0]" },
     { "{'sites': {}, 'listeners': [{'listen': ['[::1]:443', '[::1]:443'], 'http': {'redirect_to_https': true}}]}",
       "listeners[0].listen[1]: [::1]:443 overlaps with listen[0]" },
-    /* HTTP settings of an upstream a passthrough site relays bytes to */
-    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'pool': {}, 'read_timeout_ms': 5}},"
-      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
-      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
-      "test.json: upstreams.be.read_timeout_ms: only for upstreams of terminating sites "
-      "(passthrough site \"s\" relays bytes)" },
-    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'pool': {'idle_timeout_s': 5}}},"
-      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
-      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
-      "test.json: upstreams.be.pool: only for upstreams of terminating sites" },
-    { "{'upstreams': {'be': {'servers': ['127.0.0.1:9000'], 'health_check': {'path': '/h'}}},"
-      " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
-      " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'be'}}}",
-      "test.json: upstreams.be.health_check.path: only for upstreams of terminating sites "
-      "(the servers of passthrough site \"s\" are checked by a TCP connect)" },
     /* a listener that is not an object, then a named one (crashed:
      * strcmp on the first one's missing name) */
     { "{'sites': {}, 'listeners': [0, {'name': 'x', 'listen': [':1'], 'http': {'redirect_to_https': true}}]}",
@@ -1166,6 +1151,32 @@ START_TEST(test_addr)
 }
 END_TEST
 
+/* HTTP settings on the upstream of a passthrough site have no effect:
+ * a warning naming the path each, and the file still loads. */
+START_TEST(conf_passthrough_upstream_http_keys_warn)
+{
+    hm_conf_t *conf;
+
+    conf = load("{'upstreams': {'be': {'servers': ['127.0.0.1:9000'],"
+                " 'pool': {'idle_timeout_s': 5}, 'read_timeout_ms': 5,"
+                " 'health_check': {'interval_s': 1, 'path': '/h'}}},"
+                " 'listeners': [{'listen': ['127.0.0.1:8443'], 'sites': ['s']}],"
+                " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough',"
+                " 'upstream': 'be'}}}");
+    ck_assert_msg(conf != NULL, "refused: %s", out_text);
+    ck_assert_int_eq(out_n, 0);
+    ck_assert_ptr_nonnull(strstr(out_text, "test.json: upstreams.be.pool: warning: "
+                                 "ignored: only for upstreams of terminating sites "
+                                 "(passthrough site \"s\" relays bytes)"));
+    ck_assert_ptr_nonnull(strstr(out_text, "test.json: upstreams.be.read_timeout_ms: "
+                                 "warning: ignored"));
+    ck_assert_ptr_nonnull(strstr(out_text, "test.json: upstreams.be.health_check.path: "
+                                 "warning: ignored: the servers of passthrough site "
+                                 "\"s\" are checked by a TCP connect"));
+    hm_conf_free(conf);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -1188,6 +1199,7 @@ conf_suite(void)
     tcase_add_test(tc, test_resolve_localhost);
     tcase_add_test(tc, test_cert_chain);
     tcase_add_test(tc, test_addr);
+    tcase_add_test(tc, conf_passthrough_upstream_http_keys_warn);
     suite_add_tcase(s, tc);
     return s;
 }
