@@ -136,11 +136,13 @@ close $fh;
 sub held { return $t->held_python($held, $p, "$certs/ca.pem", $_[0]) }
 sub go   { return $t->release_held($_[0]) }
 
-# A keep-alive connection with a pipelined request behind a slow one when
-# the reload comes: both answered, the last one with Connection: close.
+# A keep-alive connection with two pipelined requests behind a slow one
+# when the reload comes: all three answered, only the last one with
+# Connection: close (the second must not announce it, or the third is lost).
 {
     sleep 1;
-    my $h = held('GET /slow?ms=1000 HTTP/1.1|Host: a.test||GET /fixed HTTP/1.1|Host: a.test||');
+    my $h = held('GET /slow?ms=1000 HTTP/1.1|Host: a.test||GET /fixed HTTP/1.1|Host: a.test||'
+                 . 'GET /fixed HTTP/1.1|Host: a.test||');
     ok($h->{ready}, 'pipelined: handshake done');
     print { $h->{in} } "go\n";
     sleep 0.3;
@@ -150,11 +152,13 @@ sub go   { return $t->release_held($_[0]) }
     waitpid($h->{pid}, 0);
     my $r = eval { decode_json($l) } // {};
     my @st = ($r->{response} // '') =~ m{HTTP/1\.1 (\d{3}) }g;
-    is_deeply(\@st, [200, 200], 'pipelined: both requests answered during the reload')
+    is_deeply(\@st, [200, 200, 200], 'pipelined: all three requests answered during the reload')
         or diag(explain($r));
-    like($r->{response} // '', qr/fixed\n\z/, 'pipelined: the second answer is complete');
+    like($r->{response} // '', qr/fixed\n\z/, 'pipelined: the last answer is complete');
     like($r->{response} // '', qr/\r\nConnection: close\r\n(?:(?!HTTP\/1\.1).)*\z/s,
          'pipelined: the last answer says Connection: close');
+    my @closes = ($r->{response} // '') =~ /\r\nConnection: close\r\n/g;
+    is(scalar @closes, 1, 'pipelined: only the last answer says Connection: close');
 }
 
 # HUP, then QUIT: a connection handshaken before the signal, request after.

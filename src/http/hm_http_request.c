@@ -1570,7 +1570,7 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
     rm->headers[2].value.len = 29;
     rm->headers[2].flags = 0;
     rm->nheaders = 3;
-    if (close || hc->draining || !hc->req_done) {
+    if (close || !hc->req_done) {   /* draining: set by hc_process() */
         hc->close_after = 1;
     }
     if (hc->msg.method_name.len > 0) {
@@ -1632,6 +1632,28 @@ host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
     return 0;
 }
 
+/*
+ * While draining: 1 when the client has already sent bytes past this
+ * request (its head, and its body when the length is known), that is a
+ * pipelined request, which is still answered; this response then keeps
+ * the connection open and the last one announces the close.
+ */
+static int
+pipelined_behind(const hm_http_conn_t *hc)
+{
+    size_t left = hc->in_len - hc->in_off;
+
+    switch (hc->req_kind) {
+    case HM_HTTP_BODY_NONE:
+        return left > 0;
+    case HM_HTTP_BODY_LENGTH:
+        return hc->msg.content_length >= 0
+               && left > (uint64_t) hc->msg.content_length;
+    default:
+        return 0;               /* chunked: not worth a parse here */
+    }
+}
+
 static void
 hc_process(hm_http_conn_t *hc)
 {
@@ -1651,12 +1673,13 @@ hc_process(hm_http_conn_t *hc)
     hc->r.req = &hc->msg;
     set_action(hc, "processing a request");
 
-    if (!hc->msg.keep_alive || hc->draining
+    hc->req_kind = hm_http_req_body(&hc->msg);
+    if (!hc->msg.keep_alive
+        || (hc->draining && !pipelined_behind(hc) && !client_has_bytes(hc))
         || (lim->max_requests > 0 && hc->nrequests >= (unsigned) lim->max_requests))
     {
         hc->close_after = 1;
     }
-    hc->req_kind = hm_http_req_body(&hc->msg);
     if (hc->req_kind == HM_HTTP_BODY_LENGTH) {
         hc->req_left = hc->msg.content_length;
         if ((uint64_t) hc->msg.content_length > lim->max_body_bytes) {
