@@ -60,7 +60,7 @@
 #define HM_EV_MASK        (EPOLLIN | EPOLLRDHUP | EPOLLET)
 #define HM_BATCH_LOWAT    (512 * 1024)  /* SO_RCVLOWAT while streaming */
 #define HM_BATCH_AFTER    (256 * 1024)  /* bytes moved before batching */
-#define HM_BATCH_TAIL_MS  1             /* pause that ends a batch */
+#define HM_BATCH_TAIL_MS  3             /* pause that ends a batch */
 
 /* Worker-wide copy buffer: a worker is one thread and a recv() into it is
  * always followed by the send() of what it got. */
@@ -433,12 +433,19 @@ hm__splice_timer(hm_pt_t *pt)
     if ((pt->batch[0] || pt->batch[1])
         && now - pt->active_ms >= HM_BATCH_TAIL_MS)
     {
-        /* The stream paused: one wake-up per arrival again, and what
-         * waits below the mark is reported now. */
+        /* The stream paused: one wake-up per arrival again.  Lowering
+         * the mark makes the kernel report what waits below it, and the
+         * source is read here as well so that the tail never depends on
+         * that (an empty read costs one EAGAIN). */
         for (d = 0; d < 2; d++) {
             if (pt->batch[d]) {
                 batch_set(pt, d, 0);
+                pt->side[d].rd_ready = 1;
             }
+        }
+        relay_run(pt);
+        if (pt->state != HM_PT_RELAY) {
+            return;             /* closed */
         }
     }
     idle = (uint64_t) pt->idle_ms;
