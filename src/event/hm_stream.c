@@ -207,6 +207,14 @@ stream_timer_stop(hm_stream_t *s)
     }
 }
 
+/* 1 when input waits in the stream (kept ciphertext, or plaintext that
+ * BoringSSL decrypted but did not hand out yet). */
+static int
+stream_input_kept(hm_stream_t *s)
+{
+    return hm__stream_impl(s)->in != NULL || hm__tls_pending(s);
+}
+
 static void
 stream_uv_read(hm_stream_t *s, int on)
 {
@@ -305,7 +313,7 @@ stream_timeout_cb(uv_timer_t *t)
     }
     /* Resume: input kept while reading was paused. */
     if ((impl->flags & HM_SF_USER_READING)
-        && (impl->in != NULL || (s->tls != NULL && hm__tls_pending(s))))
+        && stream_input_kept(s))
     {
         stream_process_input(s);
     }
@@ -590,7 +598,7 @@ keep:
      * paused again before the loop got to it): resume from the timer. */
     if (!s->closing && (impl->flags & HM_SF_USER_READING)
         && !(impl->flags & (HM_SF_EOF | HM_SF_HANDSHAKE | HM_SF_CONNECTING))
-        && (impl->in != NULL || hm__tls_pending(s)))
+        && stream_input_kept(s))
     {
         stream_uv_read(s, 0);
         stream_timer_start(s, 0);
@@ -687,7 +695,7 @@ hm_stream_read_start(hm_stream_t *s, hm_stream_read_cb cb)
         stream_uv_read(s, 1);
         return 0;
     }
-    if (impl->in != NULL || (s->tls != NULL && hm__tls_pending(s))) {
+    if (stream_input_kept(s)) {
         if (!(impl->flags & (HM_SF_HANDSHAKE | HM_SF_CONNECTING))) {
             stream_timer_start(s, 0);
         }
@@ -877,7 +885,7 @@ stream_flush(hm_stream_t *s)
         iov[k++] = uv_buf_init((char *) b->data + b->off, b->len - b->off);
     }
     r = stream_try_send(s, iov, k);
-    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+    if (r < 0 && r != UV_EAGAIN) {
         stream_write_fail(s, r);
         return;
     }
@@ -1024,7 +1032,7 @@ hm_stream_write(hm_stream_t *s, const uv_buf_t *bufs, unsigned n)
     } else {
         if (impl->out_head == NULL && impl->fly_head == NULL) {
             r = stream_try_send(s, bufs, n);
-            if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+            if (r < 0 && r != UV_EAGAIN) {
                 impl->flags &= ~HM_SF_IN_WRITE;
                 hm__stream_set_error(s, "write failed: %s", uv_strerror(r));
                 impl->write_error = r;
