@@ -100,7 +100,7 @@ typedef struct hm_pt_s {
     uint8_t             nosplice[2];/* splice refused: recv/send only */
     unsigned            draining:1;
     uint8_t             batch[2];   /* SO_RCVLOWAT raised on side[d] */
-    uint64_t            batch_mark[2];  /* d's bytes when batching ended */
+    uint64_t            batch_at[2];/* d's byte count that starts a batch */
 } hm_pt_t;
 
 /* hm_preread.c */

@@ -211,6 +211,7 @@ relay_timer_arm(hm_pt_t *pt, uint64_t now)
                    0);
 }
 
+/* Bytes direction d has delivered so far (0: client -> upstream). */
 static uint64_t
 dir_moved(const hm_pt_t *pt, int d)
 {
@@ -230,12 +231,12 @@ batch_set(hm_pt_t *pt, int d, int on)
     if (setsockopt(pt->side[d].fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v))
         != 0 && on)
     {
-        pt->batch_mark[d] = UINT64_MAX / 2;     /* not here: never again */
+        pt->batch_at[d] = UINT64_MAX;           /* not here: never again */
         return;
     }
     pt->batch[d] = (uint8_t) on;
     if (!on) {
-        pt->batch_mark[d] = dir_moved(pt, d);
+        pt->batch_at[d] = dir_moved(pt, d) + HM_BATCH_AFTER;
     }
 }
 
@@ -252,6 +253,7 @@ relay_start(hm_pt_t *pt)
     c->bytes_in = c->preread_len;
     pt->idle_ms = c->site->limits.idle_timeout_ms;
     pt->active_ms = uv_now(c->worker->loop);
+    pt->batch_at[0] = pt->batch_at[1] = HM_BATCH_AFTER;
     relay_timer_arm(pt, pt->active_ms);
     pt->side[1].ev.handler = on_upstream_ev;
     if (pt->side[0].rdhup) {
@@ -629,7 +631,6 @@ pump(hm_pt_t *pt, int d)
 {
     hm_pt_side_t *src = &pt->side[d], *dst = &pt->side[1 - d];
     hm_pipe_t *p = &pt->pipe[d];
-    uint64_t moved;
     ssize_t r;
     int rounds;
 
@@ -652,9 +653,8 @@ pump(hm_pt_t *pt, int d)
             hm__ev_rearm(&src->ev);     /* reported again if still ready */
             break;
         }
-        moved = d == 0 ? pt->c->bytes_in : pt->c->bytes_out;
         r = -3;
-        if (moved >= HM_SPLICE_AFTER && !pt->nosplice[d]) {
+        if (dir_moved(pt, d) >= HM_SPLICE_AFTER && !pt->nosplice[d]) {
             r = splice_once(pt, d);
         }
         if (r == -3) {
@@ -663,10 +663,7 @@ pump(hm_pt_t *pt, int d)
         if (r == -2) {
             return HM_ERROR;
         }
-        if (r > 0 && !pt->batch[d]
-            && dir_moved(pt, d) - pt->batch_mark[d] >= HM_BATCH_AFTER
-            && dir_moved(pt, d) >= pt->batch_mark[d])
-        {
+        if (r > 0 && !pt->batch[d] && dir_moved(pt, d) >= pt->batch_at[d]) {
             batch_set(pt, d, 1);
             if (pt->batch[d]) {
                 relay_timer_arm(pt, pt->active_ms);
