@@ -1412,27 +1412,11 @@ up_connect_cb(hm_stream_t *s, int status)
     up_send_head(hc);
 }
 
-/* 1 when at least one server of rt is up now (neither ejected by passive
- * health nor down by active health check). */
-static int
-up_any_up(const hm_upstream_rt_t *rt)
-{
-    uint64_t now = hm_now_ms();     /* the clock hm_upstream.c uses */
-    size_t i;
-
-    for (i = 0; i < rt->npeers; i++) {
-        if (hm_upstream_peer_up(&rt->peers[i], now)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Picks a peer and a connection to it (pooled or new), until one works
  * or none is left (502/503).  When every server of the group is down
  * (active health or passive ejection) the request gets 503 without any
- * connection attempt; hm_upstream_select() would still hand out the
- * server that recovers first, which the passthrough relay relies on. */
+ * connection attempt: hm_upstream_select_up() has no fallback to the
+ * server that recovers first, which the passthrough relay keeps. */
 static void
 up_start(hm_http_conn_t *hc)
 {
@@ -1444,23 +1428,16 @@ up_start(hm_http_conn_t *hc)
 
     set_action(hc, "connecting to upstream");
     hc->up_eof = 0;
-    if (hc->ntried == 0 && !up_any_up(rt)) {
-        hm_log_error(&hc->c->log, "upstream \"%s\": no server available "
-                     "(all down)", u->name);
-        hc->outcome = "no_upstream";
-        hc_send_local(hc, 503, NULL, NULL, 0, !hc->req_done);
-        return;
-    }
     for (;;) {
         if (hc->ntried >= HM_UPSTREAM_MAX_TRIES) {
             peer = NULL;
         } else {
-            peer = hm_upstream_select(rt, hc->tried, hc->ntried);
+            peer = hm_upstream_select_up(rt, hc->tried, hc->ntried);
         }
         if (peer == NULL) {
             if (hc->ntried == 0) {
                 hm_log_error(&hc->c->log, "upstream \"%s\": no server "
-                             "available", u->name);
+                             "available (all down)", u->name);
                 hc->outcome = "no_upstream";
                 hc_send_local(hc, 503, NULL, NULL, 0, !hc->req_done);
             } else {

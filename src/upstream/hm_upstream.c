@@ -283,9 +283,14 @@ select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     return load_cmp(b, a) < 0 ? b : a;
 }
 
-hm_upstream_peer_t *
-hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
-                   size_t nexclude)
+/*
+ * Both selections: fallback = 1 is hm_upstream_select() (a group whose
+ * servers are all passively down still hands out the one that recovers
+ * first), fallback = 0 hm_upstream_select_up() (only a server up now).
+ */
+static hm_upstream_peer_t *
+select_peer(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
+            size_t nexclude, int fallback)
 {
     hm_upstream_peer_t *p = NULL, *q;
     uint64_t now;
@@ -295,15 +300,17 @@ hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
         return NULL;
     }
     if (rt->npeers == 1) {
-        /* The common single-server case: no clock, no balancing. */
+        /* The common single-server case: no balancing, and with the
+         * fallback no clock. */
         p = &rt->peers[0];
         if ((nexclude > 0 && excluded(p, exclude, nexclude))
-            || p->health_down)
+            || p->health_down
+            || (!fallback && !hm_upstream_peer_up(p, hm_now_ms())))
         {
             return NULL;
         }
-        /* Even when marked down: the only peer is tried anyway (see
-         * below). */
+        /* With the fallback even when marked down: the only peer is
+         * tried anyway (see below). */
         goto found;
     }
 
@@ -320,7 +327,7 @@ hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
         break;
     }
 
-    if (p == NULL && nexclude == 0) {
+    if (p == NULL && nexclude == 0 && fallback) {
         /* Every peer is marked down: rather than refusing all traffic
          * until the windows expire, try the one that recovers first. */
         for (i = 0; i < rt->npeers; i++) {
@@ -341,6 +348,20 @@ found:
     p->conns++;
     p->total_selected++;
     return p;
+}
+
+hm_upstream_peer_t *
+hm_upstream_select(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
+                   size_t nexclude)
+{
+    return select_peer(rt, exclude, nexclude, 1);
+}
+
+hm_upstream_peer_t *
+hm_upstream_select_up(hm_upstream_rt_t *rt,
+                      hm_upstream_peer_t *const *exclude, size_t nexclude)
+{
+    return select_peer(rt, exclude, nexclude, 0);
 }
 
 void

@@ -105,6 +105,13 @@ hm_upstream_peer_t *hm_upstream_select(hm_upstream_rt_t *rt,
                                        hm_upstream_peer_t *const *exclude,
                                        size_t nexclude);
 
+/* The same without that fallback: only a peer that is up now, so NULL
+ * with nothing excluded means the whole group is down (the HTTP proxy
+ * answers 503 without trying anyone). */
+hm_upstream_peer_t *hm_upstream_select_up(hm_upstream_rt_t *rt,
+                                          hm_upstream_peer_t *const *exclude,
+                                          size_t nexclude);
+
 /* Records the outcome of using peer: ok = 1 resets its failure count; ok = 0
  * counts a failure (max_fails within fail_timeout_s marks it down for
  * fail_timeout_s).  Does not release the connection count. */

@@ -257,6 +257,54 @@ START_TEST(health_up_clears_passive_ejection)
 }
 END_TEST
 
+/* hm_upstream_select_up(): no fallback when the group is down, which
+ * hm_upstream_select() keeps; the same answers while a server is up. */
+START_TEST(select_up_no_fallback_when_all_down)
+{
+    hm_upstream_rt_t *rt;
+    hm_upstream_peer_t *p;
+
+    mk(HM_BALANCE_ROUND_ROBIN, 2, NULL);
+    rt = hm_upstream_rt(&up);
+    hm_upstream_peer_result(&rt->peers[0], 0);
+    hm_upstream_peer_result(&rt->peers[0], 0);
+    p = hm_upstream_select_up(rt, NULL, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(p->index, 1);
+    hm_upstream_peer_release(p);
+    hm_upstream_peer_result(&rt->peers[1], 0);
+    hm_upstream_peer_result(&rt->peers[1], 0);
+    ck_assert_ptr_null(hm_upstream_select_up(rt, NULL, 0));
+    p = hm_upstream_select(rt, NULL, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(p->index, 0);
+    hm_upstream_peer_release(p);
+    ck_assert_int_eq(rt->peers[0].conns, 0);
+    ck_assert_int_eq(rt->peers[1].conns, 0);
+}
+END_TEST
+
+START_TEST(select_up_single_peer_down)
+{
+    hm_upstream_rt_t *rt;
+    hm_upstream_peer_t *p;
+
+    mk(HM_BALANCE_ROUND_ROBIN, 1, NULL);
+    rt = hm_upstream_rt(&up);
+    p = hm_upstream_select_up(rt, NULL, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_null(hm_upstream_select_up(rt, &p, 1));
+    hm_upstream_peer_done(p, 0);
+    hm_upstream_peer_result(&rt->peers[0], 0);
+    ck_assert(!hm_upstream_peer_up(&rt->peers[0], hm_now_ms()));
+    ck_assert_ptr_null(hm_upstream_select_up(rt, NULL, 0));
+    p = hm_upstream_select(rt, NULL, 0);     /* the only one, tried anyway */
+    ck_assert_ptr_nonnull(p);
+    hm_upstream_peer_release(p);
+    ck_assert_int_eq(rt->peers[0].conns, 0);
+}
+END_TEST
+
 static Suite *
 upstream_suite(void)
 {
@@ -271,6 +319,8 @@ upstream_suite(void)
     tcase_add_test(tc, single_and_empty);
     tcase_add_test(tc, least_conn_weights_and_ties_round_robin);
     tcase_add_test(tc, health_up_clears_passive_ejection);
+    tcase_add_test(tc, select_up_no_fallback_when_all_down);
+    tcase_add_test(tc, select_up_single_peer_down);
     suite_add_tcase(s, tc);
     return s;
 }
