@@ -225,6 +225,19 @@ path_pop(cx_t *cx, size_t old)
     cx->path[old] = '\0';
 }
 
+/* Prints "FILE: PATH: tag message" (the one line format of -t output). */
+static void
+cvprint(cx_t *cx, const char *tag, const char *fmt, va_list ap)
+{
+    if (cx->err == NULL) {
+        return;
+    }
+    fprintf(cx->err, "%s: %s: %s", cx->file,
+            cx->plen ? cx->path : "(top level)", tag);
+    vfprintf(cx->err, fmt, ap);
+    fputc('\n', cx->err);
+}
+
 /* Prints one error at the current path and counts it. */
 static void HM_PRINTF(2, 3)
 cerr(cx_t *cx, const char *fmt, ...)
@@ -232,15 +245,24 @@ cerr(cx_t *cx, const char *fmt, ...)
     va_list ap;
 
     cx->nerrors++;
-    if (cx->err == NULL) {
-        return;
-    }
-    fprintf(cx->err, "%s: %s: ", cx->file,
-            cx->plen ? cx->path : "(top level)");
     va_start(ap, fmt);
-    vfprintf(cx->err, fmt, ap);
+    cvprint(cx, "", fmt, ap);
     va_end(ap);
-    fputc('\n', cx->err);
+}
+
+/* Prints one error at the current path + key. */
+static void HM_PRINTF(3, 4)
+cerr_at(cx_t *cx, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    size_t  old;
+
+    cx->nerrors++;
+    old = path_key(cx, key);
+    va_start(ap, fmt);
+    cvprint(cx, "", fmt, ap);
+    va_end(ap);
+    path_pop(cx, old);
 }
 
 /*
@@ -254,31 +276,10 @@ cwarn_at(cx_t *cx, const char *key, const char *fmt, ...)
     va_list ap;
     size_t  old;
 
-    if (cx->err == NULL) {
-        return;
-    }
     old = path_key(cx, key);
-    fprintf(cx->err, "%s: %s: warning: ", cx->file, cx->path);
     va_start(ap, fmt);
-    vfprintf(cx->err, fmt, ap);
+    cvprint(cx, "warning: ", fmt, ap);
     va_end(ap);
-    fputc('\n', cx->err);
-    path_pop(cx, old);
-}
-
-/* Prints one error at the current path + key. */
-static void HM_PRINTF(3, 4)
-cerr_at(cx_t *cx, const char *key, const char *fmt, ...)
-{
-    va_list ap;
-    size_t  old;
-    char    msg[512];
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    old = path_key(cx, key);
-    cerr(cx, "%s", msg);
     path_pop(cx, old);
 }
 
