@@ -94,9 +94,9 @@ void
 hm_strlow(char *dst, const char *src, size_t n)
 {
     size_t i;
+
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) src[i];
-        dst[i] = (char) ((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        dst[i] = (char) hm_lower((unsigned char) src[i]);
     }
 }
 

@@ -441,9 +441,7 @@ hm_redirect_location(const char *host, size_t hlen, const char *target,
         return -1;
     }
     memcpy(buf, "https://", 8);
-    for (i = 0; i < name_len; i++) {
-        buf[8 + i] = (char) tolower((unsigned char) host[i]);
-    }
+    hm_strlow(buf + 8, host, name_len);
     buf[8 + name_len] = '/';
     memcpy(buf + 8 + name_len + slash, path, plen);
     n = (int) (8 + name_len + slash + plen);
