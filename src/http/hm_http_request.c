@@ -160,6 +160,7 @@ static void up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *d);
 static void up_start(hm_http_conn_t *hc);
 static void client_drained(hm_stream_t *s);
 static void up_drained(hm_stream_t *s);
+static void up_read_timeout(uv_timer_t *t);
 
 /* ---- workspaces --------------------------------------------------------- */
 
@@ -748,11 +749,23 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
     }
     if (hc->req_done) {
         hm_timer_stop(&hc->timer);
+        if (hc->resp_state == RS_HEAD) {
+            /* The whole request is out: read_timeout_ms starts now. */
+            timer_start(&hc->utimer, up_read_timeout,
+                        hc->r.route->upstream->read_timeout_ms);
+        }
     } else if (hc->up != NULL
                && hm_stream_write_queued(&hc->up->s) > HM_HTTP_BP_HIGH)
     {
         client_read(hc, 0);
         hm_stream_on_drain(&hc->up->s, up_drained);
+        if (hc->resp_state == RS_HEAD) {
+            /* The upstream, not the client, holds the body back now:
+             * its timeout runs instead of the client's. */
+            hm_timer_stop(&hc->timer);
+            timer_start(&hc->utimer, up_read_timeout,
+                        hc->r.route->upstream->read_timeout_ms);
+        }
     }
     return (ssize_t) pos;
 }
@@ -765,7 +778,14 @@ up_drained(hm_stream_t *s)
     if (hc == NULL || hc->closing) {
         return;
     }
-    if ((hc->state == HC_REQ && !hc->req_done) || hc->state == HC_TUNNEL) {
+    if (hc->state == HC_REQ && !hc->req_done) {
+        client_read(hc, 1);
+        timer_start(&hc->timer, client_timeout,
+                    hc->site->limits.idle_timeout_ms);
+        if (hc->resp_state == RS_HEAD && hc->rh_len == 0) {
+            hm_timer_stop(&hc->utimer);
+        }
+    } else if (hc->state == HC_TUNNEL) {
         client_read(hc, 1);
     }
 }
@@ -1055,7 +1075,8 @@ up_read_timeout(uv_timer_t *t)
     hm_http_conn_t *hc = t->data;
 
     if (hc->resp_state == RS_HEAD && !hc->resp_started) {
-        set_action(hc, "reading response header from upstream");
+        set_action(hc, hc->req_done ? "reading response header from upstream"
+                                    : "sending request to upstream");
         hm_log_error(&hc->c->log, "upstream %s timed out",
                      hc->upstream_text);
         hc->outcome = "upstream_timeout";
@@ -1338,10 +1359,11 @@ up_send_head(hm_http_conn_t *hc)
         return;
     }
     up_read(hc, 1);
-    timer_start(&hc->utimer, up_read_timeout,
-                hc->r.route->upstream->read_timeout_ms);
-
     if (hc->req_kind == HM_HTTP_BODY_NONE) {
+        /* read_timeout_ms counts from the end of the request: here, or
+         * when req_body_feed() sends the last body byte. */
+        timer_start(&hc->utimer, up_read_timeout,
+                    hc->r.route->upstream->read_timeout_ms);
         hc->req_done = 1;
     } else if (!hc->req_done) {
         if (hc->msg.expect_continue && hc->msg.version == 11

@@ -7,13 +7,14 @@ and reporting handshake facts as JSON.  Python stdlib only.
 
   hm_client.py --connect 127.0.0.1:PORT [--servername NAME | --no-sni]
                [--ca FILE] [--no-verify] [--cert NAME --key NAME]
-               [--send-bytes N] [--send TEXT] [--shut-wr]
+               [--send-bytes N] [--send TEXT] [--send-head TEXT] [--shut-wr]
                [--read-bytes N] [--timeout S] [--certs DIR] [--alpn P]
 
 It handshakes, then sends N pattern bytes (hm_backend.pattern_chunks) or
 TEXT while reading everything the server sends.  After sending it
 half-closes with a TCP FIN (--shut-wr; the TLS session stays readable) and
-reads until EOF, --read-bytes bytes, or the timeout.  Prints one JSON line:
+reads until EOF, --read-bytes bytes, or the timeout.  --send-head TEXT goes
+out before the --send-bytes pattern (an HTTP request head, say).  Prints one JSON line:
 {ok, error, version, cipher, alpn, peer_cn, peer_san, recv_bytes,
  recv_sha256, first_line, rest_bytes, rest_sha256 (what followed the first
  line: with tls-echo, the echo), last_line, sent_bytes, elapsed_s}.
@@ -21,6 +22,7 @@ reads until EOF, --read-bytes bytes, or the timeout.  Prints one JSON line:
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -46,6 +48,7 @@ def main():
     ap.add_argument("--alpn", action="append")
     ap.add_argument("--send-bytes", type=int, default=0)
     ap.add_argument("--send", default="")
+    ap.add_argument("--send-head", default="")
     ap.add_argument("--shut-wr", action="store_true")
     ap.add_argument("--read-bytes", type=int, default=-1)
     ap.add_argument("--timeout", type=float, default=30)
@@ -85,6 +88,8 @@ def main():
     tail = b""
     if o.send_bytes:
         src = pattern_chunks(o.send_bytes)
+        if o.send_head:
+            src = itertools.chain([o.send_head.encode("latin-1")], src)
     else:
         src = iter([o.send.encode()] if o.send else [])
     pending = b""       # plaintext not yet accepted by tls.write
