@@ -101,7 +101,7 @@ my %routes = (
     '/eof/'   => 'eof',   '/interim/' => 'interim',
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
     '/alldown/' => 'alldown', '/onedown/' => 'onedown',
-    '/echo' => 'one', '/holding/' => 'holding',
+    '/echo' => 'one', '/holding/' => 'holding', '/bytes/' => 'one',
 );
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -324,6 +324,19 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
                                            $r->{elapsed_s} // 99));
     ok($t->wait_error_log(qr/timed out \(while sending request to upstream\)/),
        'logged as a timeout while sending the request');
+
+    # A client that stops reading a download for longer than read_timeout_ms
+    # holds the upstream back: its own idle_timeout_ms applies, not the
+    # upstream's read_timeout_ms.
+    my $n = 30_000_000;
+    $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test',
+                        no_verify => 1, timeout => 20, read_delay => 1.5,
+                        send => "GET /bytes/$n HTTP/1.1\r\nHost: a.test\r\n"
+                                . "Connection: close\r\n\r\n");
+    like($r->{first_line} // '', qr{^HTTP/1\.1 200 }, 'download, client pauses 1.5 s: 200');
+    cmp_ok($r->{recv_bytes} // 0, '>', $n, '... and the whole body arrives');
+    unlike($t->error_log, qr/timed out \(while reading response body/,
+           'a paused client is not an upstream timeout');
 }
 
 # ---- close-delimited and interim upstream responses --------------------

@@ -631,6 +631,19 @@ client_timeout(uv_timer_t *t)
     }
 }
 
+/* The client has not taken response bytes for idle_timeout_ms (the
+ * upstream leg is paused meanwhile): close. */
+static void
+client_send_timeout(uv_timer_t *t)
+{
+    hm_http_conn_t *hc = t->data;
+
+    set_action(hc, "sending response to client");
+    hm_log_info(&hc->c->log, "client timed out reading the response");
+    hc->outcome = "timeout";
+    hc_close(hc);
+}
+
 /* ---- request bodies ----------------------------------------------------- */
 
 typedef struct {
@@ -926,9 +939,14 @@ client_drained(hm_stream_t *s)
     if (hc->closing) {
         return;
     }
-    if ((hc->state == HC_REQ && hc->resp_state == RS_BODY)
-        || hc->state == HC_TUNNEL)
-    {
+    if (hc->state == HC_REQ && hc->resp_state == RS_BODY) {
+        up_read(hc, 1);
+        if (hc->req_done) {
+            hm_timer_stop(&hc->timer);
+        }
+        timer_start(&hc->utimer, up_read_timeout,
+                    hc->r.route->upstream->read_timeout_ms);
+    } else if (hc->state == HC_TUNNEL) {
         up_read(hc, 1);
     }
 }
@@ -1066,6 +1084,13 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
     if (hm_stream_write_queued(hc->cs) > HM_HTTP_BP_HIGH) {
         up_read(hc, 0);
         hm_stream_on_drain(hc->cs, client_drained);
+        /* The client, not the upstream, holds the response back now:
+         * its idle timeout runs instead of read_timeout_ms. */
+        hm_timer_stop(&hc->utimer);
+        if (hc->req_done) {
+            timer_start(&hc->timer, client_send_timeout,
+                        hc->site->limits.idle_timeout_ms);
+        }
     }
 }
 
@@ -1305,7 +1330,7 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         return;
     case RS_BODY:
         resp_body_feed(hc, data, (size_t) nread, NULL, 0);
-        if (!hc->closing && hc->resp_state == RS_BODY) {
+        if (!hc->closing && hc->resp_state == RS_BODY && hc->up_reading) {
             timer_start(&hc->utimer, up_read_timeout,
                         hc->r.route->upstream->read_timeout_ms);
         }

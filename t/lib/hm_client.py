@@ -14,7 +14,9 @@ It handshakes, then sends N pattern bytes (hm_backend.pattern_chunks) or
 TEXT while reading everything the server sends.  After sending it
 half-closes with a TCP FIN (--shut-wr; the TLS session stays readable) and
 reads until EOF, --read-bytes bytes, or the timeout.  --send-head TEXT goes
-out before the --send-bytes pattern (an HTTP request head, say).  Prints one JSON line:
+out before the --send-bytes pattern (an HTTP request head, say).
+--read-delay S: once everything is sent, read nothing for S seconds (a
+client that stalls a download).  Prints one JSON line:
 {ok, error, version, cipher, alpn, peer_cn, peer_san, recv_bytes,
  recv_sha256, first_line, rest_bytes, rest_sha256 (what followed the first
  line: with tls-echo, the echo), last_line, sent_bytes, elapsed_s}.
@@ -49,6 +51,7 @@ def main():
     ap.add_argument("--send-bytes", type=int, default=0)
     ap.add_argument("--send", default="")
     ap.add_argument("--send-head", default="")
+    ap.add_argument("--read-delay", type=float, default=0)
     ap.add_argument("--shut-wr", action="store_true")
     ap.add_argument("--read-bytes", type=int, default=-1)
     ap.add_argument("--timeout", type=float, default=30)
@@ -119,6 +122,9 @@ def main():
                         rep["peer_der_sha256"] = hashlib.sha256(der).hexdigest() if der else None
                 except ssl.SSLWantReadError:
                     pass
+            if handshaken and sent_all and not wire and o.read_delay > 0:
+                time.sleep(o.read_delay)
+                o.read_delay = 0
             if handshaken:
                 # plaintext -> TLS
                 while not sent_all and out.pending + len(wire) < (1 << 20):
