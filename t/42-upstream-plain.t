@@ -81,6 +81,10 @@ sub holding_upstream {
 my $bad = fake_upstream("HTTP/1.1 200 OK\nContent-Length: 2\n\nhi");
 my $short = fake_upstream("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..");
 my $garbage = fake_upstream("garbage\r\n\r\n");
+# A listener that never accepts: connects succeed, no answer ever comes.
+my $hung_srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                     Listen => 16, ReuseAddr => 1) or die "listen: $!";
+my $hung = $hung_srv->sockport;
 my $eof = fake_upstream("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close");
 my $interim = fake_upstream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
                           . "Link: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
@@ -100,7 +104,7 @@ my %routes = (
     '/bad/'   => 'bad',   '/short/' => 'short', '/garbage/' => 'garbage',
     '/eof/'   => 'eof',   '/interim/' => 'interim',
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
-    '/alldown/' => 'alldown', '/onedown/' => 'onedown',
+    '/alldown/' => 'alldown', '/onedown/' => 'onedown', '/hung/' => 'hung',
     '/echo' => 'one', '/holding/' => 'holding', '/bytes/' => 'one',
 );
 $t->write_conf({
@@ -121,6 +125,8 @@ $t->write_conf({
                       fail_timeout_s => 120),
         onedown => up(["127.0.0.1:$dead2"], max_fails => 2, fail_timeout_s => 120),
         bad     => up(["127.0.0.1:$bad"]),
+        hung    => up(["127.0.0.1:$hung"], read_timeout_ms => 200, max_fails => 2,
+                      fail_timeout_s => 120),
         short   => up(["127.0.0.1:$short"]),
         garbage => up(["127.0.0.1:$garbage"]),
         eof     => up(["127.0.0.1:$eof"]),
@@ -292,6 +298,12 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     ok(time - $t0 < 2.5, '504 after read_timeout_ms');
     like($t->error_log, qr/timed out.*while reading response header from upstream/,
          'timeout logged with its action');
+
+    # A response head timeout counts against the server even though each
+    # request connects anew (the connect alone is no success).
+    my @codes = map { (curl("/hung/$_"))[0] } 1 .. 3;
+    is_deeply(\@codes, [504, 504, 503],
+              'server that never answers: 504 until ejected after max_fails 2, then 503');
 
     ($c) = curl('/bad/x');
     is($c, 502, 'bare-LF response from the upstream: 502');

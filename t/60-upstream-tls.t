@@ -47,7 +47,7 @@ my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : 
                      upstream => $_->[1] } }
     ([close => 'ok'], [ok => 'ok'], [mtls => 'mtls'], [nocert => 'nocert'], [unknownca => 'unknownca'],
      [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
-     [noverify => 'noverify'], [timeout => 'timeout'], [ipname => 'ipname']);
+     [noverify => 'noverify'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
 
 $t->write_conf({
     certificates => {
@@ -69,6 +69,10 @@ $t->write_conf({
         # an IP literal as server_name: checked as such, never sent as SNI
         ipname    => up($be_ok, server_name => '127.0.0.1', verify => JSON::PP::false,
                         accepted_risk => 'test: reached by address', pins => [$pin]),
+        # no client certificate: the first server refuses the handshake
+        # (TLS 1.3: after the proxy's side of it), the second serves
+        mixed     => { %{ up($be_mtls) }, max_fails => 2,
+                       servers => ["127.0.0.1:$be_mtls->{port}", "127.0.0.1:$be_ok->{port}"] },
     },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a'] } ],
     sites => { a => { server_names => ['a.test'], mode => 'terminate',
@@ -154,6 +158,21 @@ my $mtls_log = do { local $/; open my $f, '<', $be_mtls->{log} or die; <$f> };
 unlike($mtls_log // '', qr{/nocert/}, 'refused client certificate: the request was not served');
 like($t->error_log, qr/\[error\].*upstream "expired".*certificate has expired/,
      'expired logged at error with the verification text');
+
+# --- a refused client certificate is a TLS failure like the others: the
+# request goes to the next server, the refusal counts against the server
+# (max_fails 2: ejected after two) and is logged as a connect failure
+my %got;
+for my $i (1 .. 6) {
+    my ($c, $jj) = get("/mixed/$i");
+    $got{"$c " . ($jj->{backend} // '-')}++;
+}
+is_deeply(\%got, { '200 OK' => 6 },
+          'upstream with a server refusing the proxy (no client certificate): every GET served by the next server')
+    or diag(explain \%got);
+my @refused = $t->error_log =~ /\[error\].*upstream "mixed" 127\.0\.0\.1:$be_mtls->{port}: [^\n]*certificate required[^\n]*\(while connecting to upstream\)/g;
+is(scalar @refused, 2, '... the refusal logged as a connect failure, and after max_fails (2) the server is ejected')
+    or diag($t->error_log);
 
 $t->stop;
 done_testing;

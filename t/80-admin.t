@@ -162,6 +162,7 @@ my ($rc, $out) = $t->hamlyn('--trust-report=json', '-c', $t->conf_path);
 is($rc, 0, 'hamlyn --trust-report=json exits 0');
 my $cli = eval { decode_json($out) };
 is_deeply($trust, $cli, '/trust equals hamlyn --trust-report=json');
+is($body, $out, '... byte for byte (the same final newline)');
 is($trust->{admin}, "127.0.0.1:$pa", 'the report names the admin listener');
 
 # ---- redirect listener -----------------------------------------------------

@@ -1249,7 +1249,8 @@ char *
 hm_trust_report_json(const hm_conf_t *conf)
 {
     json_t *root;
-    char   *s;
+    char   *s, *doc;
+    size_t  len;
 
     root = hm_trust_json(conf);
     if (root == NULL) {
@@ -1257,7 +1258,21 @@ hm_trust_report_json(const hm_conf_t *conf)
     }
     s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
-    return s;
+    if (s == NULL) {
+        return NULL;
+    }
+    /* The document ends with a newline, as the command prints it: the
+     * admin /trust body is byte for byte the output of
+     * hamlyn --trust-report=json. */
+    len = strlen(s);
+    doc = realloc(s, len + 2);
+    if (doc == NULL) {
+        free(s);
+        return NULL;
+    }
+    doc[len] = '\n';
+    doc[len + 1] = '\0';
+    return doc;
 }
 
 
@@ -1272,7 +1287,7 @@ hm_trust_report(const hm_conf_t *conf, FILE *out, int json)
         if (s == NULL) {
             return HM_ERROR;
         }
-        rc = fputs(s, out) < 0 || fputc('\n', out) == EOF ? HM_ERROR : HM_OK;
+        rc = fputs(s, out) < 0 ? HM_ERROR : HM_OK;
         free(s);
     } else {
         rc = hm_trust_text(conf, out);

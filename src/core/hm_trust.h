@@ -25,7 +25,8 @@
 int hm_trust_report(const hm_conf_t *conf, FILE *out, int json);
 
 /*
- * The JSON report as a NUL-terminated string (the admin /trust body).
+ * The JSON report as a NUL-terminated string ending with a newline (the
+ * admin /trust body, byte for byte what --trust-report=json prints).
  * Returns a malloc'd string the caller frees with free(), or NULL when
  * memory ran out.
  */

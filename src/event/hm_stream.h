@@ -92,6 +92,12 @@ const char *hm_stream_error(const hm_stream_t *s);   /* last failure reason */
 const char *hm_stream_tls_version(const hm_stream_t *s);
 const char *hm_stream_alpn(const hm_stream_t *s);
 int hm_stream_tls_resumed(const hm_stream_t *s);
+/* Whether the peer ended the TLS session with an alert refusing our
+ * handshake or certificate (bad/unknown/expired certificate, unknown CA,
+ * certificate required, access denied, handshake failure...): for a TLS
+ * 1.3 client the server judges its certificate after the client's side of
+ * the handshake finished, so that refusal arrives as a read error. */
+int hm_stream_tls_refused(const hm_stream_t *s);
 /* The verified client certificate's subject, SANs and SHA-256 fingerprint
  * for client_cert_header; returns 0 when no verified certificate. */
 int hm_stream_peer_cert_info(const hm_stream_t *s, char *subject, size_t slen,

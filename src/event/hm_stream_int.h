@@ -39,7 +39,8 @@ enum {
     HM_SF_EOF          = 0x0080,    /* EOF or error already delivered */
     HM_SF_CLIENT       = 0x0100,    /* upstream leg */
     HM_SF_IN_WRITE     = 0x0200,    /* inside hm_stream_write */
-    HM_SF_IN_INPUT     = 0x0400     /* inside stream_process_input */
+    HM_SF_IN_INPUT     = 0x0400,    /* inside stream_process_input */
+    HM_SF_TLS_REFUSED  = 0x0800     /* peer's alert refused our handshake */
 };
 
 /* A libuv request (write, connect or shutdown) taken from a per-worker

@@ -123,6 +123,7 @@ typedef struct hm_http_conn_s {
     unsigned            up_junk:1;      /* upstream broke framing */
     unsigned            no_pool:1;
     unsigned            up_reading:1;
+    unsigned            up_unconfirmed:1; /* new connection, no byte yet */
     int                 resp_state;
     int                 resp_kind;
     int64_t             resp_left;
@@ -1119,12 +1120,49 @@ up_read_timeout(uv_timer_t *t)
     hc_close(hc);
 }
 
-/* The upstream failed before any response byte: retry on a fresh
- * connection when the connection came from the pool and nothing of the
- * request body was sent, else 502. */
+/*
+ * The server refused the proxy's TLS handshake after the proxy's side of
+ * it had finished (TLS 1.3 judges the client certificate then: missing or
+ * not accepted), while the request head was going out.  Handled as the
+ * TLS failures of up_connect_cb(): logged the same way, counted against
+ * the server (passive health, connect failure metric), and the next
+ * server is tried unless request body bytes are gone (the refusing server
+ * processed nothing: its handshake never completed); else 502.
+ */
+static void
+up_tls_refused(hm_http_conn_t *hc)
+{
+    hm_upool_conn_t *up = hc->up;
+
+    set_action(hc, "connecting to upstream");
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s",
+                 hc->r.route->upstream->name, up->peer->text,
+                 hm_stream_error(&up->s));
+    HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
+    hm_upstream_peer_result(up->peer, 0);
+    hm_timer_stop(&hc->utimer);
+    up_drop(hc);
+    if (hc->rh_len == 0 && hc->req_fwd == 0) {
+        up_start(hc);
+        return;
+    }
+    hc->outcome = "upstream_error";
+    hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
+}
+
+/* The upstream failed before any response byte: a refused TLS handshake
+ * goes to up_tls_refused(); retry on a fresh connection when the
+ * connection came from the pool and nothing of the request body was sent,
+ * else 502. */
 static void
 up_failed_early(hm_http_conn_t *hc, const char *why)
 {
+    if (hc->up != NULL && hc->rh_len == 0
+        && hm_stream_tls_refused(&hc->up->s))
+    {
+        up_tls_refused(hc);
+        return;
+    }
     if (hc->up_reused && hc->rh_len == 0 && hc->req_fwd == 0
         && hc->retries < 2)
     {
@@ -1315,6 +1353,11 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
     }
     switch (hc->resp_state) {
     case RS_HEAD:
+        if (hc->up_unconfirmed) {
+            /* The first byte from a new connection: the server took it. */
+            hc->up_unconfirmed = 0;
+            hm_upstream_peer_result(hc->up->peer, 1);
+        }
         if (hc->rh_len + (size_t) nread > hc->ws->rh_cap) {
             hc->rh_len = 1;
             up_failed_early(hc, "sent a response head too large");
@@ -1440,7 +1483,10 @@ up_connect_cb(hm_stream_t *s, int status)
         up_start(hc);
         return;
     }
-    hm_upstream_peer_result(up->peer, 1);
+    /* Success is counted at the first response byte (up_read_cb): a
+     * server may still refuse the handshake (TLS 1.3 client certificate)
+     * or never answer (read_timeout_ms), and both count against it. */
+    hc->up_unconfirmed = 1;
     up->connected = 1;
     if (s->tls != NULL) {
         hm_log_debug(&hc->c->log, "upstream %s connected, %s, session %s",
@@ -1475,6 +1521,7 @@ up_start(hm_http_conn_t *hc)
 
     set_action(hc, "connecting to upstream");
     hc->up_eof = 0;
+    hc->up_unconfirmed = 0;
     for (;;) {
         if (hc->ntried >= HM_UPSTREAM_MAX_TRIES) {
             peer = NULL;

@@ -120,6 +120,33 @@ verify_reason(long vr)
     }
 }
 
+/* A fatal alert of the peer that refuses our side of the handshake (see
+ * hm_stream_tls_refused()): none of them can answer application data. */
+static int
+refusal_alert(uint32_t e)
+{
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL
+        || ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
+    {
+        return 0;
+    }
+    switch (ERR_GET_REASON(e) - SSL_AD_REASON_OFFSET) {
+    case SSL_AD_HANDSHAKE_FAILURE:
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+    case SSL_AD_DECRYPT_ERROR:
+    case SSL_AD_CERTIFICATE_REQUIRED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /*
  * Stores the reason of a failed SSL call (ret/err from SSL_get_error) in
  * the stream, from the verification result or the first error-queue entry,
@@ -135,6 +162,9 @@ tls_set_error(hm_stream_t *s, SSL *ssl, int err)
     size_t      i;
 
     e = ERR_get_error();
+    if (refusal_alert(e)) {
+        hm__stream_impl(s)->flags |= HM_SF_TLS_REFUSED;
+    }
     vr = SSL_get_verify_result(ssl);
     if (vr != X509_V_OK && SSL_get0_peer_certificates(ssl) != NULL) {
         r = verify_reason(vr);
@@ -418,6 +448,15 @@ int
 hm_stream_tls_resumed(const hm_stream_t *s)
 {
     return s->tls != NULL && SSL_session_reused(s->tls);
+}
+
+int
+hm_stream_tls_refused(const hm_stream_t *s)
+{
+    const hm_stream_impl_t *impl = s->impl;
+
+    return s->tls != NULL && impl != NULL
+           && (impl->flags & HM_SF_TLS_REFUSED) != 0;
 }
 
 static void
