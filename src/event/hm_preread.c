@@ -162,7 +162,7 @@ hm__preread_start(hm_conn_t *c)
      * now, before the socket is even registered, so accept, ClientHello,
      * routing and the upstream connect take one wakeup.  Without it the
      * hello has almost never arrived yet: wait for the poll. */
-    if (hm__defer_accept_ms > 0) {
+    if (hm__defer_accept_ms > 0 && hm__defer_listener(l)) {
         preread_process(pt);
         if (pt->state == HM_PT_CLOSED) {
             return;             /* closed or handed off */
