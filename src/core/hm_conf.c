@@ -1743,6 +1743,11 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
         cerr_at(cx, "verify", "\"verify\": false needs \"accepted_risk\": "
                 "say in writing why an unverified upstream is acceptable");
     }
+    if (tls->verify && tls->accepted_risk != NULL) {
+        cwarn_at(cx, "accepted_risk", "ignored while \"verify\" is true: "
+                 "the certificate is verified, no risk is accepted (and the "
+                 "trust report shows none)");
+    }
     if (tls->verify && tls->server_name == NULL
         && json_object_get(t, "server_name") == NULL)
     {
