@@ -2705,6 +2705,9 @@ set_paths(hm_conf_t *conf, const char *name)
             n += 2;
         }
         clen = strlen(cwd);
+        if (clen > 0 && cwd[clen - 1] == '/') {
+            clen--;                 /* the root: "/" + "/" + name */
+        }
         nlen = strlen(n);
         conf->path = hm_pool_alloc(conf->pool, clen + nlen + 2);
         HM_ASSERT(conf->path != NULL);
