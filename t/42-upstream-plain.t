@@ -12,6 +12,7 @@ use Hamlyn::Test;
 use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_RCVBUF);
 use POSIX qw(_exit WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -52,6 +53,31 @@ sub fake_upstream {
 }
 END { local $?; kill 'TERM', @kids if @kids; waitpid($_, 0) for @kids }
 
+# An upstream that reads a request head, then never reads again (its
+# receive buffer kept small so that the proxy's write queue fills).
+sub holding_upstream {
+    my $port = $t->port;
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+                                    Listen => 16, ReuseAddr => 1) or die "listen: $!";
+    setsockopt($srv, SOL_SOCKET, SO_RCVBUF, 65536);
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        local $SIG{ALRM} = sub { _exit(0) };
+        alarm 120;
+        my @held;
+        while (my $c = $srv->accept) {
+            my $buf = '';
+            sysread($c, $buf, 4096);
+            push @held, $c;
+        }
+        _exit(0);
+    }
+    close $srv;
+    push @kids, $pid;
+    return $port;
+}
+
 my $bad = fake_upstream("HTTP/1.1 200 OK\nContent-Length: 2\n\nhi");
 my $short = fake_upstream("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..");
 my $garbage = fake_upstream("garbage\r\n\r\n");
@@ -63,6 +89,7 @@ my $eof = fake_upstream("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody
 my $interim = fake_upstream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
                           . "Link: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
                           . "Connection: close\r\n\r\nok");
+my $holding = holding_upstream();
 
 sub up {
     my ($servers, %o) = @_;
@@ -78,6 +105,7 @@ my %routes = (
     '/eof/'   => 'eof',   '/interim/' => 'interim',
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
     '/alldown/' => 'alldown', '/onedown/' => 'onedown', '/hung/' => 'hung',
+    '/echo' => 'one', '/holding/' => 'holding', '/bytes/' => 'one',
 );
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -103,11 +131,13 @@ $t->write_conf({
         garbage => up(["127.0.0.1:$garbage"]),
         eof     => up(["127.0.0.1:$eof"]),
         interim => up(["127.0.0.1:$interim"]),
+        holding => up(["127.0.0.1:$holding"]),
     },
     listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
                      default_site => 'a' } ],
     sites => { a => { server_names => ['a.test'], mode => 'terminate',
                       tls => { certificates => ['a'] },
+                      limits => { max_body_bytes => 200_000_000 },
                       routes => [
                           { match => { path_prefix => '/slow', headers => { 'x-up' => 'lc' } },
                             upstream => 'lc' },
@@ -283,6 +313,42 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     my ($sc, $sb, $sh, $exit) = curl('/short/x');
     isnt($exit, 0, 'truncated upstream body: the client sees an incomplete response');
     like($t->error_log, qr/in the middle of the response body/, 'truncation logged');
+}
+
+# ---- read_timeout_ms counts from the end of the request ---------------
+# A request body that keeps arriving for longer than read_timeout_ms (800)
+# is not a slow upstream: the answer is the upstream's, not a 504.  An
+# upstream that stops reading the body is: 504, with its action.
+
+{
+    my $out = $t->raw_tls("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 8\r\n\r\n"
+                          . join('<<PAUSE>>', qw(ab cd ef gh)),
+                          port => $p, pause => 0.4, idle => 1);
+    like($out, qr{^HTTP/1\.1 200 }, 'body uploaded over 1.2 s, read_timeout_ms 800: 200');
+    like($out, qr/\r\n\r\nabcdefgh/, '... with the whole body');
+
+    my $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test',
+                           no_verify => 1, timeout => 15, send_bytes => 150_000_000,
+                           send_head => "POST /holding/x HTTP/1.1\r\nHost: a.test\r\n"
+                                        . "Content-Length: 150000000\r\n\r\n");
+    like($r->{first_line} // '', qr{^HTTP/1\.1 504 }, 'upstream stops reading the body: 504');
+    ok(($r->{elapsed_s} // 99) < 5, sprintf('... after read_timeout_ms (%.2f s)',
+                                           $r->{elapsed_s} // 99));
+    ok($t->wait_error_log(qr/timed out \(while sending request to upstream\)/),
+       'logged as a timeout while sending the request');
+
+    # A client that stops reading a download for longer than read_timeout_ms
+    # holds the upstream back: its own idle_timeout_ms applies, not the
+    # upstream's read_timeout_ms.
+    my $n = 30_000_000;
+    $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test',
+                        no_verify => 1, timeout => 20, read_delay => 1.5,
+                        send => "GET /bytes/$n HTTP/1.1\r\nHost: a.test\r\n"
+                                . "Connection: close\r\n\r\n");
+    like($r->{first_line} // '', qr{^HTTP/1\.1 200 }, 'download, client pauses 1.5 s: 200');
+    cmp_ok($r->{recv_bytes} // 0, '>', $n, '... and the whole body arrives');
+    unlike($t->error_log, qr/timed out \(while reading response body/,
+           'a paused client is not an upstream timeout');
 }
 
 # ---- close-delimited and interim upstream responses --------------------

@@ -161,6 +161,7 @@ static void up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *d);
 static void up_start(hm_http_conn_t *hc);
 static void client_drained(hm_stream_t *s);
 static void up_drained(hm_stream_t *s);
+static void up_read_timeout(uv_timer_t *t);
 
 /* ---- workspaces --------------------------------------------------------- */
 
@@ -631,6 +632,19 @@ client_timeout(uv_timer_t *t)
     }
 }
 
+/* The client has not taken response bytes for idle_timeout_ms (the
+ * upstream leg is paused meanwhile): close. */
+static void
+client_send_timeout(uv_timer_t *t)
+{
+    hm_http_conn_t *hc = t->data;
+
+    set_action(hc, "sending response to client");
+    hm_log_info(&hc->c->log, "client timed out reading the response");
+    hc->outcome = "timeout";
+    hc_close(hc);
+}
+
 /* ---- request bodies ----------------------------------------------------- */
 
 typedef struct {
@@ -749,11 +763,23 @@ req_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n)
     }
     if (hc->req_done) {
         hm_timer_stop(&hc->timer);
+        if (hc->resp_state == RS_HEAD) {
+            /* The whole request is out: read_timeout_ms starts now. */
+            timer_start(&hc->utimer, up_read_timeout,
+                        hc->r.route->upstream->read_timeout_ms);
+        }
     } else if (hc->up != NULL
                && hm_stream_write_queued(&hc->up->s) > HM_HTTP_BP_HIGH)
     {
         client_read(hc, 0);
         hm_stream_on_drain(&hc->up->s, up_drained);
+        if (hc->resp_state == RS_HEAD) {
+            /* The upstream, not the client, holds the body back now:
+             * its timeout runs instead of the client's. */
+            hm_timer_stop(&hc->timer);
+            timer_start(&hc->utimer, up_read_timeout,
+                        hc->r.route->upstream->read_timeout_ms);
+        }
     }
     return (ssize_t) pos;
 }
@@ -766,7 +792,14 @@ up_drained(hm_stream_t *s)
     if (hc == NULL || hc->closing) {
         return;
     }
-    if ((hc->state == HC_REQ && !hc->req_done) || hc->state == HC_TUNNEL) {
+    if (hc->state == HC_REQ && !hc->req_done) {
+        client_read(hc, 1);
+        timer_start(&hc->timer, client_timeout,
+                    hc->site->limits.idle_timeout_ms);
+        if (hc->resp_state == RS_HEAD && hc->rh_len == 0) {
+            hm_timer_stop(&hc->utimer);
+        }
+    } else if (hc->state == HC_TUNNEL) {
         client_read(hc, 1);
     }
 }
@@ -907,9 +940,14 @@ client_drained(hm_stream_t *s)
     if (hc->closing) {
         return;
     }
-    if ((hc->state == HC_REQ && hc->resp_state == RS_BODY)
-        || hc->state == HC_TUNNEL)
-    {
+    if (hc->state == HC_REQ && hc->resp_state == RS_BODY) {
+        up_read(hc, 1);
+        if (hc->req_done) {
+            hm_timer_stop(&hc->timer);
+        }
+        timer_start(&hc->utimer, up_read_timeout,
+                    hc->r.route->upstream->read_timeout_ms);
+    } else if (hc->state == HC_TUNNEL) {
         up_read(hc, 1);
     }
 }
@@ -1047,6 +1085,13 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
     if (hm_stream_write_queued(hc->cs) > HM_HTTP_BP_HIGH) {
         up_read(hc, 0);
         hm_stream_on_drain(hc->cs, client_drained);
+        /* The client, not the upstream, holds the response back now:
+         * its idle timeout runs instead of read_timeout_ms. */
+        hm_timer_stop(&hc->utimer);
+        if (hc->req_done) {
+            timer_start(&hc->timer, client_send_timeout,
+                        hc->site->limits.idle_timeout_ms);
+        }
     }
 }
 
@@ -1056,7 +1101,8 @@ up_read_timeout(uv_timer_t *t)
     hm_http_conn_t *hc = t->data;
 
     if (hc->resp_state == RS_HEAD && !hc->resp_started) {
-        set_action(hc, "reading response header from upstream");
+        set_action(hc, hc->req_done ? "reading response header from upstream"
+                                    : "sending request to upstream");
         hm_log_error(&hc->c->log, "upstream %s timed out",
                      hc->upstream_text);
         hc->outcome = "upstream_timeout";
@@ -1327,7 +1373,7 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         return;
     case RS_BODY:
         resp_body_feed(hc, data, (size_t) nread, NULL, 0);
-        if (!hc->closing && hc->resp_state == RS_BODY) {
+        if (!hc->closing && hc->resp_state == RS_BODY && hc->up_reading) {
             timer_start(&hc->utimer, up_read_timeout,
                         hc->r.route->upstream->read_timeout_ms);
         }
@@ -1381,10 +1427,11 @@ up_send_head(hm_http_conn_t *hc)
         return;
     }
     up_read(hc, 1);
-    timer_start(&hc->utimer, up_read_timeout,
-                hc->r.route->upstream->read_timeout_ms);
-
     if (hc->req_kind == HM_HTTP_BODY_NONE) {
+        /* read_timeout_ms counts from the end of the request: here, or
+         * when req_body_feed() sends the last body byte. */
+        timer_start(&hc->utimer, up_read_timeout,
+                    hc->r.route->upstream->read_timeout_ms);
         hc->req_done = 1;
     } else if (!hc->req_done) {
         if (hc->msg.expect_continue && hc->msg.version == 11

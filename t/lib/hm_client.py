@@ -7,13 +7,16 @@ and reporting handshake facts as JSON.  Python stdlib only.
 
   hm_client.py --connect 127.0.0.1:PORT [--servername NAME | --no-sni]
                [--ca FILE] [--no-verify] [--cert NAME --key NAME]
-               [--send-bytes N] [--send TEXT] [--shut-wr]
+               [--send-bytes N] [--send TEXT] [--send-head TEXT] [--shut-wr]
                [--read-bytes N] [--timeout S] [--certs DIR] [--alpn P]
 
 It handshakes, then sends N pattern bytes (hm_backend.pattern_chunks) or
 TEXT while reading everything the server sends.  After sending it
 half-closes with a TCP FIN (--shut-wr; the TLS session stays readable) and
-reads until EOF, --read-bytes bytes, or the timeout.  Prints one JSON line:
+reads until EOF, --read-bytes bytes, or the timeout.  --send-head TEXT goes
+out before the --send-bytes pattern (an HTTP request head, say).
+--read-delay S: once everything is sent, read nothing for S seconds (a
+client that stalls a download).  Prints one JSON line:
 {ok, error, version, cipher, alpn, peer_cn, peer_san, recv_bytes,
  recv_sha256, first_line, rest_bytes, rest_sha256 (what followed the first
  line: with tls-echo, the echo), last_line, sent_bytes, elapsed_s}.
@@ -21,6 +24,7 @@ reads until EOF, --read-bytes bytes, or the timeout.  Prints one JSON line:
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -46,6 +50,8 @@ def main():
     ap.add_argument("--alpn", action="append")
     ap.add_argument("--send-bytes", type=int, default=0)
     ap.add_argument("--send", default="")
+    ap.add_argument("--send-head", default="")
+    ap.add_argument("--read-delay", type=float, default=0)
     ap.add_argument("--shut-wr", action="store_true")
     ap.add_argument("--read-bytes", type=int, default=-1)
     ap.add_argument("--timeout", type=float, default=30)
@@ -85,6 +91,8 @@ def main():
     tail = b""
     if o.send_bytes:
         src = pattern_chunks(o.send_bytes)
+        if o.send_head:
+            src = itertools.chain([o.send_head.encode("latin-1")], src)
     else:
         src = iter([o.send.encode()] if o.send else [])
     pending = b""       # plaintext not yet accepted by tls.write
@@ -114,6 +122,9 @@ def main():
                         rep["peer_der_sha256"] = hashlib.sha256(der).hexdigest() if der else None
                 except ssl.SSLWantReadError:
                     pass
+            if handshaken and sent_all and not wire and o.read_delay > 0:
+                time.sleep(o.read_delay)
+                o.read_delay = 0
             if handshaken:
                 # plaintext -> TLS
                 while not sent_all and out.pending + len(wire) < (1 << 20):
