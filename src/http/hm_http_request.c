@@ -1150,10 +1150,27 @@ up_tls_refused(hm_http_conn_t *hc)
     hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
 }
 
+/* RFC 9110 9.2.2: only idempotent requests may be retried after their
+ * head went out (POST, PATCH, CONNECT and unknown methods may not). */
+static int
+method_idempotent(int method)
+{
+    switch (method) {
+    case HM_HTTP_M_GET:
+    case HM_HTTP_M_HEAD:
+    case HM_HTTP_M_PUT:
+    case HM_HTTP_M_DELETE:
+    case HM_HTTP_M_OPTIONS:
+    case HM_HTTP_M_TRACE:
+        return 1;
+    }
+    return 0;
+}
+
 /* The upstream failed before any response byte: a refused TLS handshake
  * goes to up_tls_refused(); retry on a fresh connection when the
- * connection came from the pool and nothing of the request body was sent,
- * else 502. */
+ * connection came from the pool, nothing of the request body was sent and
+ * the method is idempotent, else 502. */
 static void
 up_failed_early(hm_http_conn_t *hc, const char *why)
 {
@@ -1164,7 +1181,7 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         return;
     }
     if (hc->up_reused && hc->rh_len == 0 && hc->req_fwd == 0
-        && hc->retries < 2)
+        && hc->retries < 2 && method_idempotent(hc->msg.method))
     {
         hm_log_debug(&hc->c->log, "pooled upstream connection to %s %s, "
                      "retrying on a new connection", hc->upstream_text, why);
