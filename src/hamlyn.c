@@ -340,7 +340,9 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (cl.signal_name != NULL) {
+    /* -t and --trust-report win over -s, as with nginx: a command that
+     * says "test" never stops or reloads a running master. */
+    if (cl.signal_name != NULL && !cl.test && !cl.trust_report) {
         return signal_mode(&cl);
     }
 

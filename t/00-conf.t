@@ -244,6 +244,23 @@ $f = $t->write_conf({
 ($rc, $out) = check_t($f);
 is($rc, 0, 'IPv6 addresses, weights, wildcards, proxy protocol, redirect listener: ok') or diag($out);
 
+# tls.accepted_risk while the certificate is verified: a warning naming
+# the path (a reader of the file would think a risk was accepted).
+$f = $t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => { be => { servers => ["127.0.0.1:$p2"],
+                           tls => { server_name => 'backend.test', ca => "$certs/ca.pem",
+                                    accepted_risk => 'just in case' } } },
+    listeners => [{ name => 'pub', listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      routes => [{ match => { path_prefix => '/' }, upstream => 'be' }] } },
+});
+($rc, $out) = check_t($f);
+is($rc, 0, 'tls.accepted_risk with verify true: still valid') or diag($out);
+like($out, qr/^\Q$f\E: upstreams\.be\.tls\.accepted_risk: warning: ignored while "verify" is true/m,
+     '... with a warning naming its path');
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

@@ -171,6 +171,18 @@ isnt($sid, getsid(0), '-d: the daemon runs in its own session') if @st;
 is(readlink("/proc/$dpid/fd/1"), '/dev/null', '-d: stdout is /dev/null') if $dpid;
 ok(connects($port), '-d: the daemon listens');
 
+# -t (and --trust-report) take precedence over -s, as with nginx: they
+# signal nothing ("test the configuration" must never stop a server).
+($rc, $out) = $t->hamlyn('-t', '-s', 'stop', '-c', $conf);
+is($rc, 0, '-t -s stop: exit 0 (the test)') or diag($out);
+like($out, qr/^hamlyn: configuration \Q$conf\E is ok$/m, '-t -s stop: the configuration is tested');
+($rc, $out) = $t->hamlyn('--trust-report', '-s', 'quit', '-c', $conf);
+is($rc, 0, '--trust-report -s quit: exit 0');
+like($out, qr/passthrough/, '--trust-report -s quit: the report is printed');
+sleep 0.3;
+ok($dpid && kill(0, $dpid), '-t/--trust-report with -s: the daemon still runs');
+ok(connects($port), '... and still listens');
+
 # -s works from a file broken since the start (only runtime.pid_file is read).
 my $broken_now = good_conf($port, $t->port);
 $broken_now->{sites}{s}{upstream} = 'nope';

@@ -313,6 +313,34 @@ SKIP: {
     close $hold;
 }
 
+# Another hamlyn (another configuration and pid file) on the same port:
+# SO_REUSEPORT would let it bind and silently take a share of the first
+# one's connections; it is refused with "Address already in use", like a
+# port held by any other process.  The admin port too.
+{
+    my $t1 = Hamlyn::Test->new(name => '11-process-taken');
+    my ($p, $pa, $q) = ($t1->port, $t1->port, $t1->port);
+    $t1->write_conf({ %{ conf_for($t1, { workers => 2 }, "127.0.0.1:$p") },
+                      admin => { listen => "127.0.0.1:$pa" } });
+    $t1->run or BAIL_OUT('hamlyn did not start');
+    my $t2 = Hamlyn::Test->new(name => '11-process-taken2');
+    $t2->write_conf(conf_for($t2, { workers => 1 }, "127.0.0.1:$p"));
+    my ($rc, $out) = $t2->hamlyn('-c', $t2->conf_path, '-d');
+    $t2->hamlyn('-s', 'stop', '-c', $t2->conf_path) if $rc == 0;
+    is($rc, 1, 'another hamlyn on a port in use: exit 1');
+    like($t2->error_log, qr/listeners\[0\]\.listen\[0\]: cannot listen on 127\.0\.0\.1:$p: bind\(\) failed: Address already in use/,
+         '... the listener and the reason are logged') or diag($t2->error_log);
+    $t2->write_conf({ %{ conf_for($t2, { workers => 1 }, "127.0.0.1:$q") },
+                      admin => { listen => "127.0.0.1:$pa" } });
+    ($rc, $out) = $t2->hamlyn('-c', $t2->conf_path, '-d');
+    $t2->hamlyn('-s', 'stop', '-c', $t2->conf_path) if $rc == 0;
+    is($rc, 1, 'another hamlyn on an admin port in use: exit 1');
+    like($t2->error_log, qr/admin\.listen: cannot listen on 127\.0\.0\.1:$pa: bind\(\) failed: Address already in use/,
+         '... logged');
+    ok(connects('127.0.0.1', $p), 'the first hamlyn still accepts');
+    is($t1->stop, 0, 'the first hamlyn stops normally');
+}
+
 # A second master for the same config (same pid file) is refused: exit 1,
 # the reason names the running master and the pid file, which still names
 # the first master; a stale pid file (dead pid) is replaced, with a log line.

@@ -9,6 +9,7 @@ use lib 't/lib';
 use Hamlyn::Test;
 use Test::More;
 use IO::Socket::INET;
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
 plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
@@ -40,6 +41,24 @@ my $blackhole = $bh->sockport;
 my @fill = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$blackhole", Blocking => 0) }
            1 .. 4;
 
+# A plain TCP backend (one connection): reads until EOF, then answers
+# "got N" (the bytes it received) and closes.
+my $plain = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 4,
+                                  ReuseAddr => 1) or die "listen: $!";
+my $plain_port = $plain->sockport;
+my $plain_pid = fork // die;
+if ($plain_pid == 0) {
+    local $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm 60;
+    my $c = $plain->accept or POSIX::_exit(0);
+    my ($got, $buf) = (0, '');
+    while (my $n = sysread($c, $buf, 65536)) { $got += $n }
+    syswrite($c, "got $got\n");
+    close $c;
+    POSIX::_exit(0);
+}
+close $plain;
+
 sub up { my ($be) = @_; return { servers => ["127.0.0.1:$be->{port}"] } }
 
 $t->write_conf({
@@ -53,10 +72,14 @@ $t->write_conf({
         dead => { servers => ["127.0.0.1:$dead"] },
         slow => { servers => ["127.0.0.1:$blackhole"], connect_timeout_ms => 300 },
         idle => up($be_a),
+        # the first server's connect hangs (300 ms), the second is a plain
+        # TCP listener of this test that answers after the client's FIN
+        halfc => { servers => ["127.0.0.1:$blackhole", "127.0.0.1:$plain_port"],
+                   connect_timeout_ms => 300 },
     },
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"],
-          sites => [qw(a wild exact def mtls pp sink retry dead idle slow)], default_site => 'def' },
+          sites => [qw(a wild exact def mtls pp sink retry dead idle slow halfc)], default_site => 'def' },
         { name => 'strict', listen => ["127.0.0.1:$p2"], sites => [qw(a wild)] },
         ($has6 ? ({ name => 'v6', listen => ["[::1]:$p6"], sites => ['a'], default_site => 'a' })
                : ()),
@@ -75,6 +98,7 @@ $t->write_conf({
         slow  => { server_names => ['slow.test'], mode => 'passthrough', upstream => 'slow' },
         idle  => { server_names => ['idle.test'], mode => 'passthrough', upstream => 'idle',
                    limits => { idle_timeout_ms => 700 } },
+        halfc => { server_names => ['halfc.test'], mode => 'passthrough', upstream => 'halfc' },
     },
 });
 $t->run or BAIL_OUT('hamlyn did not start');
@@ -206,6 +230,27 @@ like($r->{first_line}, qr/^backend=PP .*proxy=127\.0\.0\.1:\d+/,
     close $s;
 }
 
+# --- a client that half-closes (FIN after its hello and a request) while
+# the upstream connect is still pending: relayed, not taken for an abort
+{
+    my $req = mini_hello('halfc.test') . "request";
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or die "connect: $!";
+    syswrite($s, $req);
+    sleep 0.1;                      # the first server's connect is pending
+    shutdown($s, 1);
+    my ($buf, $deadline) = ('', time + 5);
+    while (time < $deadline) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        last unless select($rin, undef, undef, 0.5);
+        my $n = sysread($s, $buf, 4096, length $buf);
+        last unless $n;
+    }
+    is($buf, "got " . length($req) . "\n",
+       'FIN while connecting: the upstream got every byte, then the FIN, and its answer came back');
+    close $s;
+    waitpid($plain_pid, 0);
+}
+
 # --- IPv6
 SKIP: {
     skip 'no IPv6', 2 unless $has6;
@@ -272,6 +317,7 @@ like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refus
 my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
 is(scalar @refused, 2, 'two refusals logged as no_sni_match');
 ok(!defined $refused[0]{upstream}, 'refused: no upstream');
+is($refused[0]{bytes_out}, 7, 'refused: bytes_out counts the unrecognized_name alert record (7 bytes)');
 
 # --- same worker all along: nothing crashed
 is_deeply([$t->worker_pids], \@workers, 'same worker process after all tests');
@@ -315,6 +361,18 @@ sub grow_hello {
         $out .= "\x16\x03\x01" . pack('n', length $part) . $part;
     }
     return $out;
+}
+
+# A minimal ClientHello record with SNI $name (enough for the router; the
+# plain backend above is no TLS server).
+sub mini_hello {
+    my ($name) = @_;
+    my $sn = pack('Cn', 0, length $name) . $name;
+    my $ext = pack('nn', 0, 2 + length $sn) . pack('n', length $sn) . $sn;
+    my $body = "\x03\x03" . ("\x11" x 32) . "\x00" . pack('n', 2) . "\x13\x01"
+             . "\x01\x00" . pack('n', length $ext) . $ext;
+    my $hs = "\x01" . substr(pack('N', length $body), 1) . $body;
+    return "\x16\x03\x01" . pack('n', length $hs) . $hs;
 }
 
 # Captures a real ClientHello (openssl s_client to a local listener).

@@ -182,6 +182,18 @@ is_deeply($static->{backend_sees}, ['none'], 'static: no backend sees anything')
 
 is(scalar @{ $doc->{accepted_risks} // [] }, 2, 'two accepted risks listed');
 
+# "config" is the file's absolute path, also for a relative -c given in
+# the root folder (it read "//tmp/...").
+{
+    require Cwd;
+    my $abs = Cwd::abs_path($file);
+    my $bin = Cwd::abs_path($ENV{HAMLYN_BIN} // './hamlyn');
+    (my $rel = $abs) =~ s{^/}{};
+    my $json = `cd / && '$bin' --trust-report=json -c '$rel' 2>/dev/null`;
+    my $d = eval { decode_json($json) } // {};
+    is($d->{config}, $abs, 'config: absolute path of a -c relative to /');
+}
+
 # ---- invalid configuration ----
 $conf->{sites}{api}{routes}[3]{upstream} = 'apj';
 $t->write_conf($conf);

@@ -1743,6 +1743,11 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
         cerr_at(cx, "verify", "\"verify\": false needs \"accepted_risk\": "
                 "say in writing why an unverified upstream is acceptable");
     }
+    if (tls->verify && tls->accepted_risk != NULL) {
+        cwarn_at(cx, "accepted_risk", "ignored while \"verify\" is true: "
+                 "the certificate is verified, no risk is accepted (and the "
+                 "trust report shows none)");
+    }
     if (tls->verify && tls->server_name == NULL
         && json_object_get(t, "server_name") == NULL)
     {
@@ -2700,6 +2705,9 @@ set_paths(hm_conf_t *conf, const char *name)
             n += 2;
         }
         clen = strlen(cwd);
+        if (clen > 0 && cwd[clen - 1] == '/') {
+            clen--;                 /* the root: "/" + "/" + name */
+        }
         nlen = strlen(n);
         conf->path = hm_pool_alloc(conf->pool, clen + nlen + 2);
         HM_ASSERT(conf->path != NULL);

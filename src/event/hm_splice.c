@@ -744,7 +744,8 @@ relay(hm_pt_t *pt, int s, uint32_t events)
 }
 
 /* Client socket event while connecting: keep the bytes for the upstream
- * (bounded by the preread buffer), notice a client that gives up.  Edge-
+ * (bounded by the preread buffer), notice a client that gives up (a reset
+ * or a read error; a FIN is a half-close, relayed once connected).  Edge-
  * triggered: read until EAGAIN or the buffer is full (then the relay
  * resumes reading). */
 static void
@@ -772,6 +773,14 @@ client_while_connecting(hm_pt_t *pt, uint32_t events)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        if (n == 0) {
+            /* A FIN: the client half-closed after its last bytes, which
+             * the upstream still gets, followed by the FIN (relay_start);
+             * as in the relay, not an abort. */
+            pt->side[0].rd_eof = 1;
+            pt->side[0].rdhup = 1;
             return;
         }
         break;

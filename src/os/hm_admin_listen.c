@@ -13,6 +13,7 @@
 #include "hm_core.h"
 #include "hm_admin.h"
 #include "hm_log.h"
+#include "hm_os.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -30,6 +31,20 @@ admin_same(const hm_addr_t *a, const hm_addr_t *b)
     return a->len == b->len && strcmp(a->text, b->text) == 0;
 }
 
+static int
+admin_same_port(const hm_addr_t *a, const hm_addr_t *b)
+{
+    if (a->sa.ss_family != b->sa.ss_family) {
+        return 0;
+    }
+    if (a->sa.ss_family == AF_INET6) {
+        return ((const struct sockaddr_in6 *) &a->sa)->sin6_port
+               == ((const struct sockaddr_in6 *) &b->sa)->sin6_port;
+    }
+    return ((const struct sockaddr_in *) &a->sa)->sin_port
+           == ((const struct sockaddr_in *) &b->sa)->sin_port;
+}
+
 int
 hm_admin_prepare(const hm_conf_t *conf)
 {
@@ -40,6 +55,16 @@ hm_admin_prepare(const hm_conf_t *conf)
     hm_admin_abort();
     if (a == NULL || (hm_admin_fd >= 0 && admin_same(a, &admin_addr))) {
         return HM_OK;
+    }
+    /* Another process on the port (see hm_listen_probe); the port of our
+     * own current socket is not probed: a reload may move from
+     * 0.0.0.0:P to 127.0.0.1:P. */
+    fd = -1;
+    what = "bind()";
+    if ((hm_admin_fd < 0 || !admin_same_port(a, &admin_addr))
+        && hm_listen_probe(a) != 0)
+    {
+        goto failed;
     }
     what = "socket()";
     fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,

@@ -67,6 +67,68 @@ failed:
     return -1;
 }
 
+int hm_listen_probe_off;
+
+int
+hm_listen_probe(const hm_addr_t *addr)
+{
+    int fd, on = 1, rc, saved;
+
+    if (hm_listen_probe_off) {
+        return 0;
+    }
+    fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;           /* the real socket() will say why */
+    }
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (addr->sa.ss_family == AF_INET6) {
+        (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    }
+    rc = bind(fd, (const struct sockaddr *) &addr->sa, addr->len);
+    saved = errno;
+    close(fd);
+    if (rc < 0 && saved == EADDRINUSE) {
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* Port of an IPv4 or IPv6 address, in network order. */
+static in_port_t
+addr_port(const hm_addr_t *a)
+{
+    if (a->sa.ss_family == AF_INET6) {
+        return ((const struct sockaddr_in6 *) &a->sa)->sin6_port;
+    }
+    return ((const struct sockaddr_in *) &a->sa)->sin_port;
+}
+
+/*
+ * Whether <old> holds an open socket of the same family and port as
+ * <addr>: then the port is ours (a reload or upgrade replacing, say,
+ * 0.0.0.0:443 by 127.0.0.1:443) and must not be probed.
+ */
+static int
+port_held(hm_cycle_t *old, const hm_addr_t *addr)
+{
+    size_t i;
+
+    if (old == NULL) {
+        return 0;
+    }
+    for (i = 0; i < old->nlistens; i++) {
+        if (old->listens[i].fd >= 0
+            && old->listens[i].addr->sa.ss_family == addr->sa.ss_family
+            && addr_port(old->listens[i].addr) == addr_port(addr))
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Same family, address and port (sockaddr padding is not compared). */
 static int
 addr_equal(const hm_addr_t *a, const hm_addr_t *b)
@@ -145,6 +207,15 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
         l = &conf->listeners[i];
         backlog = l->backlog > 0 ? l->backlog : 511;
         for (a = 0; a < l->naddrs; a++) {
+            if (!port_held(old, &l->addrs[a])
+                && hm_listen_probe(&l->addrs[a]) != 0)
+            {
+                hm_log_error(NULL, "listeners[%zu].listen[%zu]: cannot "
+                             "listen on %s: bind() failed: %s (another "
+                             "process listens on it)", i, a,
+                             l->addrs[a].text, strerror(errno));
+                goto failed;
+            }
             for (slot = 0; slot < workers; slot++) {
                 j = find_old(old, &l->addrs[a], slot);
                 if (j >= 0) {

@@ -1293,6 +1293,9 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         hm_log_info(NULL, "binary upgrade: adopting %d listening sockets "
                     "from master %d", inherited, (int) getppid());
     }
+    /* The old master of an upgrade still holds its ports (the admin
+     * listener's too, which is bound anew): no probing for others. */
+    hm_listen_probe_off = upgraded_from;
     rc = hm_listen_reuse(cycle, inherited > 0 ? &from : NULL, nworkers);
     if (inherited > 0) {
         hm_listen_inherited_free(&from);
@@ -1301,6 +1304,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         hm_listen_close_all(cycle);
         rc = HM_ERROR;
     }
+    hm_listen_probe_off = 0;
     if (rc != HM_OK) {
         if (hm_log_fd() > 2) {
             fprintf(stderr, "hamlyn: cannot listen; see the error log\n");

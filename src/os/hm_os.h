@@ -75,6 +75,19 @@ void hm_listen_close_others(hm_cycle_t *cycle, int slot);
 /* Closes every listening socket of <cycle> in this process. */
 void hm_listen_close_all(hm_cycle_t *cycle);
 
+/*
+ * Whether another process already listens on <addr>: binds a throwaway
+ * socket with SO_REUSEADDR but without SO_REUSEPORT (IPV6_V6ONLY for
+ * IPv6).  SO_REUSEPORT would let a second hamlyn (another configuration,
+ * another pid file) bind the same port and silently take a share of its
+ * connections; this makes that an "Address already in use" error, as
+ * with nginx.  Returns 0, or -1 with errno EADDRINUSE.  Always 0 while
+ * hm_listen_probe_off is set (the new master of a binary upgrade, whose
+ * old master still holds the ports).
+ */
+extern int hm_listen_probe_off;
+int hm_listen_probe(const hm_addr_t *addr);
+
 /* Writes "listening on" text (addresses, comma separated) into buf. */
 void hm_listen_describe(hm_cycle_t *cycle, char *buf, size_t len);
 
