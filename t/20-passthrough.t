@@ -317,6 +317,7 @@ like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refus
 my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
 is(scalar @refused, 2, 'two refusals logged as no_sni_match');
 ok(!defined $refused[0]{upstream}, 'refused: no upstream');
+is($refused[0]{bytes_out}, 7, 'refused: bytes_out counts the unrecognized_name alert record (7 bytes)');
 
 # --- same worker all along: nothing crashed
 is_deeply([$t->worker_pids], \@workers, 'same worker process after all tests');

@@ -164,4 +164,27 @@ is_deeply([$t->worker_pids], \@workers, 'same worker process after all bad input
 unlike($t->error_log, qr/assert|signal \d+|exited/i, 'no crash in the error log');
 
 $t->stop;
+
+# --- with the default max_connections (TCP_DEFER_ACCEPT on), a
+# client_hello_timeout_ms under the 1 s deferral still holds: a silent
+# client is closed after 300 ms, not after the kernel's 1 s
+{
+    my $t2 = Hamlyn::Test->new(name => '21-defer');
+    my $p2 = $t2->port;
+    $t2->write_conf({
+        upstreams => { a => { servers => ["127.0.0.1:$be->{port}"] } },
+        listeners => [{ listen => ["127.0.0.1:$p2"], sites => ['a'], default_site => 'a',
+                        client_hello_timeout_ms => 300 }],
+        sites => { a => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' } },
+    });
+    $t2->run or BAIL_OUT('hamlyn did not start');
+    my ($d, $secs, $eof) = read_all(conn($p2), 3);
+    ok($eof && $secs >= 0.25 && $secs < 0.8,
+       sprintf('default max_connections: silent client closed after 300 ms (%.2f s)', $secs));
+    my $r = $t2->tls_client(connect => "127.0.0.1:$p2", servername => 'a.test',
+                            ca => "$certs/ca.pem", send => "ping\n", shut_wr => 1, timeout => 10);
+    like($r->{first_line} // '', qr/^backend=A /, '... and a normal client is served');
+    $t2->stop;
+}
+
 done_testing;

@@ -23,6 +23,7 @@
 #define HM_ACCEPT_BATCH   64    /* accepts per wakeup and listener */
 #define HM_EPOLL_BATCH    256
 #define HM_DEFER_MIN_CONNS 1024 /* max_connections from which we defer */
+#define HM_DEFER_ACCEPT_MS 1000 /* TCP_DEFER_ACCEPT 1 s: one SYN-ACK retry */
 
 typedef struct {
     hm_ev_t      ev;            /* first: handler gets &ev */
@@ -167,6 +168,12 @@ on_retry(uv_timer_t *t)
     }
 }
 
+int
+hm__defer_listener(const hm_conf_listener_t *l)
+{
+    return l->client_hello_timeout_ms >= HM_DEFER_ACCEPT_MS;
+}
+
 /*
  * Accepts up to HM_ACCEPT_BATCH connections from one listening socket.
  * Over max_connections a socket is closed at once (counted, logged at
@@ -302,12 +309,15 @@ hm_accept_init(hm_worker_t *w)
          * the preread counts that second against client_hello_timeout_ms.
          * Silent connections then wait in the kernel, not counted against
          * max_connections: so only with a large limit (the default 10000);
-         * a small one keeps its exact meaning. */
-        defer = max >= HM_DEFER_MIN_CONNS;
+         * a small one keeps its exact meaning.  Nor with a
+         * client_hello_timeout_ms under the 1 s deferral, which would
+         * stretch it to 1 s (hm__defer_listener() says the same). */
+        defer = max >= HM_DEFER_MIN_CONNS
+                && hm__defer_listener(ls->listener);
         if (setsockopt(ls->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer,
                        sizeof(defer)) == 0 && defer)
         {
-            hm__defer_accept_ms = 1000;
+            hm__defer_accept_ms = HM_DEFER_ACCEPT_MS;
         }
         if (hm__ev_add(&a->ev, ls->fd, EPOLLIN) != HM_OK) {
             hm_log_error(NULL, "epoll_ctl(%s) failed: %s", ls->addr->text,

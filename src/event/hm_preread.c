@@ -162,7 +162,7 @@ hm__preread_start(hm_conn_t *c)
      * now, before the socket is even registered, so accept, ClientHello,
      * routing and the upstream connect take one wakeup.  Without it the
      * hello has almost never arrived yet: wait for the poll. */
-    if (hm__defer_accept_ms > 0) {
+    if (hm__defer_accept_ms > 0 && hm__defer_listener(l)) {
         preread_process(pt);
         if (pt->state == HM_PT_CLOSED) {
             return;             /* closed or handed off */
@@ -210,12 +210,16 @@ static void
 send_alert(hm_pt_t *pt, uint8_t alert)
 {
     uint8_t rec[16];
-    size_t n;
+    size_t  n;
+    ssize_t sent;
 
     n = hm_tls_alert_record(rec, alert);
-    if (send(pt->side[0].fd, rec, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-        /* the client is gone or not reading: nothing more to do */
+    sent = send(pt->side[0].fd, rec, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0) {
+        /* counted like the not_tls answer (access log bytes_out) */
+        pt->c->bytes_out += (uint64_t) sent;
     }
+    /* else the client is gone or not reading: nothing more to do */
 }
 
 static void

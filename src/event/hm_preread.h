@@ -134,6 +134,10 @@ extern hm_accept_stats_t hm_accept_stats;
 /* TCP_DEFER_ACCEPT period set on this worker's listeners in ms (0: none):
  * a connection accepted without data has been silent that long. */
 extern int hm__defer_accept_ms;
+/* Whether listener <l>'s sockets get TCP_DEFER_ACCEPT (given a large
+ * max_connections): not when its client_hello_timeout_ms is below the
+ * deferral period, which would stretch that timeout. */
+int hm__defer_listener(const hm_conf_listener_t *l);
 /* Re-evaluates whether the loop must stay alive for our sockets. */
 void hm__accept_update_ref(hm_worker_t *w);
 
