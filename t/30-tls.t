@@ -123,6 +123,15 @@ for my $v ('-tls1_3', '-tls1_2') {
     $out = sc(name => 'a.test', args => [$v, '-sess_in', "$dir/sess"]);
     like($out, qr/^Reused,/m, "$v: second connection resumed the session");
 }
+# TLS 1.3 tickets come with the end of the handshake, not with the first
+# response: a client that sends nothing (openssl s_client < /dev/null)
+# still gets one and resumes.
+unlink "$dir/sess";
+$out = sc(name => 'a.test', args => ['-tls1_3', '-sess_out', "$dir/sess"]);
+like($out, qr/^New,/m, 'TLS 1.3, no request: full handshake');
+ok(-s "$dir/sess", 'TLS 1.3, no request: a ticket arrived all the same');
+$out = sc(name => 'a.test', args => ['-tls1_3', '-sess_in', "$dir/sess"]);
+like($out, qr/^Reused,/m, 'TLS 1.3, no request: the next connection resumes');
 
 # --- client certificates
 ($out) = $t->s_client(port => $p, servername => 'm.wild.test', args => ['-brief'],

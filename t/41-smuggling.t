@@ -107,6 +107,8 @@ my @cases = (
     ['chunk data too long', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"],
     ['chunk extension abuse', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;" . ('x' x 400) . "\r\nhello\r\n0\r\n\r\n"],
     ['chunk extension control char', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;a\x01b\r\nhello\r\n0\r\n\r\n"],
+    ['trailer line that is a request line', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\nGET /hidden HTTP/1.1\r\n"],
+    ['trailer name with a space', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\nX A: 1\r\n\r\n"],
     ['bad trailer', "POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX\x01: 1\r\n\r\n"],
     ['unknown Expect', "GET /a HTTP/1.1\r\n${H}Expect: 200-ok\r\n\r\n", 417],
 );

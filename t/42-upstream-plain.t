@@ -205,6 +205,15 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     is($c2, 200, 'pooled connection died before answering: request retried');
     is(j($b2)->{conn_requests}, 1, 'the retry went over a new upstream connection');
     is(j($b2)->{path}, '/pool/after-drop', 'the retried request is the same request');
+
+    # RFC 9110 9.2.2: a POST (not idempotent) is never re-sent, even
+    # without a body: the upstream may have acted on its head.
+    ($c1) = curl('/drop-next');
+    is($c1, 200, 'the backend will drop the next request on this connection');
+    my ($c3) = curl('/pool/post-after-drop', '-X', 'POST');
+    is($c3, 502, 'POST on a pooled connection that died: 502, not retried');
+    my ($c4) = curl('/pool/after-post');
+    is($c4, 200, 'the next request gets a working connection');
 }
 
 # ---- balance -----------------------------------------------------------

@@ -849,7 +849,8 @@ enum {
     CH_DATA_CR,
     CH_DATA_LF,
     CH_TRAILER_START,   /* start of a trailer line or the final CRLF */
-    CH_TRAILER,         /* inside a trailer line */
+    CH_TRAILER_NAME,    /* field name of a trailer line, up to ':' */
+    CH_TRAILER,         /* field value of a trailer line */
     CH_TRAILER_LF,
     CH_FINAL_LF,
     CH_DONE
@@ -969,15 +970,26 @@ hm_http_chunked_next(hm_http_chunked_t *d, const uint8_t *in, size_t len,
             if (!is_tchar(c)) {
                 return HM_ERROR;
             }
-            d->state = CH_TRAILER;
+            d->state = CH_TRAILER_NAME;
             /* fall through */
+        case CH_TRAILER_NAME:
+            /* A trailer line is a header field line: token ":" value. */
+            if (++d->trailer_bytes > CH_MAX_TRAILERS) {
+                return HM_ERROR;
+            }
+            if (c == ':') {
+                d->state = CH_TRAILER;
+            } else if (!is_tchar(c)) {
+                return HM_ERROR;
+            }
+            break;
         case CH_TRAILER:
             if (++d->trailer_bytes > CH_MAX_TRAILERS) {
                 return HM_ERROR;
             }
             if (c == '\r') {
                 d->state = CH_TRAILER_LF;
-            } else if (!is_fchar(c) && c != ':') {
+            } else if (!is_fchar(c)) {
                 return HM_ERROR;
             }
             break;

@@ -104,6 +104,7 @@ typedef struct hm_http_conn_s {
     hm_http_scan_t      scan;
     hm_http_scan_t      rscan;
     hm_pool_mark_t      mark;
+    const char         *last_outcome;   /* of the last request logged */
 
     /* The current request (reset between requests from here on). */
     hm_http_msg_t       msg;            /* request head */
@@ -331,6 +332,7 @@ hc_log_request(hm_http_conn_t *hc)
         return;
     }
     hc->started = 0;
+    hc->last_outcome = hc->outcome;
     hm_metrics_http_status(hc->status);
     if (!hm_access_log_enabled()) {
         return;
@@ -424,6 +426,12 @@ hc_handle_closed(hm_http_conn_t *hc)
     c->owner = NULL;
     c->drain = NULL;
     c->abort = NULL;
+    /* The connection ends as its last request did (connections_total:
+     * a 502 is upstream_error, as a redirect listener's 400 is
+     * bad_request); NULL (ok) when it ended between requests normally. */
+    if (c->outcome == NULL) {
+        c->outcome = hc->last_outcome;
+    }
     hm_conn_free(c);
 }
 
@@ -1150,10 +1158,27 @@ up_tls_refused(hm_http_conn_t *hc)
     hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
 }
 
+/* RFC 9110 9.2.2: only idempotent requests may be retried after their
+ * head went out (POST, PATCH, CONNECT and unknown methods may not). */
+static int
+method_idempotent(int method)
+{
+    switch (method) {
+    case HM_HTTP_M_GET:
+    case HM_HTTP_M_HEAD:
+    case HM_HTTP_M_PUT:
+    case HM_HTTP_M_DELETE:
+    case HM_HTTP_M_OPTIONS:
+    case HM_HTTP_M_TRACE:
+        return 1;
+    }
+    return 0;
+}
+
 /* The upstream failed before any response byte: a refused TLS handshake
  * goes to up_tls_refused(); retry on a fresh connection when the
- * connection came from the pool and nothing of the request body was sent,
- * else 502. */
+ * connection came from the pool, nothing of the request body was sent and
+ * the method is idempotent, else 502. */
 static void
 up_failed_early(hm_http_conn_t *hc, const char *why)
 {
@@ -1164,7 +1189,7 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         return;
     }
     if (hc->up_reused && hc->rh_len == 0 && hc->req_fwd == 0
-        && hc->retries < 2)
+        && hc->retries < 2 && method_idempotent(hc->msg.method))
     {
         hm_log_debug(&hc->c->log, "pooled upstream connection to %s %s, "
                      "retrying on a new connection", hc->upstream_text, why);

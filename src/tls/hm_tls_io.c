@@ -308,6 +308,14 @@ hm__tls_handshake(hm_stream_t *s)
 
     r = SSL_do_handshake(ssl);
     if (r == 1) {
+        if (SSL_is_server(ssl) && SSL_version(ssl) >= TLS1_3_VERSION) {
+            /* BoringSSL holds TLS 1.3 tickets back until the first write
+             * (tls13_server.cc): a zero-byte write sends them with the
+             * end of the handshake, as OpenSSL servers do, so a client
+             * that leaves before any response still can resume. */
+            (void) SSL_write(ssl, "", 0);
+            ERR_clear_error();
+        }
         return HM_OK;
     }
     err = SSL_get_error(ssl, r);

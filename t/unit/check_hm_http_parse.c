@@ -419,6 +419,11 @@ START_TEST(chunked_invalid)
         "5;\"unterminated\r\nhello\r\n0\r\n\r\n",
         "0\r\nX: a\x01\r\n\r\n",      /* bad trailer */
         "0\r\n: a\r\n\r\n",
+        "0\r\nGET /x HTTP/1.1\r\n\r\n", /* trailer line without a name */
+        "0\r\nX-A\r\n\r\n",         /* ... without a colon */
+        "0\r\nX A: 1\r\n\r\n",      /* space in the name */
+        "0\r\nX-A : 1\r\n\r\n",     /* space before the colon */
+        "0\r\nX(A): 1\r\n\r\n",     /* not a token */
         "g\r\n",
     };
     char out[64], ext[600];
