@@ -38,6 +38,8 @@ $t->write_conf({
         dead => { servers => ["127.0.0.1:$dead"], connect_timeout_ms => 500 },
         web  => { servers => ["127.0.0.1:$be_http->{port}"],
                   plaintext => { accepted_risk => 'test backend on loopback' } },
+        gone => { servers => ["127.0.0.1:$dead"], max_fails => 0,
+                  plaintext => { accepted_risk => 'test backend on loopback' } },
     },
     listeners => [
         { name => 'main', listen => ["127.0.0.1:$p"], sites => [qw(pt dead a)] },
@@ -52,6 +54,7 @@ $t->write_conf({
         a    => { server_names => ['a.test'], mode => 'terminate',
                   tls => { certificates => ['a'] },
                   routes => [ { match => { path_prefix => '/missing' }, status => 404 },
+                              { match => { path_prefix => '/gone' }, upstream => 'gone' },
                               { match => { path_prefix => '/' }, upstream => 'web' } ] },
     },
 });
@@ -292,6 +295,19 @@ is(conns($s, 'redirpp', 'bad_hello'), 1, 'connections_total{redirpp,bad_hello} (
 is(conns($s, 'redir', 'bad_request'), $nbad, 'connections_total{redir,bad_request}');
 ok($s->{m}{hamlyn_admin_requests_total} >= 8, 'admin requests are counted separately');
 is($s->{m}{hamlyn_worker_restarts_total}, 0, 'no worker restart yet');
+
+# A terminating connection whose request got 502 (upstream down) ends as
+# upstream_error, as a passthrough connection to a dead upstream does.
+{
+    my ($c) = https('/gone');
+    is($c, 502, 'terminate request to a dead upstream: 502');
+    my $s2;
+    ok(wait_for(sub { $s2 = scrape(); ($s2->{m}{hamlyn_connections_active} // -1) == 0
+                      && ($s2->{m}{hamlyn_terminate_connections_total} // 0) == 5 }),
+       'its connection finished') or diag($s2->{body});
+    is(conns($s2, 'main', 'upstream_error'), 2, 'connections_total{main,upstream_error} counts it');
+    is(conns($s2, 'main', 'ok'), $npt + 3, '... not as ok');
+}
 
 # Bytes: at least what the access log says the passthrough connections moved.
 my $log = $t->wait_access_log(1);

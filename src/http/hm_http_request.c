@@ -104,6 +104,7 @@ typedef struct hm_http_conn_s {
     hm_http_scan_t      scan;
     hm_http_scan_t      rscan;
     hm_pool_mark_t      mark;
+    const char         *last_outcome;   /* of the last request logged */
 
     /* The current request (reset between requests from here on). */
     hm_http_msg_t       msg;            /* request head */
@@ -331,6 +332,7 @@ hc_log_request(hm_http_conn_t *hc)
         return;
     }
     hc->started = 0;
+    hc->last_outcome = hc->outcome;
     hm_metrics_http_status(hc->status);
     if (!hm_access_log_enabled()) {
         return;
@@ -424,6 +426,12 @@ hc_handle_closed(hm_http_conn_t *hc)
     c->owner = NULL;
     c->drain = NULL;
     c->abort = NULL;
+    /* The connection ends as its last request did (connections_total:
+     * a 502 is upstream_error, as a redirect listener's 400 is
+     * bad_request); NULL (ok) when it ended between requests normally. */
+    if (c->outcome == NULL) {
+        c->outcome = hc->last_outcome;
+    }
     hm_conn_free(c);
 }
 
