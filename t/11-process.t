@@ -313,6 +313,33 @@ SKIP: {
     close $hold;
 }
 
+# The open file limit: a master started with a soft limit of 1024 raises
+# it for its workers towards what max_connections (default 10000) may
+# use; when even the hard limit is too low (and it cannot raise that), it
+# says so.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-nofile');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 1 }, "127.0.0.1:$p"));
+    my $bin = $ENV{HAMLYN_BIN} // './hamlyn';
+    my $conf = $t->conf_path;
+    is(system('sh', '-c', "ulimit -Sn 1024 && exec $bin -d -c '$conf'"), 0,
+       'started (-d) with a soft open file limit of 1024');
+    my @w = $t->worker_pids;
+    my $lim = Hamlyn::Test::_slurp("/proc/$w[0]/limits");
+    my ($soft, $hard) = $lim =~ /^Max open files\s+(\d+)\s+(\d+)/m;
+    ok(defined $soft && $soft > 1024 && ($soft >= 61024 || $soft == $hard),
+       "the worker's soft limit went up (" . ($soft // '?') . ", hard " . ($hard // '?') . ')');
+    if (defined $soft && $soft < 11024) {
+        like($t->error_log, qr/\[warn\] \d+: runtime\.max_connections 10000 exceeds the open file limit of $soft/,
+             '... too low for max_connections: logged');
+    } else {
+        unlike($t->error_log, qr/exceeds the open file limit/, '... enough: no warning');
+    }
+    $t->hamlyn('-s', 'stop', '-c', $conf);
+    ok(wait_for(sub { !$t->master_pid }, 10), 'stopped');
+}
+
 # Another hamlyn (another configuration and pid file) on the same port:
 # SO_REUSEPORT would let it bind and silently take a share of the first
 # one's connections; it is refused with "Address already in use", like a

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -471,6 +472,66 @@ master_chown_logs(hm_conf_runtime_t *rt)
 }
 
 /*
+ * Raises the open file limit the workers inherit to what
+ * runtime.max_connections may use: a relayed connection holds up to six
+ * descriptors (client, upstream, two splice pipes), plus 1024 for
+ * listening sockets, logs, cached pipes and idle upstream connections;
+ * at most fs.nr_open.  The soft limit goes up to the hard one, and a
+ * master running as root raises the hard one too (as HAProxy does;
+ * nginx needs worker_rlimit_nofile).  When the limit is below even one
+ * descriptor per connection (nginx's check) it says so, at warn level:
+ * beyond the limit, accept() fails with EMFILE and new connections wait
+ * in the kernel's queue.
+ */
+static void
+master_raise_nofile(const hm_conf_runtime_t *rt)
+{
+    struct rlimit rl, want_rl;
+    unsigned long nr_open = 1048576;
+    rlim_t        want, need, max;
+    FILE         *f;
+
+    max = (rlim_t) (rt->max_connections > 0 ? rt->max_connections : 10000);
+    want = max * 6 + 1024;
+    need = max + 1024;
+    f = fopen("/proc/sys/fs/nr_open", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%lu", &nr_open) != 1) {
+            nr_open = 1048576;
+        }
+        fclose(f);
+    }
+    if (want > (rlim_t) nr_open) {
+        want = (rlim_t) nr_open;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        want_rl.rlim_cur = want;
+        want_rl.rlim_max = want;
+        if (setrlimit(RLIMIT_NOFILE, &want_rl) == 0) {
+            return;                 /* root: the hard limit went up too */
+        }
+    }
+    want_rl.rlim_max = rl.rlim_max;
+    want_rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+                       ? want : rl.rlim_max;
+    if (want_rl.rlim_cur > rl.rlim_cur
+        && setrlimit(RLIMIT_NOFILE, &want_rl) == 0)
+    {
+        rl.rlim_cur = want_rl.rlim_cur;
+    }
+    if (rl.rlim_cur < need && rl.rlim_cur < want) {
+        hm_log_warn(NULL, "runtime.max_connections %d exceeds the open file "
+                    "limit of %llu (each connection holds 2 to 6 files; "
+                    "raise it with ulimit -n, or LimitNOFILE= under "
+                    "systemd)", rt->max_connections,
+                    (unsigned long long) rl.rlim_cur);
+    }
+}
+
+/*
  * Resolves runtime.user/group when the master runs as root.  Logs and
  * returns HM_ERROR for an unknown user or group.
  */
@@ -824,6 +885,7 @@ master_reload(void)
         hm_cycle_unref(cycle);
         return;
     }
+    master_raise_nofile(rt);
 
     if (str_differ(ort->error_log_path, rt->error_log_path)
         || ort->error_log_level != rt->error_log_level)
@@ -1276,6 +1338,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
         return 1;
     }
     master_chown_logs(rt);
+    master_raise_nofile(rt);
 
     for (i = 0; hm_modules[i] != NULL; i++) {
         if (hm_modules[i]->init_master != NULL

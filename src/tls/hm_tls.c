@@ -199,7 +199,7 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
     FILE    *f;
     uint8_t  data[65536], raw[128];
     size_t   n, pos, end, len, outlen;
-    int      line = 0, text_ok = 1;
+    int      line = 0, text_ok = 1, too_many = 0;
 
     f = fopen(path, "rb");
     if (f == NULL) {
@@ -235,6 +235,7 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
             || t->nkeys == HM_TICKET_MAX_KEYS
             || ticket_key_parse(&t->keys[t->nkeys], raw, outlen) != HM_OK)
         {
+            too_many = t->nkeys == HM_TICKET_MAX_KEYS;
             text_ok = 0;
             break;
         }
@@ -249,8 +250,18 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
         ticket_key_parse(&t->keys[0], data, n);
         return HM_OK;
     }
-    snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line %d: "
-             "expected base64 of a 48- or 80-byte key per line", path, line);
+    if (text_ok) {
+        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" has "
+                 "no key (expected base64 of a 48- or 80-byte key per line)",
+                 path);
+    } else if (too_many) {
+        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line "
+                 "%d: more than %d keys", path, line, HM_TICKET_MAX_KEYS);
+    } else {
+        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line "
+                 "%d: expected base64 of a 48- or 80-byte key per line", path,
+                 line);
+    }
     t->nkeys = 0;
     return HM_ERROR;
 }

@@ -464,6 +464,27 @@ START_TEST(test_ticket_key_file)
     ck_assert_int_eq(hm_tls_site_init(&T.conf, &T.site, err, sizeof(err)),
                      HM_ERROR);
     ck_assert_msg(strstr(err, "line 1") != NULL, "err: %s", err);
+
+    /* A file with comments only has no key (it said "line 1: expected
+     * base64..."); 17 keys are one too many, said so. */
+    f = fopen(path, "w");
+    fprintf(f, "# no key yet\n\n");
+    fclose(f);
+    err[0] = '\0';
+    ck_assert_int_eq(hm_tls_site_init(&T.conf, &T.site, err, sizeof(err)),
+                     HM_ERROR);
+    ck_assert_msg(strstr(err, "has no key") != NULL, "err: %s", err);
+    f = fopen(path, "w");
+    EVP_EncodeBlock((uint8_t *) line, raw, 80);
+    for (i = 0; i < 17; i++) {
+        fprintf(f, "%s\n", line);
+    }
+    fclose(f);
+    err[0] = '\0';
+    ck_assert_int_eq(hm_tls_site_init(&T.conf, &T.site, err, sizeof(err)),
+                     HM_ERROR);
+    ck_assert_msg(strstr(err, "line 17: more than 16 keys") != NULL, "err: %s",
+                  err);
     unlink(path);
     teardown();
 }
