@@ -229,6 +229,24 @@ like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.rate_limit: not supported yet$/m, 
 like($out, qr/^\Q$f\E: upstreams\.app: upstream of terminating site "s" needs "tls" \(re-encrypt\) or "plaintext"/m,
      'a terminating site\'s upstream needs tls or plaintext');
 
+# Host is needed on the upstream request: neither strip_request nor
+# client_cert_header (whose client copy is removed) may name it.
+$f = $t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      headers => { strip_request => ['X-A', 'host'],
+                                   client_cert_header => 'Host' },
+                      routes => [{ status => 200 }] } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'Host in strip_request or as client_cert_header: exit 1');
+like($out, qr/^\Q$f\E: sites\.s\.headers\.strip_request\[1\]: the upstream request needs Host/m,
+     'strip_request: Host refused with its path');
+like($out, qr/^\Q$f\E: sites\.s\.headers\.client_cert_header: the upstream request needs Host/m,
+     'client_cert_header: Host refused with its path');
+
 # A good file with the IPv6 and wildcard forms, proxy protocol both ways
 # and a redirect listener.
 $f = $t->write_conf({

@@ -25,9 +25,11 @@
  *      "append" extends the client's X-Forwarded-For and Forwarded with
  *      the client address and sets X-Forwarded-Proto/-Host only when
  *      absent; "off" leaves them alone;
- *   4. strip_request: names removed (a trailing '*' matches a prefix);
+ *   4. strip_request: names removed (a trailing '*' matches a prefix,
+ *      but never Content-Length, Transfer-Encoding or Host);
  *   5. set_request: each name is removed, then set to the value.
- * Response side: strip_response (same patterns), then set_response.
+ * Response side: strip_response (same patterns; a prefix never matches
+ * Content-Length or Transfer-Encoding), then set_response.
  */
 #include "hm_core.h"
 #include "hm_conn.h"
@@ -36,15 +38,37 @@
 
 #include <stdio.h>
 
-static void
-remove_pattern(hm_http_msg_t *m, const char *pat)
+/* Whether a prefix pattern must pass header h by: the framing headers
+ * the proxy serialises from the parsed message (an "X-*"-style pattern
+ * such as "Content-*" would otherwise unframe a response), and on a
+ * request Host, which the upstream request needs.  The loader refuses
+ * these names spelled out. */
+static int
+managed(const hm_http_header_t *h, int request)
 {
-    size_t n = strlen(pat);
+    return hm_strncaseeq(h->name.data, h->name.len, "content-length", 14)
+           || hm_strncaseeq(h->name.data, h->name.len, "transfer-encoding", 17)
+           || (request && hm_strncaseeq(h->name.data, h->name.len, "host", 4));
+}
 
-    if (n > 0 && pat[n - 1] == '*') {
-        hm_http_header_remove(m, pat, n - 1, 1);
-    } else {
+static void
+remove_pattern(hm_http_msg_t *m, const char *pat, int request)
+{
+    size_t n = strlen(pat), i;
+    hm_http_header_t *h;
+
+    if (n == 0 || pat[n - 1] != '*') {
         hm_http_header_remove(m, pat, n, 0);
+        return;
+    }
+    n--;
+    for (i = 0; i < m->nheaders; i++) {
+        h = &m->headers[i];
+        if (!(h->flags & HM_HTTP_HDR_REMOVED) && h->name.len >= n
+            && hm_strncaseeq(h->name.data, n, pat, n) && !managed(h, request))
+        {
+            h->flags |= HM_HTTP_HDR_REMOVED;
+        }
     }
 }
 
@@ -250,7 +274,7 @@ sanitise_request(void *p)
         forwarded(r, h->forwarded);
     }
     for (i = 0; i < h->nstrip_request; i++) {
-        remove_pattern(m, h->strip_request[i]);
+        remove_pattern(m, h->strip_request[i], 1);
     }
     for (i = 0; i < h->nset_request; i++) {
         hm_http_header_remove(m, h->set_request[i].name,
@@ -273,7 +297,7 @@ sanitise_response(void *p)
         return HM_OK;
     }
     for (i = 0; i < h->nstrip_response; i++) {
-        remove_pattern(m, h->strip_response[i]);
+        remove_pattern(m, h->strip_response[i], 0);
     }
     for (i = 0; i < h->nset_response; i++) {
         hm_http_header_remove(m, h->set_response[i].name,

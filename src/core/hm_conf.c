@@ -906,6 +906,33 @@ check_strip_header(const char *s)
     return NULL;
 }
 
+/* strip_request and client_cert_header (whose client copy is removed):
+ * not Host either, which the upstream request needs (set_request may
+ * replace it). */
+static const char *
+check_request_strip_header(const char *s)
+{
+    const char *w = check_strip_header(s);
+
+    if (w == NULL && strcasecmp(s, "host") == 0) {
+        return "the upstream request needs Host: it cannot be removed "
+               "(set_request can replace it)";
+    }
+    return w;
+}
+
+static const char *
+check_client_cert_header(const char *s)
+{
+    const char *w = check_set_header(s);
+
+    if (w == NULL && strcasecmp(s, "host") == 0) {
+        return "the upstream request needs Host: it cannot be removed "
+               "(set_request can replace it)";
+    }
+    return w;
+}
+
 static const char *
 check_header_value(const char *s)
 {
@@ -1982,12 +2009,12 @@ decode_headers(cx_t *cx, json_t *h, hm_conf_headers_t *hd)
     check_keys(cx, h, keys, NULL);
     conf_enum(cx, h, "forwarded", fwd, fvals, &hd->forwarded);
     if (conf_str(cx, h, "client_cert_header", &hd->client_cert_header) == 1
-        && (w = check_set_header(hd->client_cert_header)) != NULL)
+        && (w = check_client_cert_header(hd->client_cert_header)) != NULL)
     {
         cerr_at(cx, "client_cert_header", "%s (got %s)", w,
                 quote(q, sizeof(q), hd->client_cert_header));
     }
-    conf_strv(cx, h, "strip_request", 0, check_strip_header,
+    conf_strv(cx, h, "strip_request", 0, check_request_strip_header,
               &hd->strip_request, &hd->nstrip_request);
     conf_strv(cx, h, "strip_response", 0, check_strip_header,
               &hd->strip_response, &hd->nstrip_response);
