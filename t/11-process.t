@@ -577,6 +577,8 @@ for my $case ('finish', 'deadline', 'reload', 'upgrade') {
     if ($case eq 'finish') {
         sleep 1;
         ok(kill(0, $m), 'finish: the master waits for the connection in flight');
+        ok(!connects('127.0.0.1', $p),
+           'finish: new clients are refused while it drains (the listening sockets are closed)');
         print $in "after\n";
         is(read_line($out, 5), "after\n", 'finish: the connection still works after QUIT');
         kill 'TERM', $cpid;

@@ -333,9 +333,12 @@ hm_accept_init(hm_worker_t *w)
 }
 
 /*
- * Stops accepting (graceful shutdown).  The listening sockets stay open
- * (the master owns them); only our registrations go.  Live connections
- * keep the loop alive until they finish.
+ * Stops accepting (graceful or fast shutdown, or the old generation of a
+ * reload).  Our copies of the listening sockets are closed: the sockets
+ * live on in the master (and in the new workers of a reload), and once
+ * the master closes its copies too at a stop, new clients are refused
+ * instead of queueing where nobody accepts.  Live connections keep the
+ * loop alive until they finish.
  */
 void
 hm_accept_stop(hm_worker_t *w)
@@ -347,6 +350,10 @@ hm_accept_stop(hm_worker_t *w)
     }
     for (i = 0; i < st.nacc; i++) {
         hm__ev_del(&st.acc[i].ev);
+        if (st.acc[i].ls->fd >= 0) {
+            close(st.acc[i].ls->fd);
+            st.acc[i].ls->fd = -1;
+        }
     }
     uv_timer_stop(&st.retry);
     hm_admin_stop(w);

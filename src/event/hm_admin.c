@@ -800,4 +800,8 @@ hm_admin_stop(hm_worker_t *w)
     }
     hm__ev_del(&admin.ev);
     admin.accepting = 0;
+    if (hm_admin_fd >= 0) {             /* as hm_accept_stop() does */
+        close(hm_admin_fd);
+        hm_admin_fd = -1;
+    }
 }

@@ -1122,6 +1122,23 @@ master_upgrade_readable(void)
 }
 
 /*
+ * Stopping (QUIT, TERM, or draining after a binary upgrade): the master
+ * closes its copies of the listening sockets, as the workers do once they
+ * stop accepting, so that new clients are refused at once instead of
+ * waiting in an accept queue nobody reads until the drain ends (nginx does
+ * the same).  After an upgrade the new master holds its own copies.
+ */
+static void
+master_close_listening(void)
+{
+    hm_listen_close_all(master_cycle);
+    if (hm_admin_fd >= 0) {
+        close(hm_admin_fd);
+        hm_admin_fd = -1;
+    }
+}
+
+/*
  * The supervision loop: handles the signal flags, restarts dead workers
  * when their backoff has passed, and sleeps in ppoll() until a signal or
  * the next deadline.  Returns when every worker has exited after QUIT or
@@ -1149,6 +1166,7 @@ master_loop(void)
             sig_term = 0;
             hm_log_info(NULL, "fast shutdown: stopping %d workers", live);
             stopping = 2;
+            master_close_listening();
             master_signal_workers(SIGTERM);
             deadline = hm_now_ms() + HM_TERM_WAIT_MS;
         }
@@ -1158,6 +1176,7 @@ master_loop(void)
                 hm_log_info(NULL, "graceful shutdown: draining %d workers "
                             "(up to %ds)", live, rt->shutdown_timeout_s);
                 stopping = 1;
+                master_close_listening();
                 master_signal_workers(SIGQUIT);
                 deadline = hm_now_ms()
                            + (uint64_t) rt->shutdown_timeout_s * 1000
