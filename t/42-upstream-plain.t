@@ -313,6 +313,8 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     my @codes = map { (curl("/hung/$_"))[0] } 1 .. 3;
     is_deeply(\@codes, [504, 504, 503],
               'server that never answers: 504 until ejected after max_fails 2, then 503');
+    like($t->error_log, qr/\[error\].*upstream "hung" 127\.0\.0\.1:$hung: timed out \(while reading response header from upstream\)/,
+         'the timeout is logged as upstream "NAME" ADDRESS: REASON');
 
     ($c) = curl('/bad/x');
     is($c, 502, 'bare-LF response from the upstream: 502');
@@ -321,7 +323,8 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
 
     my ($sc, $sb, $sh, $exit) = curl('/short/x');
     isnt($exit, 0, 'truncated upstream body: the client sees an incomplete response');
-    like($t->error_log, qr/in the middle of the response body/, 'truncation logged');
+    like($t->error_log, qr/upstream "short" 127\.0\.0\.1:$short: closed the connection in the middle of the response body/,
+         'truncation logged, naming the upstream');
 }
 
 # ---- read_timeout_ms counts from the end of the request ---------------

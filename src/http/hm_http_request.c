@@ -411,6 +411,15 @@ run_on_response(hm_http_conn_t *hc)
     }
 }
 
+/* The name of the current request's upstream, for log lines of the form
+ * upstream "NAME" ADDRESS: REASON (the one form of upstream failures). */
+static const char *
+up_name(const hm_http_conn_t *hc)
+{
+    return hc->r.route != NULL && hc->r.route->upstream != NULL
+           ? hc->r.route->upstream->name : "-";
+}
+
 /* ---- closing ------------------------------------------------------------ */
 
 static void
@@ -1028,8 +1037,9 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
             rc = hm_http_chunked_next(&hc->resp_chunk, data + pos, n - pos,
                                       &consumed, &off, &len);
             if (rc == HM_ERROR) {
-                hm_log_error(&hc->c->log, "upstream %s sent an invalid "
-                             "chunked body", hc->upstream_text);
+                hm_log_error(&hc->c->log, "upstream \"%s\" %s: sent an "
+                             "invalid chunked body", up_name(hc),
+                             hc->upstream_text);
                 hc->outcome = "upstream_error";
                 if (b.n > 0 && client_write(hc, b.iov, b.n) != 0) {
                     hc_close(hc);
@@ -1111,8 +1121,8 @@ up_read_timeout(uv_timer_t *t)
     if (hc->resp_state == RS_HEAD && !hc->resp_started) {
         set_action(hc, hc->req_done ? "reading response header from upstream"
                                     : "sending request to upstream");
-        hm_log_error(&hc->c->log, "upstream %s timed out",
-                     hc->upstream_text);
+        hm_log_error(&hc->c->log, "upstream \"%s\" %s: timed out",
+                     up_name(hc), hc->upstream_text);
         hc->outcome = "upstream_timeout";
         if (hc->up != NULL) {
             /* A timeout counts against the server (passive health). */
@@ -1123,7 +1133,8 @@ up_read_timeout(uv_timer_t *t)
         return;
     }
     set_action(hc, "reading response body from upstream");
-    hm_log_error(&hc->c->log, "upstream %s timed out", hc->upstream_text);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: timed out", up_name(hc),
+                 hc->upstream_text);
     hc->outcome = "upstream_timeout";
     hc_close(hc);
 }
@@ -1205,7 +1216,8 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         return;
     }
     set_action(hc, "reading response header from upstream");
-    hm_log_error(&hc->c->log, "upstream %s %s", hc->upstream_text, why);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s", up_name(hc),
+                 hc->upstream_text, why);
     hc->outcome = "upstream_error";
     up_drop(hc);
     hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
@@ -1218,7 +1230,8 @@ up_write_failed(hm_http_conn_t *hc)
         up_failed_early(hc, "failed while sending the request");
         return;
     }
-    hm_log_error(&hc->c->log, "upstream %s write failed", hc->upstream_text);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: write failed",
+                 up_name(hc), hc->upstream_text);
     hc->outcome = "upstream_error";
     hc_close(hc);
 }
@@ -1361,9 +1374,9 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                 return;
             }
             set_action(hc, "reading response body from upstream");
-            hm_log_error(&hc->c->log, "upstream %s closed the connection "
-                         "in the middle of the response body",
-                         hc->upstream_text);
+            hm_log_error(&hc->c->log, "upstream \"%s\" %s: closed the "
+                         "connection in the middle of the response body",
+                         up_name(hc), hc->upstream_text);
             hc->outcome = "upstream_error";
             hc_close(hc);
             return;
