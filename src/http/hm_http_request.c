@@ -1269,6 +1269,12 @@ resp_head_done(hm_http_conn_t *hc)
         (void) hm_http_header_add(&hc->r, rm, "Date", 4,
                                   hm__http_date(hc_now(hc)), 29);
     }
+    if (!hc->req_done) {
+        /* An answer before the end of the request body (an early 413,
+         * say): the connection closes after it (resp_complete()), and
+         * the head says so. */
+        hc->close_after = 1;
+    }
     hc->r.resp = rm;
     run_on_response(hc);
     hc->status = rm->status;
