@@ -200,6 +200,9 @@ SKIP: {
     is_deeply(statuses($out), [200, 204, 304, 200], 'HEAD, 204, 304 pipelined, in order');
     like($out, qr/Content-Length: 1000\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 204/, 'HEAD: no body, length kept');
     like($out, qr/304 [^\r]*\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 200/, '304: no body');
+    my ($h204) = $out =~ m{(HTTP/1\.1 204 .*?\r\n\r\n)}s;
+    unlike($h204 // '', qr/^Content-Length:/mi,
+           "a 204 is forwarded without the upstream's Content-Length (RFC 9110 8.6)");
     like($out, qr/fixed body\n\n\[\[EOF\]\]$/, 'last answer, then closed (Connection: close)');
 }
 
