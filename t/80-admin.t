@@ -168,6 +168,32 @@ is_deeply($trust, $cli, '/trust equals hamlyn --trust-report=json');
 is($body, $out, '... byte for byte (the same final newline)');
 is($trust->{admin}, "127.0.0.1:$pa", 'the report names the admin listener');
 
+# Clients that connect and stall do not lock monitoring out: past the cap
+# of 64, the oldest one still sending its head makes room.
+{
+    my @stalled;
+    for (1 .. 70) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$pa", Timeout => 5) or last;
+        syswrite($s, "GET /metr");
+        push @stalled, $s;
+    }
+    is(scalar @stalled, 70, '70 stalled admin clients connected');
+    select(undef, undef, undef, 0.2);
+    my ($c2, $b2) = admin('/healthz');
+    is($c2, 200, '/healthz still answers with 70 stalled clients');
+    my $first = $stalled[0];
+    $first->blocking(0);
+    my $end = time + 5;
+    my $gone = 0;
+    while (time < $end) {
+        my $n = sysread($first, my $buf, 16);
+        if (defined $n && $n == 0 || !defined $n && !$!{EAGAIN}) { $gone = 1; last }
+        select(undef, undef, undef, 0.05);
+    }
+    ok($gone, '... the oldest stalled client was closed to make room');
+    close $_ for @stalled;
+}
+
 # ---- redirect listener -----------------------------------------------------
 
 my $nredirect = 0;

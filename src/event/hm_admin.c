@@ -44,7 +44,8 @@ enum { HM_HREQ_ADMIN = 1, HM_HREQ_REDIRECT = 2 };
 enum { HM_HREQ_READING = 0, HM_HREQ_WRITING, HM_HREQ_LINGER,
        HM_HREQ_CLOSED };
 
-typedef struct {
+typedef struct hm_hreq_s hm_hreq_t;
+struct hm_hreq_s {
     hm_ev_t         ev;             /* first: the handler gets &ev */
     hm_conn_t      *c;
     int             kind;           /* HM_HREQ_* */
@@ -58,17 +59,52 @@ typedef struct {
     int             out_malloced;
     int             pp_done;        /* PROXY header read (or none due) */
     int             head;           /* HEAD: the answer has no body */
+    hm_hreq_t      *aprev;          /* admin: open requests, oldest first */
+    hm_hreq_t      *anext;
     char            in[HM_HREQ_HEAD_MAX];
-} hm_hreq_t;
+};
 
 static struct {
     hm_ev_t      ev;                /* the admin listening socket */
     hm_worker_t *w;
     int          accepting;
     int          nconns;
-} admin = { { NULL, -1, 0 }, NULL, 0, 0 };
+    hm_hreq_t   *oldest;            /* open admin requests (not closed) */
+    hm_hreq_t   *newest;
+} admin = { { NULL, -1, 0 }, NULL, 0, 0, NULL, NULL };
 
 static void hreq_on_event(hm_ev_t *ev, uint32_t events);
+
+/* ---- the open admin requests --------------------------------------------- */
+
+static void
+admin_link(hm_hreq_t *r)
+{
+    r->aprev = admin.newest;
+    r->anext = NULL;
+    if (admin.newest != NULL) {
+        admin.newest->anext = r;
+    } else {
+        admin.oldest = r;
+    }
+    admin.newest = r;
+}
+
+static void
+admin_unlink(hm_hreq_t *r)
+{
+    if (r->aprev != NULL) {
+        r->aprev->anext = r->anext;
+    } else {
+        admin.oldest = r->anext;
+    }
+    if (r->anext != NULL) {
+        r->anext->aprev = r->aprev;
+    } else {
+        admin.newest = r->aprev;
+    }
+    r->aprev = r->anext = NULL;
+}
 
 /* ---- closing ------------------------------------------------------------ */
 
@@ -104,6 +140,9 @@ hreq_close(hm_hreq_t *r, const char *outcome)
     }
     if (c->outcome == NULL) {
         c->outcome = outcome;
+    }
+    if (r->kind == HM_HREQ_ADMIN) {
+        admin_unlink(r);
     }
     r->state = HM_HREQ_CLOSED;
     if (c->fd >= 0) {
@@ -645,6 +684,9 @@ hreq_start(hm_conn_t *c, int kind)
     r->c = c;
     r->kind = kind;
     r->state = HM_HREQ_READING;
+    if (kind == HM_HREQ_ADMIN) {
+        admin_link(r);
+    }
     r->ev.handler = hreq_on_event;
     r->ev.fd = -1;
     c->owner = r;
@@ -669,6 +711,31 @@ hm__redirect_start(hm_conn_t *c)
 
 /* ---- the admin listener ------------------------------------------------- */
 
+/*
+ * At the cap, makes room for a new client by closing the oldest one still
+ * sending its request head: clients that connect and stall (up to
+ * HM_HREQ_HEADER_TIMEOUT each) must not lock monitoring out.  Returns 1
+ * when one was closed (its memory goes on the next loop turn, so the count
+ * may briefly exceed the cap by one accept batch), 0 when every client is
+ * being answered.
+ */
+static int
+admin_evict(void)
+{
+    hm_hreq_t *r;
+
+    for (r = admin.oldest; r != NULL; r = r->anext) {
+        if (r->state == HM_HREQ_READING) {
+            hm_log_info(&r->c->log, "admin: %d clients already; closing "
+                        "the oldest one still sending its request head",
+                        admin.nconns);
+            hreq_close(r, "evicted");
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void
 admin_on_accept(hm_ev_t *ev, uint32_t events)
 {
@@ -691,7 +758,7 @@ admin_on_accept(hm_ev_t *ev, uint32_t events)
             }
             return;
         }
-        if (admin.nconns >= HM_ADMIN_MAX_CONNS) {
+        if (admin.nconns >= HM_ADMIN_MAX_CONNS && !admin_evict()) {
             hm_log_info(NULL, "admin: %d clients already; connection "
                         "refused", admin.nconns);
             close(fd);

@@ -211,8 +211,8 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
                 && hm_listen_probe(&l->addrs[a]) != 0)
             {
                 hm_log_error(NULL, "listeners[%zu].listen[%zu]: cannot "
-                             "listen on %s: bind() failed: %s (another "
-                             "process listens on it)", i, a,
+                             "listen on %s: bind() failed: %s (in use by "
+                             "another process)", i, a,
                              l->addrs[a].text, strerror(errno));
                 goto failed;
             }
