@@ -237,15 +237,19 @@ $f = $t->write_conf({
     sites => { s => { server_names => ['a.test'], mode => 'terminate',
                       tls => { certificates => ['a'] },
                       headers => { strip_request => ['X-A', 'host'],
-                                   client_cert_header => 'Host' },
+                                   client_cert_header => 'Host',
+                                   set_response => { 'X-Frame-Options' => 'DENY',
+                                                     'x-frame-options' => 'SAMEORIGIN' } },
                       routes => [{ status => 200 }] } },
 });
 ($rc, $out) = check_t($f);
-is($rc, 1, 'Host in strip_request or as client_cert_header: exit 1');
+is($rc, 1, 'Host in strip_request or as client_cert_header, a header set twice: exit 1');
 like($out, qr/^\Q$f\E: sites\.s\.headers\.strip_request\[1\]: the upstream request needs Host/m,
      'strip_request: Host refused with its path');
 like($out, qr/^\Q$f\E: sites\.s\.headers\.client_cert_header: the upstream request needs Host/m,
      'client_cert_header: Host refused with its path');
+like($out, qr/^\Q$f\E: sites\.s\.headers\.set_response\.(?i:x-frame-options): the same header as "(?i:x-frame-options)" \(names are case-insensitive\)$/m,
+     'set_response: one header set twice in two spellings is refused');
 
 # A good file with the IPv6 and wildcard forms, proxy protocol both ways
 # and a redirect listener.

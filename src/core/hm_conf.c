@@ -684,13 +684,27 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
 }
 
 /* An object of name -> string value pairs. */
+/* The index of the first of kv[0..n) named name (any case), or n. */
+static size_t
+kv_find(const hm_kv_t *kv, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (strcasecmp(kv[i].name, name) == 0) {
+            break;
+        }
+    }
+    return i;
+}
+
 static int
 conf_kv(cx_t *cx, json_t *obj, const char *key, int lower_names,
         check_pt name_check, check_pt value_check, hm_kv_t **out, size_t *n)
 {
     json_t     *o, *v;
     const char *name, *why;
-    size_t      i, old, old2;
+    size_t      i, j, old, old2;
     hm_kv_t    *kv;
     char        q[128];
     int         bad = 0;
@@ -716,6 +730,12 @@ conf_kv(cx_t *cx, json_t *obj, const char *key, int lower_names,
             bad = 1;
         } else if ((why = value_check(json_string_value(v))) != NULL) {
             cerr(cx, "%s", why);
+            bad = 1;
+        } else if ((j = kv_find(kv, i, name)) < i) {
+            /* Header names are case-insensitive: "X-A" and "x-a" name one
+             * header, and the second would silently replace the first. */
+            cerr(cx, "the same header as %s (names are case-insensitive)",
+                 quote(q, sizeof(q), kv[j].name));
             bad = 1;
         } else {
             kv[i].name = pstrdup(cx, name);
