@@ -200,6 +200,9 @@ SKIP: {
     is_deeply(statuses($out), [200, 204, 304, 200], 'HEAD, 204, 304 pipelined, in order');
     like($out, qr/Content-Length: 1000\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 204/, 'HEAD: no body, length kept');
     like($out, qr/304 [^\r]*\r\n(?:[^\r]+\r\n)*\r\nHTTP\/1\.1 200/, '304: no body');
+    my ($h204) = $out =~ m{(HTTP/1\.1 204 .*?\r\n\r\n)}s;
+    unlike($h204 // '', qr/^Content-Length:/mi,
+           "a 204 is forwarded without the upstream's Content-Length (RFC 9110 8.6)");
     like($out, qr/fixed body\n\n\[\[EOF\]\]$/, 'last answer, then closed (Connection: close)');
 }
 
@@ -335,6 +338,21 @@ SKIP: {
     unlike($h204 // '', qr/^Content-Length:/mi, 'a fixed 204 has no Content-Length');
     ($code, $body) = curl('/nowhere');
     is($code, 404, 'status-only route');
+
+    # A small body already received with the head is skipped by a local
+    # answer: the connection stays open for the next request (as nginx
+    # discards it).  A body still to come closes the connection.
+    my $ob = raw("POST /fixed HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello"
+               . "POST /fixed HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+               . "5\r\nhello\r\n0\r\n\r\n"
+               . "GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    is_deeply(statuses($ob), [200, 200, 200],
+              'POSTs with their bodies to a fixed route, pipelined: every request answered');
+    unlike($ob, qr/^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*Connection: close\r\n.*HTTP\/1\.1/s,
+           '... without closing after the first ones');
+    $ob = raw("POST /fixed HTTP/1.1\r\nHost: a.test\r\nContent-Length: 50\r\n\r\nhello");
+    like($ob, qr/^HTTP\/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*Connection: close\r\n.*\[\[EOF\]\]$/s,
+         'a body still to come: Connection: close, closed');
 
     my $out = raw("GET /fixed HTTP/1.1\r\nHost: other.test\r\n\r\n");
     is_deeply(statuses($out), [421], 'Host of another site than the SNI: 421');

@@ -90,6 +90,7 @@ my $interim = fake_upstream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hin
                           . "Link: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
                           . "Connection: close\r\n\r\nok");
 my $holding = holding_upstream();
+my $early = fake_upstream("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large");
 
 sub up {
     my ($servers, %o) = @_;
@@ -106,6 +107,7 @@ my %routes = (
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
     '/alldown/' => 'alldown', '/onedown/' => 'onedown', '/hung/' => 'hung',
     '/echo' => 'one', '/holding/' => 'holding', '/bytes/' => 'one',
+    '/early/' => 'early',
 );
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -132,6 +134,7 @@ $t->write_conf({
         eof     => up(["127.0.0.1:$eof"]),
         interim => up(["127.0.0.1:$interim"]),
         holding => up(["127.0.0.1:$holding"]),
+        early   => up(["127.0.0.1:$early"]),
     },
     listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
                      default_site => 'a' } ],
@@ -313,6 +316,8 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     my @codes = map { (curl("/hung/$_"))[0] } 1 .. 3;
     is_deeply(\@codes, [504, 504, 503],
               'server that never answers: 504 until ejected after max_fails 2, then 503');
+    like($t->error_log, qr/\[error\].*upstream "hung" 127\.0\.0\.1:$hung: timed out \(while reading response header from upstream\)/,
+         'the timeout is logged as upstream "NAME" ADDRESS: REASON');
 
     ($c) = curl('/bad/x');
     is($c, 502, 'bare-LF response from the upstream: 502');
@@ -321,7 +326,8 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
 
     my ($sc, $sb, $sh, $exit) = curl('/short/x');
     isnt($exit, 0, 'truncated upstream body: the client sees an incomplete response');
-    like($t->error_log, qr/in the middle of the response body/, 'truncation logged');
+    like($t->error_log, qr/upstream "short" 127\.0\.0\.1:$short: closed the connection in the middle of the response body/,
+         'truncation logged, naming the upstream');
 }
 
 # ---- read_timeout_ms counts from the end of the request ---------------
@@ -358,6 +364,18 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     cmp_ok($r->{recv_bytes} // 0, '>', $n, '... and the whole body arrives');
     unlike($t->error_log, qr/timed out \(while reading response body/,
            'a paused client is not an upstream timeout');
+}
+
+# ---- an answer before the end of the request body ---------------------
+# The rest of the body is never read: the connection closes after the
+# answer, and its head says so.
+
+{
+    my $out = $t->raw_tls("POST /early/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nab",
+                          port => $p, idle => 2);
+    like($out, qr{^HTTP/1\.1 413 }, 'upstream answers before the body ended: forwarded');
+    like($out, qr{\r\nConnection: close\r\n}, '... announcing Connection: close');
+    like($out, qr/too large\n\[\[EOF\]\]$/, '... and the connection closes after it');
 }
 
 # ---- close-delimited and interim upstream responses --------------------

@@ -777,7 +777,8 @@ check_hostname(const char *s)
             continue;
         }
         if (*p == '*') {
-            return "only a leading \"*.\" label may be a wildcard";
+            return "a wildcard is not a host name: one exact name is needed "
+                   "here";
         }
         if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_') {
             return "a host name uses letters, digits, \"-\", \"_\" and dots";
@@ -800,7 +801,10 @@ check_server_name(const char *s)
         if (s[1] != '.') {
             return "a wildcard is a whole leading label: \"*.example.com\"";
         }
-        return check_hostname(s + 2);
+        s += 2;
+    }
+    if (strchr(s, '*') != NULL) {
+        return "only a leading \"*.\" label may be a wildcard";
     }
     return check_hostname(s);
 }

@@ -411,6 +411,15 @@ run_on_response(hm_http_conn_t *hc)
     }
 }
 
+/* The name of the current request's upstream, for log lines of the form
+ * upstream "NAME" ADDRESS: REASON (the one form of upstream failures). */
+static const char *
+up_name(const hm_http_conn_t *hc)
+{
+    return hc->r.route != NULL && hc->r.route->upstream != NULL
+           ? hc->r.route->upstream->name : "-";
+}
+
 /* ---- closing ------------------------------------------------------------ */
 
 static void
@@ -1028,8 +1037,9 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
             rc = hm_http_chunked_next(&hc->resp_chunk, data + pos, n - pos,
                                       &consumed, &off, &len);
             if (rc == HM_ERROR) {
-                hm_log_error(&hc->c->log, "upstream %s sent an invalid "
-                             "chunked body", hc->upstream_text);
+                hm_log_error(&hc->c->log, "upstream \"%s\" %s: sent an "
+                             "invalid chunked body", up_name(hc),
+                             hc->upstream_text);
                 hc->outcome = "upstream_error";
                 if (b.n > 0 && client_write(hc, b.iov, b.n) != 0) {
                     hc_close(hc);
@@ -1111,19 +1121,20 @@ up_read_timeout(uv_timer_t *t)
     if (hc->resp_state == RS_HEAD && !hc->resp_started) {
         set_action(hc, hc->req_done ? "reading response header from upstream"
                                     : "sending request to upstream");
-        hm_log_error(&hc->c->log, "upstream %s timed out",
-                     hc->upstream_text);
+        hm_log_error(&hc->c->log, "upstream \"%s\" %s: timed out",
+                     up_name(hc), hc->upstream_text);
         hc->outcome = "upstream_timeout";
         if (hc->up != NULL) {
             /* A timeout counts against the server (passive health). */
             hm_upstream_peer_result(hc->up->peer, 0);
         }
         up_drop(hc);
-        hc_send_local(hc, 504, NULL, NULL, 0, !hc->req_done);
+        hc_send_local(hc, 504, NULL, NULL, 0, 0);
         return;
     }
     set_action(hc, "reading response body from upstream");
-    hm_log_error(&hc->c->log, "upstream %s timed out", hc->upstream_text);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: timed out", up_name(hc),
+                 hc->upstream_text);
     hc->outcome = "upstream_timeout";
     hc_close(hc);
 }
@@ -1155,7 +1166,7 @@ up_tls_refused(hm_http_conn_t *hc)
         return;
     }
     hc->outcome = "upstream_error";
-    hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
+    hc_send_local(hc, 502, NULL, NULL, 0, 0);
 }
 
 /* RFC 9110 9.2.2: only idempotent requests may be retried after their
@@ -1205,10 +1216,11 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         return;
     }
     set_action(hc, "reading response header from upstream");
-    hm_log_error(&hc->c->log, "upstream %s %s", hc->upstream_text, why);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s", up_name(hc),
+                 hc->upstream_text, why);
     hc->outcome = "upstream_error";
     up_drop(hc);
-    hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
+    hc_send_local(hc, 502, NULL, NULL, 0, 0);
 }
 
 static void
@@ -1218,7 +1230,8 @@ up_write_failed(hm_http_conn_t *hc)
         up_failed_early(hc, "failed while sending the request");
         return;
     }
-    hm_log_error(&hc->c->log, "upstream %s write failed", hc->upstream_text);
+    hm_log_error(&hc->c->log, "upstream \"%s\" %s: write failed",
+                 up_name(hc), hc->upstream_text);
     hc->outcome = "upstream_error";
     hc_close(hc);
 }
@@ -1268,6 +1281,12 @@ resp_head_done(hm_http_conn_t *hc)
         /* RFC 9110 6.6.1: a response forwarded without Date gets one. */
         (void) hm_http_header_add(&hc->r, rm, "Date", 4,
                                   hm__http_date(hc_now(hc)), 29);
+    }
+    if (!hc->req_done) {
+        /* An answer before the end of the request body (an early 413,
+         * say): the connection closes after it (resp_complete()), and
+         * the head says so. */
+        hc->close_after = 1;
     }
     hc->r.resp = rm;
     run_on_response(hc);
@@ -1361,9 +1380,9 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                 return;
             }
             set_action(hc, "reading response body from upstream");
-            hm_log_error(&hc->c->log, "upstream %s closed the connection "
-                         "in the middle of the response body",
-                         hc->upstream_text);
+            hm_log_error(&hc->c->log, "upstream \"%s\" %s: closed the "
+                         "connection in the middle of the response body",
+                         up_name(hc), hc->upstream_text);
             hc->outcome = "upstream_error";
             hc_close(hc);
             return;
@@ -1558,10 +1577,10 @@ up_start(hm_http_conn_t *hc)
                 hm_log_error(&hc->c->log, "upstream \"%s\": no server "
                              "available (all down)", u->name);
                 hc->outcome = "no_upstream";
-                hc_send_local(hc, 503, NULL, NULL, 0, !hc->req_done);
+                hc_send_local(hc, 503, NULL, NULL, 0, 0);
             } else {
                 hc->outcome = "upstream_error";
-                hc_send_local(hc, 502, NULL, NULL, 0, !hc->req_done);
+                hc_send_local(hc, 502, NULL, NULL, 0, 0);
             }
             return;
         }
@@ -1604,9 +1623,52 @@ up_start(hm_http_conn_t *hc)
 /* ---- local responses ---------------------------------------------------- */
 
 /*
+ * Before a local answer: when the rest of the request body is already in
+ * the workspace (a small POST to a fixed route, say), it is skipped, so
+ * that the connection can stay open for the requests behind it.  Else the
+ * body stays unread and the connection closes after the answer.
+ */
+static void
+req_body_skip(hm_http_conn_t *hc)
+{
+    hm_http_chunked_t probe;
+    size_t pos = hc->in_off, used, off, len;
+    int rc;
+
+    if (hc->req_kind == HM_HTTP_BODY_LENGTH) {
+        if ((uint64_t) hc->req_left <= hc->in_len - hc->in_off) {
+            hc->in_off += (size_t) hc->req_left;
+            hc->rq_in += (uint64_t) hc->req_left;
+            hc->req_left = 0;
+            hc->req_done = 1;
+        }
+        return;
+    }
+    if (hc->req_kind != HM_HTTP_BODY_CHUNKED) {
+        return;
+    }
+    probe = hc->req_chunk;
+    while (pos < hc->in_len) {
+        rc = hm_http_chunked_next(&probe, (uint8_t *) hc->ws->in + pos,
+                                  hc->in_len - pos, &used, &off, &len);
+        if (rc == HM_ERROR) {
+            return;
+        }
+        pos += used;
+        if (rc == HM_DONE) {
+            hc->rq_in += pos - hc->in_off;
+            hc->in_off = pos;
+            hc->req_done = 1;
+            return;
+        }
+    }
+}
+
+/*
  * Answers the current request with a response of the proxy's own (fixed
  * routes and errors), through the on_response hooks.  close: close the
- * connection afterwards.
+ * connection afterwards (it also closes when the request body is left
+ * unread, see req_body_skip()).
  */
 static void
 hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
@@ -1666,6 +1728,9 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
     rm->headers[2].value.len = 29;
     rm->headers[2].flags = 0;
     rm->nheaders = 3;
+    if (!close && !hc->req_done) {
+        req_body_skip(hc);
+    }
     if (close || !hc->req_done) {   /* draining: set by hc_process() */
         hc->close_after = 1;
     }
@@ -1862,7 +1927,7 @@ hc_process(hm_http_conn_t *hc)
         hm_log_info(&hc->c->log, "Host \"%.*s\" does not belong to the site "
                     "of SNI \"%s\"", (int) hlen, host, hc->c->sni);
         hc->outcome = "misdirected";
-        hc_send_local(hc, 421, NULL, NULL, 0, !hc->req_done);
+        hc_send_local(hc, 421, NULL, NULL, 0, 0);
         return;
     }
     if (hc->msg.path.len == 1 && hc->msg.path.data[0] == '*') {

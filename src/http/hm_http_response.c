@@ -169,8 +169,8 @@ hm__http_build_client_head(const hm_http_msg_t *resp, const hm_http_msg_t *req,
         if (h->flags & (HM_HTTP_HDR_REMOVED | HM_HTTP_HDR_HOP)) {
             continue;
         }
-        if (client_chunked && framing_header(h)) {
-            continue;
+        if ((client_chunked || resp->status == 204) && framing_header(h)) {
+            continue;       /* RFC 9110 8.6: no Content-Length in a 204 */
         }
         put_header(&w, h->name.data, h->name.len, h->value.data,
                    h->value.len);

@@ -699,6 +699,8 @@ static const bad_t bad[] = {
       "sites.s.server_names[0]: a wildcard is a whole leading label" },
     { "{'sites': {'s': {'server_names': ['*.*.test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[0]: only a leading" },
+    { "{'upstreams': {'u': {'servers': ['10.0.0.1:443'], 'tls': {'server_name': '*.internal'}}}, 'sites': {}, 'listeners': []}",
+      "upstreams.u.tls.server_name: a wildcard is not a host name" },
     { "{'sites': {'s': {'server_names': ['a test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[0]: a host name uses letters" },
     { "{'sites': {'s': {'server_names': ['a.test.'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
