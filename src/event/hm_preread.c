@@ -169,7 +169,9 @@ hm__preread_start(hm_conn_t *c)
         }
         if (c->preread_len == 0 && pt->state <= HM_PT_HELLO) {
             /* Accepted without data: the client has been silent for the
-             * whole deferral period; count it against the timeout. */
+             * whole deferral period; count it against the timeout, and in
+             * the access log's duration_ms. */
+            c->start_ms -= (uint64_t) hm__defer_accept_ms;
             rc = rc > hm__defer_accept_ms ? rc - hm__defer_accept_ms : 1;
             uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
         }
