@@ -326,8 +326,13 @@ hello_done(hm_pt_t *pt, const hm_tls_hello_t *hello)
         return;
 
     case HM_ROUTE_REJECT:
-        hm_log_info(&c->log, "no site for server name \"%s\": refused",
-                    c->sni_len ? c->sni : "(none)");
+        if (c->sni_len) {
+            hm_log_info(&c->log, "no site for server name \"%s\" and no "
+                        "default_site: refused", c->sni);
+        } else {
+            hm_log_info(&c->log, "no server name (SNI) in the ClientHello "
+                        "and no default_site: refused");
+        }
         send_alert(pt, (uint8_t) (c->alert ? c->alert
                                   : HM_TLS_ALERT_UNRECOGNIZED_NAME));
         hm__pt_close(pt, "no_sni_match");
