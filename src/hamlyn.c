@@ -262,6 +262,14 @@ send_signal(const char *pid_file, const char *name)
         fprintf(stderr, "hamlyn: invalid pid in %s\n", pid_file);
         return 1;
     }
+    if (kill((pid_t) pid, 0) == 0 && !hm_pid_is_hamlyn((pid_t) pid)) {
+        /* A stale pid file whose pid now belongs to another program
+         * (after a crash or a reboot): signalling it would stop that. */
+        fprintf(stderr, "hamlyn: process %ld (from %s) is not hamlyn: "
+                "hamlyn is not running (stale pid file); nothing sent\n",
+                pid, pid_file);
+        return 1;
+    }
     if (kill((pid_t) pid, signo) < 0) {
         if (errno == ESRCH) {
             fprintf(stderr, "hamlyn: no process %ld (from %s): hamlyn is "

@@ -667,8 +667,8 @@ master_write_pid_file(const char *path)
  * counts) and its executable (/proc/PID/exe) or, if that cannot be read,
  * its argv[0] (/proc/PID/cmdline) has "hamlyn" in its base name.
  */
-static int
-master_pid_is_hamlyn(pid_t pid)
+int
+hm_pid_is_hamlyn(pid_t pid)
 {
     char        path[64], buf[4096];
     const char *base;
@@ -729,7 +729,7 @@ master_check_pid_file(const char *path)
     if (pid <= 0 || pid > INT32_MAX || (pid_t) pid == getpid()) {
         return HM_OK;
     }
-    if (master_pid_is_hamlyn((pid_t) pid)) {
+    if (hm_pid_is_hamlyn((pid_t) pid)) {
         hm_log_error(NULL, "another hamlyn master (pid %ld) is running with "
                      "pid file %s", pid, path);
         if (hm_log_fd() > 2) {
