@@ -1370,6 +1370,11 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     }
 
     hm_metrics_init();              /* before any fork: shared slots */
+    /* Handlers before the ports accept and the pid file exists: a HUP,
+     * USR1 or USR2 sent as soon as hamlyn looks up (a deploy script's
+     * "-s reload") must not meet the default action, which terminates;
+     * blocked until the main loop, as always. */
+    master_init_signals();
     inherited = hm_listen_inherited(&from);
     if (inherited > 0) {
         hm_log_info(NULL, "binary upgrade: adopting %d listening sockets "
@@ -1408,7 +1413,6 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     }
 
     master_log_risks(cycle->conf);
-    master_init_signals();
 
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) nworkers, 0);
