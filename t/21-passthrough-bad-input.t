@@ -144,6 +144,18 @@ ok(works(), 'still serving after bad input');
     sleep 0.3;
 }
 ok($t->wait_error_log(qr/max_connections \($MAX\) reached/, 3), 'refusal logged (info)');
+{
+    # at most one line a second, but every refusal counted: the second
+    # one (within the same second) is logged a second later
+    my ($sum, $deadline) = (0, time + 3);
+    while (time < $deadline) {
+        $sum = 0;
+        $sum += $1 for $t->error_log =~ /max_connections \(\d+\) reached: refused (\d+) connection/g;
+        last if $sum >= 2;
+        sleep 0.1;
+    }
+    is($sum, 2, 'error log: both refusals counted (lines of "refused N")');
+}
 ok(works(), 'served again once below the limit');
 
 # --- access log outcomes
