@@ -314,6 +314,20 @@ SKIP: {
     close $hold;
 }
 
+# shutdown_timeout_s 0 and nothing in flight: a clean stop, without a
+# "shutdown timeout reached; closing 0 connections" warning.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-quit0');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 2, shutdown_timeout_s => 0 }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    $t->signal('QUIT');
+    is($t->wait_exit(10), 0, 'shutdown_timeout_s 0: QUIT exits 0');
+    unlike($t->error_log, qr/shutdown timeout \(0s\) reached; closing 0 connections/,
+           '... with no warning about closing 0 connections');
+    like($t->error_log, qr/all connections finished/, '... the workers finished cleanly');
+}
+
 # The open file limit: a master started with a soft limit of 1024 raises
 # it for its workers towards what max_connections (default 10000) may
 # use; when even the hard limit is too low (and it cannot raise that), it
