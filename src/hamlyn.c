@@ -206,7 +206,7 @@ find_pid_file(const char *path, const char **why)
         n = (abs != NULL ? strlen(abs) + 1 : 0) + strlen(path) + 1;
         dir = hm_xmalloc(n);
         snprintf(dir, n, "%s%s%s", abs != NULL ? abs : "",
-                 abs != NULL ? "/" : "", path);
+                 abs != NULL && strcmp(abs, "/") != 0 ? "/" : "", path);
         free(abs);
         slash = strrchr(dir, '/');
         if (slash != NULL) {
