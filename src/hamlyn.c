@@ -192,8 +192,22 @@ find_pid_file(const char *path, const char **why)
     if (v[0] == '/') {
         res = hm_xstrdup(v);
     } else {
-        abs = realpath(path, NULL);
-        dir = abs != NULL ? abs : hm_xstrdup(path);
+        /* The folder as the loader sees it (hm_conf.c set_paths()): the
+         * path as given, made absolute, symbolic links not resolved (a
+         * symlinked /etc/hamlyn/hamlyn.json keeps its pid file in
+         * /etc/hamlyn, not next to the link's target). */
+        abs = NULL;
+        if (path[0] != '/') {
+            abs = getcwd(NULL, 0);
+        }
+        while (path[0] == '.' && path[1] == '/') {
+            path += 2;
+        }
+        n = (abs != NULL ? strlen(abs) + 1 : 0) + strlen(path) + 1;
+        dir = hm_xmalloc(n);
+        snprintf(dir, n, "%s%s%s", abs != NULL ? abs : "",
+                 abs != NULL && strcmp(abs, "/") != 0 ? "/" : "", path);
+        free(abs);
         slash = strrchr(dir, '/');
         if (slash != NULL) {
             *slash = '\0';
@@ -246,6 +260,14 @@ send_signal(const char *pid_file, const char *name)
         || (*end != '\0' && *end != '\n'))
     {
         fprintf(stderr, "hamlyn: invalid pid in %s\n", pid_file);
+        return 1;
+    }
+    if (kill((pid_t) pid, 0) == 0 && !hm_pid_is_hamlyn((pid_t) pid)) {
+        /* A stale pid file whose pid now belongs to another program
+         * (after a crash or a reboot): signalling it would stop that. */
+        fprintf(stderr, "hamlyn: process %ld (from %s) is not hamlyn: "
+                "hamlyn is not running (stale pid file); nothing sent\n",
+                pid, pid_file);
         return 1;
     }
     if (kill((pid_t) pid, signo) < 0) {
@@ -372,11 +394,13 @@ main(int argc, char **argv)
     }
 
     /* The command line a binary upgrade runs the new binary with: the
-     * configuration by absolute path (a daemon works from "/"). */
-    abs = realpath(cl.conf_path, NULL);
+     * configuration by absolute path (a daemon works from "/"), as the
+     * loader made it: symbolic links not resolved, so that the new master
+     * finds the same relative paths (pid file, logs) as this one. */
+    abs = hm_xstrdup(cycle->conf->path);
     master_argv[0] = argv[0];
     master_argv[1] = "-c";
-    master_argv[2] = abs != NULL ? abs : (char *) cl.conf_path;
+    master_argv[2] = abs;
     master_argv[3] = cl.daemonize ? "-d" : NULL;
     master_argv[4] = NULL;
 

@@ -136,6 +136,23 @@ close $fh;
 ($rc, $out) = $t->hamlyn('-s', 'stop', '-c', $conf);
 is($rc, 1, '-s with a stale pid file exits 1');
 like($out, qr/not running|invalid pid/, '-s: stale pid file reported');
+
+# A stale pid file whose pid now belongs to another program (after a crash
+# or a reboot): nothing is sent, that program keeps running.
+{
+    my $other = fork // die;
+    if ($other == 0) { exec 'sleep', '30'; POSIX::_exit(127) }
+    open my $fh2, '>', $t->dir . '/hamlyn.pid' or die;
+    print $fh2 "$other\n";
+    close $fh2;
+    ($rc, $out) = $t->hamlyn('-s', 'stop', '-c', $conf);
+    is($rc, 1, '-s with a pid file naming another program exits 1');
+    like($out, qr/process $other .* is not hamlyn: .*stale pid file\); nothing sent/,
+         '... and says why');
+    ok(kill(0, $other) && waitpid($other, POSIX::WNOHANG()) == 0, '... and the other program was not signalled');
+    kill 'KILL', $other;
+    waitpid($other, 0);
+}
 unlink $t->dir . '/hamlyn.pid';
 
 # --- --trust-report

@@ -12,6 +12,7 @@ use Hamlyn::Test;
 use Test::More;
 use IO::Socket::INET;
 use IPC::Open2 qw(open2);
+use JSON::PP ();
 use IO::Select;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
@@ -313,6 +314,20 @@ SKIP: {
     close $hold;
 }
 
+# shutdown_timeout_s 0 and nothing in flight: a clean stop, without a
+# "shutdown timeout reached; closing 0 connections" warning.
+{
+    my $t = Hamlyn::Test->new(name => '11-process-quit0');
+    my $p = $t->port;
+    $t->write_conf(conf_for($t, { workers => 2, shutdown_timeout_s => 0 }, "127.0.0.1:$p"));
+    $t->run or BAIL_OUT('hamlyn did not start');
+    $t->signal('QUIT');
+    is($t->wait_exit(10), 0, 'shutdown_timeout_s 0: QUIT exits 0');
+    unlike($t->error_log, qr/shutdown timeout \(0s\) reached; closing 0 connections/,
+           '... with no warning about closing 0 connections');
+    like($t->error_log, qr/all connections finished/, '... the workers finished cleanly');
+}
+
 # The open file limit: a master started with a soft limit of 1024 raises
 # it for its workers towards what max_connections (default 10000) may
 # use; when even the hard limit is too low (and it cannot raise that), it
@@ -594,6 +609,40 @@ for my $case ('finish', 'deadline', 'reload', 'upgrade') {
         waitpid($cpid, 0);
     }
     ok(!-e $t->dir . '/hamlyn.pid', "$case: the pid file is removed");
+}
+
+# A configuration reached through a symbolic link (/etc/hamlyn/hamlyn.json
+# -> a checkout): its relative paths are relative to the link's folder, as
+# the loader sees it, for -s and for the new master of an upgrade too
+# (they looked next to the link's target: -s stop found no pid file, and
+# the upgraded master moved the pid file and logs there).
+{
+    my $t = Hamlyn::Test->new(name => '11-process-symlink');
+    my $p = $t->port;
+    my $d = $t->dir;
+    mkdir "$d/real" or die;
+    mkdir "$d/link" or die;
+    my $c = conf_for($t, { workers => 1, pid_file => 'h.pid', error_log => { path => 'e.log' } },
+                     "127.0.0.1:$p");
+    open my $fh, '>', "$d/real/h.json" or die;
+    print $fh JSON::PP->new->encode($c);
+    close $fh;
+    symlink('../real/h.json', "$d/link/h.json") or die "symlink: $!";
+    my ($rc, $out) = $t->hamlyn('-d', '-c', "$d/link/h.json");
+    is($rc, 0, 'symlinked configuration: started') or diag($out);
+    my $m = pid_in("$d/link/h.pid");
+    ok($m && kill(0, $m), 'the pid file is next to the link');
+    ($rc, $out) = $t->hamlyn('-s', 'upgrade', '-c', "$d/link/h.json");
+    is($rc, 0, '-s upgrade through the link') or diag($out);
+    ok(wait_for(sub { my $n = pid_in("$d/link/h.pid"); $n && $n != $m }, 15),
+       'upgrade: the new master writes its pid next to the link too');
+    ok(!-e "$d/real/h.pid", '... not next to the target');
+    my $n = pid_in("$d/link/h.pid");
+    ok(wait_for(sub { !kill(0, $m) }, 15), 'upgrade: the old master is gone');
+    ($rc, $out) = $t->hamlyn('-s', 'stop', '-c', "$d/link/h.json");
+    is($rc, 0, '-s stop through the link finds the master') or diag($out);
+    ok(wait_for(sub { !kill(0, $n) }, 10), '... which stops');
+    kill 'TERM', $n if kill(0, $n);
 }
 
 done_testing;

@@ -318,6 +318,10 @@ my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
 is(scalar @refused, 2, 'two refusals logged as no_sni_match');
 ok(!defined $refused[0]{upstream}, 'refused: no upstream');
 is($refused[0]{bytes_out}, 7, 'refused: bytes_out counts the unrecognized_name alert record (7 bytes)');
+like($t->error_log, qr/sni=nope\.test: no site for server name "nope\.test" and no default_site: refused/,
+     'refusal of an unknown name logged');
+like($t->error_log, qr/no server name \(SNI\) in the ClientHello and no default_site: refused/,
+     'refusal without SNI logged as such (not as a server name "(none)")');
 
 # --- same worker all along: nothing crashed
 is_deeply([$t->worker_pids], \@workers, 'same worker process after all tests');

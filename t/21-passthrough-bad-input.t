@@ -144,6 +144,18 @@ ok(works(), 'still serving after bad input');
     sleep 0.3;
 }
 ok($t->wait_error_log(qr/max_connections \($MAX\) reached/, 3), 'refusal logged (info)');
+{
+    # at most one line a second, but every refusal counted: the second
+    # one (within the same second) is logged a second later
+    my ($sum, $deadline) = (0, time + 3);
+    while (time < $deadline) {
+        $sum = 0;
+        $sum += $1 for $t->error_log =~ /max_connections \(\d+\) reached: refused (\d+) connection/g;
+        last if $sum >= 2;
+        sleep 0.1;
+    }
+    is($sum, 2, 'error log: both refusals counted (lines of "refused N")');
+}
 ok(works(), 'served again once below the limit');
 
 # --- access log outcomes
@@ -170,11 +182,13 @@ $t->stop;
 # client is closed after 300 ms, not after the kernel's 1 s
 {
     my $t2 = Hamlyn::Test->new(name => '21-defer');
-    my $p2 = $t2->port;
+    my ($p2, $p3) = ($t2->port, $t2->port);
     $t2->write_conf({
         upstreams => { a => { servers => ["127.0.0.1:$be->{port}"] } },
         listeners => [{ listen => ["127.0.0.1:$p2"], sites => ['a'], default_site => 'a',
-                        client_hello_timeout_ms => 300 }],
+                        client_hello_timeout_ms => 300 },
+                      { name => 'deferred', listen => ["127.0.0.1:$p3"], sites => ['a'],
+                        default_site => 'a', client_hello_timeout_ms => 1000 }],
         sites => { a => { server_names => ['a.test'], mode => 'passthrough', upstream => 'a' } },
     });
     $t2->run or BAIL_OUT('hamlyn did not start');
@@ -184,6 +198,15 @@ $t->stop;
     my $r = $t2->tls_client(connect => "127.0.0.1:$p2", servername => 'a.test',
                             ca => "$certs/ca.pem", send => "ping\n", shut_wr => 1, timeout => 10);
     like($r->{first_line} // '', qr/^backend=A /, '... and a normal client is served');
+    # 1000 ms: the kernel holds the silent client for the 1 s deferral,
+    # which the access log's duration_ms counts (it said 0)
+    ($d, $secs, $eof) = read_all(conn($p3), 3);
+    ok($eof && $secs >= 0.9 && $secs < 2, sprintf('deferred listener: silent client closed after 1 s (%.2f s)', $secs));
+    my $l = $t2->wait_access_log(3, 3);
+    my ($to) = grep { ($_->{listener} // '') eq 'deferred' } @$l;
+    ok($to && $to->{outcome} eq 'timeout' && $to->{duration_ms} >= 900,
+       'deferred listener: timeout line with the whole wait in duration_ms ('
+       . ($to ? $to->{duration_ms} : '?') . ' ms)');
     $t2->stop;
 }
 

@@ -1251,6 +1251,11 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
             }
             *slash = '/';
         }
+        if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode)) {
+            cerr_at(cx, key, "%s is a folder, not a file",
+                    quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX));
+            return -1;
+        }
     }
     *out = abs;
     return 1;
@@ -1367,6 +1372,16 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
         p = json_object_get(o, "path");
         if (json_is_string(p) && strcmp(json_string_value(p), "stderr") == 0) {
             r->error_log_path = pstrdup(cx, "stderr");
+        } else if (json_is_string(p)
+                   && (strcmp(json_string_value(p), "stdout") == 0
+                       || strcmp(json_string_value(p), "off") == 0))
+        {
+            /* nginx's classic trap: a file named "off" next to the
+             * configuration.  "./off" still names such a file. */
+            cerr_at(cx, "path", "\"%s\" is not a special value of the "
+                    "error log (\"stderr\" or a file; \"./%s\" for a file "
+                    "of that name)", json_string_value(p),
+                    json_string_value(p));
         } else {
             conf_path(cx, o, "path", FILE_DIROK, &r->error_log_path);
         }
@@ -1389,6 +1404,12 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
                    && strcmp(json_string_value(p), "stdout") == 0)
         {
             r->access_log_path = pstrdup(cx, "stdout");
+        } else if (json_is_string(p)
+                   && strcmp(json_string_value(p), "stderr") == 0)
+        {
+            cerr_at(cx, "path", "\"stderr\" is not a special value of the "
+                    "access log (\"stdout\", \"off\" or a file; "
+                    "\"./stderr\" for a file of that name)");
         } else {
             conf_path(cx, o, "path", FILE_DIROK, &r->access_log_path);
         }

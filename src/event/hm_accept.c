@@ -39,6 +39,7 @@ typedef struct {
     size_t         nacc;
     int            accepting;
     uv_timer_t     retry;       /* EMFILE back-off */
+    uv_timer_t     refused_flush;   /* logs refusals not logged yet */
     uint64_t       refused_log_ms;
     uint64_t       refused_since_log;
 } hm_accept_state_t;
@@ -137,19 +138,43 @@ hm__accept_update_ref(hm_worker_t *w)
 }
 
 static void
-refused_log(hm_worker_t *w)
+refused_log_now(int max, uint64_t now)
+{
+    hm_log_info(NULL, "max_connections (%d) reached: refused %llu "
+                "connection(s)", max,
+                (unsigned long long) st.refused_since_log);
+    st.refused_log_ms = now;
+    st.refused_since_log = 0;
+}
+
+/* The rest of a burst: the refusals after the last line, a second on. */
+static void
+on_refused_flush(uv_timer_t *t)
+{
+    hm_worker_t *w = t->data;
+
+    if (st.refused_since_log > 0) {
+        refused_log_now(w->max_connections > 0 ? w->max_connections
+                        : w->cycle->conf->runtime.max_connections,
+                        hm_now_ms());
+    }
+}
+
+static void
+refused_log(hm_worker_t *w, int max)
 {
     uint64_t now = hm_now_ms();
 
     st.refused_since_log++;
     /* At most one line a second: an overload must not also flood the
-     * error log. */
+     * error log; what a second's line could not count is logged by the
+     * flush timer (it said "refused 1" for a burst of hundreds). */
     if (now - st.refused_log_ms >= 1000) {
-        hm_log_info(NULL, "max_connections (%d) reached: refused %llu "
-                    "connection(s)", w->max_connections,
-                    (unsigned long long) st.refused_since_log);
-        st.refused_log_ms = now;
-        st.refused_since_log = 0;
+        refused_log_now(max, now);
+    } else if (!uv_is_active((uv_handle_t *) &st.refused_flush)) {
+        st.refused_flush.data = w;
+        uv_timer_start(&st.refused_flush, on_refused_flush,
+                       1000 - (now - st.refused_log_ms), 0);
     }
 }
 
@@ -221,7 +246,7 @@ on_accept(hm_ev_t *ev, uint32_t events)
         hm_accept_stats.accepted++;
         if (max > 0 && w->nconns >= max) {
             hm_accept_stats.refused_max_conns++;
-            refused_log(w);
+            refused_log(w, max);
             hm_metrics_conn_done(a->ls->listener->index,
                                  "too_many_connections");
             close(fd);
@@ -277,6 +302,8 @@ hm_accept_init(hm_worker_t *w)
         }
         uv_timer_init(w->loop, &st.retry);
         uv_unref((uv_handle_t *) &st.retry);
+        uv_timer_init(w->loop, &st.refused_flush);
+        uv_unref((uv_handle_t *) &st.refused_flush);
         st.started = 1;
     }
 
@@ -356,6 +383,9 @@ hm_accept_stop(hm_worker_t *w)
         }
     }
     uv_timer_stop(&st.retry);
+    uv_timer_stop(&st.refused_flush);
+    st.refused_flush.data = w;
+    on_refused_flush(&st.refused_flush);    /* no refusal left uncounted */
     hm_admin_stop(w);
     st.accepting = 0;
     hm__accept_update_ref(w);

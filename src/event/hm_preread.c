@@ -169,7 +169,9 @@ hm__preread_start(hm_conn_t *c)
         }
         if (c->preread_len == 0 && pt->state <= HM_PT_HELLO) {
             /* Accepted without data: the client has been silent for the
-             * whole deferral period; count it against the timeout. */
+             * whole deferral period; count it against the timeout, and in
+             * the access log's duration_ms. */
+            c->start_ms -= (uint64_t) hm__defer_accept_ms;
             rc = rc > hm__defer_accept_ms ? rc - hm__defer_accept_ms : 1;
             uv_timer_start(&pt->timer, hm__pt_on_timer, (uint64_t) rc, 0);
         }
@@ -324,8 +326,13 @@ hello_done(hm_pt_t *pt, const hm_tls_hello_t *hello)
         return;
 
     case HM_ROUTE_REJECT:
-        hm_log_info(&c->log, "no site for server name \"%s\": refused",
-                    c->sni_len ? c->sni : "(none)");
+        if (c->sni_len) {
+            hm_log_info(&c->log, "no site for server name \"%s\" and no "
+                        "default_site: refused", c->sni);
+        } else {
+            hm_log_info(&c->log, "no server name (SNI) in the ClientHello "
+                        "and no default_site: refused");
+        }
         send_alert(pt, (uint8_t) (c->alert ? c->alert
                                   : HM_TLS_ALERT_UNRECOGNIZED_NAME));
         hm__pt_close(pt, "no_sni_match");

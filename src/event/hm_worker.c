@@ -98,6 +98,12 @@ drain_timer_cb(uv_timer_t *h)
                     "after abort; exiting", w->slot, w->nconns);
         worker_exit(w, 0);
     }
+    if (w->nconns == 0) {
+        /* shutdown_timeout_s 0: the timer ran before the drain check;
+         * nothing was cut short, so nothing to warn about */
+        drain_check_cb(&drain_prepare);
+        return;
+    }
     aborting = 1;
     hm_log_warn(NULL, "worker (slot %d): shutdown timeout (%ds) reached; "
                 "closing %d connections", w->slot,

@@ -667,8 +667,8 @@ master_write_pid_file(const char *path)
  * counts) and its executable (/proc/PID/exe) or, if that cannot be read,
  * its argv[0] (/proc/PID/cmdline) has "hamlyn" in its base name.
  */
-static int
-master_pid_is_hamlyn(pid_t pid)
+int
+hm_pid_is_hamlyn(pid_t pid)
 {
     char        path[64], buf[4096];
     const char *base;
@@ -729,7 +729,7 @@ master_check_pid_file(const char *path)
     if (pid <= 0 || pid > INT32_MAX || (pid_t) pid == getpid()) {
         return HM_OK;
     }
-    if (master_pid_is_hamlyn((pid_t) pid)) {
+    if (hm_pid_is_hamlyn((pid_t) pid)) {
         hm_log_error(NULL, "another hamlyn master (pid %ld) is running with "
                      "pid file %s", pid, path);
         if (hm_log_fd() > 2) {
@@ -1370,6 +1370,11 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     }
 
     hm_metrics_init();              /* before any fork: shared slots */
+    /* Handlers before the ports accept and the pid file exists: a HUP,
+     * USR1 or USR2 sent as soon as hamlyn looks up (a deploy script's
+     * "-s reload") must not meet the default action, which terminates;
+     * blocked until the main loop, as always. */
+    master_init_signals();
     inherited = hm_listen_inherited(&from);
     if (inherited > 0) {
         hm_log_info(NULL, "binary upgrade: adopting %d listening sockets "
@@ -1408,7 +1413,6 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     }
 
     master_log_risks(cycle->conf);
-    master_init_signals();
 
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) nworkers, 0);

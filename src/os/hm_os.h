@@ -88,6 +88,14 @@ void hm_listen_close_all(hm_cycle_t *cycle);
 extern int hm_listen_probe_off;
 int hm_listen_probe(const hm_addr_t *addr);
 
+/*
+ * True when <pid> is a live hamlyn process: it exists and the base name
+ * of its executable (or argv[0]) contains "hamlyn".  Used before trusting
+ * a pid file: at start (another master?) and by hamlyn -s (never signal
+ * a process that merely reused a stale pid).
+ */
+int hm_pid_is_hamlyn(pid_t pid);
+
 /* Writes "listening on" text (addresses, comma separated) into buf. */
 void hm_listen_describe(hm_cycle_t *cycle, char *buf, size_t len);
 

@@ -590,6 +590,19 @@ static const bad_t bad[] = {
       "runtime.tls_session_ticket_keys: cannot read" },
     { "{'runtime': {'pid_file': ''}, 'sites': {}, 'listeners': []}",
       "runtime.pid_file: must not be empty" },
+    /* a folder where a file is written: -t said ok, the start failed */
+    { "{'runtime': {'pid_file': '.'}, 'sites': {}, 'listeners': []}",
+      "is a folder, not a file" },
+    { "{'runtime': {'access_log': {'path': '/tmp'}}, 'sites': {}, 'listeners': []}",
+      "runtime.access_log.path: \"/tmp\" is a folder, not a file" },
+    /* nginx's trap: "off" (or "stdout") as the error log was a file of
+     * that name next to the configuration */
+    { "{'runtime': {'error_log': {'path': 'off'}}, 'sites': {}, 'listeners': []}",
+      "runtime.error_log.path: \"off\" is not a special value of the error log" },
+    { "{'runtime': {'error_log': {'path': 'stdout'}}, 'sites': {}, 'listeners': []}",
+      "runtime.error_log.path: \"stdout\" is not a special value" },
+    { "{'runtime': {'access_log': {'path': 'stderr'}}, 'sites': {}, 'listeners': []}",
+      "runtime.access_log.path: \"stderr\" is not a special value" },
     /* certificates */
     { "{'certificates': {'c': {'cert': 'ecdsa.pem'}}, 'sites': {}, 'listeners': []}",
       "certificates.c.key: required key is missing" },
