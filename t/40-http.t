@@ -120,6 +120,8 @@ $t->run or BAIL_OUT('hamlyn did not start');
     is($j->{path}, '/hello?x=1', 'request-target forwarded');
     is($j->{version}, 'HTTP/1.1', 'upstream request is HTTP/1.1');
     is(hdr($j, 'host'), "a.test:$p", 'Host kept');
+    my $ch = raw("GET /connhost HTTP/1.1\r\nHost: a.test\r\nConnection: close, Host\r\n\r\n");
+    like($ch, qr/\["Host", "a\.test"\]/, 'Connection: Host does not take Host off the upstream request');
     is(hdr($j, 'x-keep'), 'yes', 'end-to-end header kept');
     for my $gone (qw(x-user-id x-internal-secret x-hop keep-alive te
                      proxy-connection connection x-real-ip)) {

@@ -90,6 +90,8 @@ my $interim = fake_upstream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hin
                           . "Link: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
                           . "Connection: close\r\n\r\nok");
 my $holding = holding_upstream();
+my $connlen = fake_upstream("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\n"
+                           . "Content-Length: 5\r\n\r\nhello");
 my $early = fake_upstream("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large");
 
 sub up {
@@ -107,7 +109,7 @@ my %routes = (
     '/tiny/'  => 'tiny',  '/nopool/' => 'nopool', '/drop-next' => 'one',
     '/alldown/' => 'alldown', '/onedown/' => 'onedown', '/hung/' => 'hung',
     '/echo' => 'one', '/holding/' => 'holding', '/bytes/' => 'one',
-    '/early/' => 'early',
+    '/early/' => 'early', '/connlen/' => 'connlen',
 );
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -135,6 +137,7 @@ $t->write_conf({
         interim => up(["127.0.0.1:$interim"]),
         holding => up(["127.0.0.1:$holding"]),
         early   => up(["127.0.0.1:$early"]),
+        connlen => up(["127.0.0.1:$connlen"]),
     },
     listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'],
                      default_site => 'a' } ],
@@ -376,6 +379,19 @@ sub j { my ($b) = @_; return eval { decode_json($b) } // {} }
     like($out, qr{^HTTP/1\.1 413 }, 'upstream answers before the body ended: forwarded');
     like($out, qr{\r\nConnection: close\r\n}, '... announcing Connection: close');
     like($out, qr/too large\n\[\[EOF\]\]$/, '... and the connection closes after it');
+}
+
+# ---- Connection naming Content-Length drops nothing ---------------------
+# (RFC 9110 7.6.1): the response stays framed, the next one follows.
+
+{
+    my $out = $t->raw_tls("GET /connlen/x HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                          . "GET /connlen/y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                          port => $p, idle => 2);
+    my @st = $out =~ m{HTTP/1\.1 (\d{3}) }g;
+    is_deeply(\@st, [200, 200], 'upstream lists Content-Length in Connection: both answers');
+    like($out, qr{^HTTP/1\.1 200 [^\r]*\r\n(?:[^\r]+\r\n)*Content-Length: 5\r\n}s,
+         '... the first still carries its Content-Length');
 }
 
 # ---- close-delimited and interim upstream responses --------------------

@@ -472,6 +472,15 @@ connection_tokens(hm_http_msg_t *m, hm_str_t v)
             m->keep_alive = 1;
         } else if (hm_strncaseeq(s, n, "upgrade", 7)) {
             m->conn_upgrade = 1;
+        } else if (hm_strncaseeq(s, n, "content-length", 14)
+                   || hm_strncaseeq(s, n, "transfer-encoding", 17)
+                   || hm_strncaseeq(s, n, "host", 4))
+        {
+            /* Fields meant for every recipient (RFC 9110 7.6.1): the
+             * message is framed (and, for a request, addressed) by them,
+             * so naming them in Connection drops nothing; dropping them
+             * would unframe the message we forward. */
+            continue;
         } else {
             /* Connection-listed: hop-by-hop for this hop only. */
             for (i = 0; i < m->nheaders; i++) {

@@ -273,6 +273,17 @@ START_TEST(connection_and_expect)
     ck_assert(!(m.headers[6].flags & HM_HTTP_HDR_HOP));/* X-Bar */
     ck_assert_int_eq(hm_http_header_find(&m, "x-bar", 5, 0), 6);
 
+    /* Connection naming the fields that frame or address the message
+     * drops nothing (RFC 9110 7.6.1): they stay end to end. */
+    ck_assert_int_eq(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Host, "
+                         "content-length\r\nContent-Length: 0\r\n\r\n", &m),
+                     HM_OK);
+    ck_assert(!(m.headers[0].flags & HM_HTTP_HDR_HOP));  /* Host */
+    ck_assert(!(m.headers[2].flags & HM_HTTP_HDR_HOP));  /* Content-Length */
+    ck_assert_int_eq(resp("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\n"
+                          "Content-Length: 2\r\n\r\n", &m), HM_OK);
+    ck_assert(!(m.headers[1].flags & HM_HTTP_HDR_HOP));  /* Content-Length */
+
     ck_assert_int_eq(req("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n",
                          &m), HM_ERROR);
     ck_assert_int_eq(m.error_status, 417);
