@@ -60,7 +60,7 @@ my %conf = (
                 tls => { certificates => ['a-ecdsa', 'a-rsa'], handshake_timeout_ms => 1000 },
                 routes => [ { match => { path_prefix => '/' }, status => 200, body => "site a\n" } ] },
         b  => { server_names => ['b.test'], mode => 'terminate',
-                tls => { certificates => ['b'], min_version => 'TLSv1.3' },
+                tls => { certificates => ['b'], min_version => 'TLSv1.3', alpn => [] },
                 routes => [ { match => { path_prefix => '/' }, status => 200, body => "site b\n" } ] },
         m  => { server_names => ['m.wild.test'], mode => 'terminate',
                 tls => { certificates => ['wild'],
@@ -106,6 +106,9 @@ $out = sc(name => 'a.test', args => ['-alpn', 'h2,http/1.1']);
 like($out, qr{ALPN protocol: http/1\.1}, 'ALPN: http/1.1 chosen over h2');
 $out = sc(name => 'a.test', args => ['-alpn', 'h2']);
 like($out, qr{No ALPN negotiated}, 'ALPN: h2 alone is not negotiated, handshake continues');
+like($out, qr{Verification: OK|Verify return code: 0}, '... and the handshake completes');
+$out = sc(name => 'b.test', args => ['-alpn', 'http/1.1']);
+like($out, qr{No ALPN negotiated}, 'ALPN: "alpn": [] disables it (not even http/1.1)');
 like($out, qr{Verification: OK|Verify return code: 0}, '... and the handshake completes');
 
 # --- OCSP stapling

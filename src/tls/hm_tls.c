@@ -600,10 +600,14 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
     for (i = 0; i < st->nalpn; i++) {
         len += 1 + strlen(st->alpn[i]);
     }
-    if (st->nalpn == 0) {
+    if (st->alpn == NULL) {
+        /* not set (the loader's default is ["http/1.1"] already) */
         ts->alpn = (uint8_t *) hm_xstrdup("\x08http/1.1");
         ts->alpn_len = 9;
-    } else {
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, ts);
+    } else if (st->nalpn > 0) {
+        /* ("alpn": [] disables ALPN: no callback, no ALPN extension in
+         * the ServerHello.) */
         ts->alpn = hm_xmalloc(len);
         pos = 0;
         for (i = 0; i < st->nalpn; i++) {
@@ -617,8 +621,8 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
             pos += n;
         }
         ts->alpn_len = pos;
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, ts);
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, ts);
 
     /* Client certificates. */
     if (st->client_auth != HM_CLIENT_AUTH_NONE) {
