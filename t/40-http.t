@@ -476,6 +476,7 @@ SKIP: {
     # A site whose routes do not cover everything: 404 from the proxy.
     my $c = conf();
     $c->{sites}{a}{routes} = [ { match => { path_prefix => '/only/' }, upstream => 'be' } ];
+    $c->{sites}{a}{headers}{forwarded} = 'append' if $HS;
     $t->stop;
     $t->write_conf($c);
     $t->run or BAIL_OUT('restart');
@@ -484,6 +485,21 @@ SKIP: {
     like($body, qr/404/, '404 short body');
     ($code) = curl('/only/x');
     is($code, 200, 'the route that matches');
+
+    SKIP: {
+        skip 'forwarded append needs headers_sanitise', 3 unless $HS;
+        # "append" keeps the list a trusted proxy in front sent, however
+        # long (here ~3 KB, two fields), and extends it.
+        my $xff = join(', ', map { "10.0.0.$_" } 1 .. 250);
+        my ($c2, $b2) = curl('/only/xff', '-H', "X-Forwarded-For: $xff",
+                             '-H', 'X-Forwarded-For: 8.8.8.8', '-H', 'Forwarded: for=1.2.3.4');
+        my $j = backend_json($b2);
+        is(hdr($j, 'x-forwarded-for'), "$xff, 8.8.8.8, 127.0.0.1",
+           'forwarded append: the whole X-Forwarded-For list, then the client address');
+        is(hdr($j, 'forwarded'), "for=1.2.3.4, for=127.0.0.1;proto=https;host=\"a.test:$p\"",
+           'forwarded append: Forwarded extended');
+        is(hdr($j, 'x-forwarded-proto'), 'https', 'forwarded append: X-Forwarded-Proto set when absent');
+    }
 }
 
 # ---- access log --------------------------------------------------------

@@ -116,28 +116,45 @@ add(hm_http_req_t *r, hm_http_msg_t *m, const char *name, const char *v,
     hm_http_header_add(r, m, name, strlen(name), v, vlen);
 }
 
-/* Joins every live value of name (comma separated) into buf. */
-static size_t
-joined(hm_http_msg_t *m, const char *name, char *buf, size_t cap)
+/*
+ * "append": replaces every live field name (lower-case) with one field
+ * Name: <their values, comma separated>, <own>.  The joined list is built
+ * in the request pool whatever its length (a fixed buffer would drop the
+ * values that did not fit: the ones a trusted proxy appended last).
+ */
+static void
+append_list(hm_http_req_t *r, hm_http_msg_t *m, const char *lname,
+            const char *name, const char *own, size_t olen)
 {
-    size_t n = 0, nlen = strlen(name);
+    size_t n = 0, total = olen, nlen = strlen(lname);
+    char *buf;
     int i;
 
-    for (i = hm_http_header_find(m, name, nlen, 0); i >= 0;
-         i = hm_http_header_find(m, name, nlen, (size_t) i + 1))
+    for (i = hm_http_header_find(m, lname, nlen, 0); i >= 0;
+         i = hm_http_header_find(m, lname, nlen, (size_t) i + 1))
     {
-        const hm_http_header_t *h = &m->headers[i];
-        if (n > 0 && n + 2 < cap) {
+        total += m->headers[i].value.len + 2;
+    }
+    buf = hm_pool_alloc(r->pool, total + 1);
+    if (buf != NULL) {
+        for (i = hm_http_header_find(m, lname, nlen, 0); i >= 0;
+             i = hm_http_header_find(m, lname, nlen, (size_t) i + 1))
+        {
+            const hm_http_header_t *h = &m->headers[i];
+            memcpy(buf + n, h->value.data, h->value.len);
+            n += h->value.len;
             memcpy(buf + n, ", ", 2);
             n += 2;
         }
-        if (n + h->value.len < cap) {
-            memcpy(buf + n, h->value.data, h->value.len);
-            n += h->value.len;
-        }
+        memcpy(buf + n, own, olen);
+        n += olen;
     }
-    buf[n] = '\0';
-    return n;
+    hm_http_header_remove(m, lname, nlen, 0);
+    if (buf != NULL) {
+        add(r, m, name, buf, n);
+    } else {
+        add(r, m, name, own, olen);
+    }
 }
 
 /* Appends len bytes at buf + *n; the caller sized buf for the worst case. */
@@ -152,8 +169,8 @@ static void
 forwarded(hm_http_req_t *r, int mode)
 {
     hm_http_msg_t *m = r->req;
-    char ip[64], fwd[1024], prev[2048], val[3200];
-    size_t iplen, n, plen;
+    char ip[64], fwd[1024];
+    size_t iplen, n;
     const char *host = m->host.data;
     size_t hlen = m->host.len;
     int v6, tok;
@@ -197,16 +214,8 @@ forwarded(hm_http_req_t *r, int mode)
     }
 
     /* append: trust what the client (a proxy in front) sent, extend it. */
-    plen = joined(m, "x-forwarded-for", prev, sizeof(prev));
-    hm_http_header_remove(m, "x-forwarded-for", 15, 0);
-    n = (size_t) snprintf(val, sizeof(val), "%s%s%s", prev,
-                          plen ? ", " : "", ip);
-    add(r, m, "X-Forwarded-For", val, hm_min(n, sizeof(val) - 1));
-    plen = joined(m, "forwarded", prev, sizeof(prev));
-    hm_http_header_remove(m, "forwarded", 9, 0);
-    n = (size_t) snprintf(val, sizeof(val), "%s%s%s", prev,
-                          plen ? ", " : "", fwd);
-    add(r, m, "Forwarded", val, hm_min(n, sizeof(val) - 1));
+    append_list(r, m, "x-forwarded-for", "X-Forwarded-For", ip, iplen);
+    append_list(r, m, "forwarded", "Forwarded", fwd, n);
     if (hm_http_header_find(m, "x-forwarded-proto", 17, 0) < 0) {
         add(r, m, "X-Forwarded-Proto", "https", 5);
     }
