@@ -54,7 +54,7 @@ my %conf = (
                    h  => { servers => ["127.0.0.1:$be_http->{port}"],
                            plaintext => { accepted_risk => 'test backend on loopback' } } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"],
-                     sites => [qw(a b m pt)] } ],
+                     sites => [qw(a b m pt r)] } ],
     sites => {
         a  => { server_names => ['a.test'], mode => 'terminate',
                 tls => { certificates => ['a-ecdsa', 'a-rsa'], handshake_timeout_ms => 1000 },
@@ -68,6 +68,11 @@ my %conf = (
                 headers => { client_cert_header => 'X-Client-Cert' },
                 routes => [ { match => { path_prefix => '/' }, upstream => 'h' } ] },
         pt => { server_names => ['default.test'], mode => 'passthrough', upstream => 'pt' },
+        # ECDSA and RSA, but a TLS 1.2 cipher list of RSA suites only
+        r  => { server_names => ['r.test'], mode => 'terminate',
+                tls => { certificates => ['a-ecdsa', 'a-rsa'],
+                         ciphers => 'ECDHE-RSA-AES128-GCM-SHA256' },
+                routes => [ { status => 200, body => "site r\n" } ] },
     },
 );
 $t->write_conf(\%conf);
@@ -93,6 +98,15 @@ $out = sc(name => 'a.test', args => ['-brief', '-tls1_2']);
 like($out, qr/Ciphersuite: ECDHE-ECDSA-/, 'TLS 1.2 client with ECDSA suites gets ECDSA');
 $out = sc(name => 'a.test', args => ['-brief', '-tls1_3']);
 like($out, qr/Protocol version: TLSv1\.3/, 'TLS 1.3 handshake');
+
+# A TLS 1.2 cipher list without ECDSA suites: TLS 1.2 clients get the RSA
+# certificate (the ECDSA one would leave no shared cipher), TLS 1.3 ones
+# still the ECDSA one.
+$out = sc(name => 'r.test', args => ['-brief', '-tls1_2']);
+like($out, qr/Ciphersuite: ECDHE-RSA-AES128-GCM-SHA256/,
+     'ciphers of RSA suites only: a TLS 1.2 client gets the RSA certificate');
+$out = sc(name => 'r.test', args => ['-brief', '-tls1_3']);
+like($out, qr/(?:Peer )?signature type: ECDSA/i, '... a TLS 1.3 client the ECDSA one');
 
 # --- versions
 ($out) = $t->s_client(port => $p, servername => 'b.test', input => "", args => ['-brief', '-tls1_2']);

@@ -88,6 +88,8 @@ typedef struct {
     size_t           alpn_len;
     hm_tickets_t    *tickets;
     int              max_version;
+    uint16_t         ecdsa_suites[32];  /* TLS 1.2 ECDSA suites enabled */
+    size_t           necdsa_suites;
 } hm_tls_site_t;
 
 static int hm_tls_site_index = -1;
@@ -419,14 +421,13 @@ u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
  * Decides from the raw ClientHello whether the client can take an ECDSA
  * certificate: with TLS 1.3 on offer, its signature_algorithms must list
  * an ECDSA scheme; with TLS 1.2 only, it must also offer an ECDHE-ECDSA
- * cipher suite.  Clients that cannot get the RSA chain instead.
+ * cipher suite that the site's cipher list enables (ts->ecdsa_suites).
+ * Clients that cannot get the RSA chain instead.
  */
 static enum ssl_select_cert_result_t
 select_cert_cb(const SSL_CLIENT_HELLO *ch)
 {
     static const uint16_t ecdsa_sigalgs[] = { 0x0403, 0x0503, 0x0603, 0x0203 };
-    static const uint16_t ecdsa_suites[] = { 0xc02b, 0xc02c, 0xcca9, 0xc009,
-                                             0xc00a };
     static const uint16_t tls13[] = { 0x0304 };
     hm_tls_site_t        *ts;
     const uint8_t        *ext;
@@ -461,7 +462,7 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     }
     if (ecdsa_ok && !has13) {
         CBS_init(&list, ch->cipher_suites, ch->cipher_suites_len);
-        ecdsa_ok = u16_list_has(&list, ecdsa_suites, hm_nelem(ecdsa_suites));
+        ecdsa_ok = u16_list_has(&list, ts->ecdsa_suites, ts->necdsa_suites);
     }
     if (!ecdsa_ok) {
         if (!SSL_set_chain_and_key(ch->ssl, ts->rsa_chain, ts->rsa_nchain,
@@ -510,6 +511,7 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
     SSL_CTX            *ctx;
     CRYPTO_BUFFER     **bufs;
     STACK_OF(X509_NAME) *names;
+    STACK_OF(SSL_CIPHER) *suites;
     uint8_t             sid[SHA256_DIGEST_LENGTH];
     size_t              i, n, len, pos;
 
@@ -591,6 +593,19 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
             ts->rsa_ocsp = hm_xmalloc(ts->rsa->ocsp_len);
             memcpy(ts->rsa_ocsp, ts->rsa->ocsp, ts->rsa->ocsp_len);
             ts->rsa_ocsp_len = ts->rsa->ocsp_len;
+        }
+        /* The TLS 1.2 suites an ECDSA certificate can serve here: those
+         * of the site's cipher list (a list of RSA suites only leaves
+         * none, and every TLS 1.2 client then gets the RSA chain). */
+        suites = SSL_CTX_get_ciphers(ctx);
+        for (i = 0; i < sk_SSL_CIPHER_num(suites)
+                    && ts->necdsa_suites < hm_nelem(ts->ecdsa_suites); i++)
+        {
+            const SSL_CIPHER *c = sk_SSL_CIPHER_value(suites, i);
+            if (SSL_CIPHER_get_auth_nid(c) == NID_auth_ecdsa) {
+                ts->ecdsa_suites[ts->necdsa_suites++] =
+                    SSL_CIPHER_get_protocol_id(c);
+            }
         }
         SSL_CTX_set_select_certificate_cb(ctx, select_cert_cb);
     }
