@@ -301,6 +301,9 @@ if ($la) {
     ok($la->{bytes_in} > 100 && $la->{bytes_out} > 100, 'bytes counted both ways');
     ok(defined $la->{duration_ms} && $la->{duration_ms} >= 0, 'duration_ms');
     like($la->{time}, qr/^\d{4}-\d\d-\d\dT/, 'time');
+    my %workers = map { $_ => 1 } $t->worker_pids;
+    ok($la->{pid} && $workers{$la->{pid}}, 'pid: the worker that served it')
+        or diag "pid $la->{pid}, workers @{[ $t->worker_pids ]}";
 }
 my ($big) = grep { ($_->{sni} // '') eq 'backend.test' } @$log;
 ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk bytes counted')
@@ -308,6 +311,8 @@ ok($big && $big->{bytes_in} > 20 << 20 && $big->{bytes_out} > 20 << 20, 'bulk by
 my ($dl) = grep { ($_->{sni} // '') eq 'dead.test' } @$log;
 is($dl && $dl->{outcome}, 'upstream_refused', 'outcome upstream_refused');
 is($dl && $dl->{upstream}, "127.0.0.1:$dead", 'the refusing server is logged');
+like($t->error_log, qr/ \Q@{[ $dl ? "$dl->{pid}#c$dl->{conn}" : 'none' ]}\E .*refused/,
+     'access log pid and conn name the error log line of that connection');
 my ($sl) = grep { ($_->{sni} // '') eq 'slow.test' } @$log;
 is($sl && $sl->{outcome}, 'upstream_timeout', 'outcome upstream_timeout');
 my ($il) = grep { ($_->{sni} // '') eq 'idle.test' } @$log;

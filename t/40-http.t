@@ -517,6 +517,8 @@ SKIP: {
     is($e->{site}, 'a', 'access log site');
     is($e->{sni}, 'a.test', 'access log sni');
     is($e->{upstream}, "127.0.0.1:$be->{port}", 'access log upstream');
+    my %workers = map { $_ => 1 } $t->worker_pids;
+    ok($e->{pid} && $workers{$e->{pid}}, 'access log pid is the worker\'s');
     my @bad = grep { ($_->{status} // 0) == 431 } @$log;
     ok(@bad >= 1, 'refused requests are logged too');
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
 #include <time.h>
@@ -181,6 +182,33 @@ hm_log_fd(void)
     return err_fd;
 }
 
+static int log_pid;
+
+static void
+log_pid_forget(void)
+{
+    log_pid = 0;
+}
+
+/*
+ * The pid every log line carries (error log "PID#cCONN", access log "pid"),
+ * so that the two can be matched when several workers write them.  Cached:
+ * getpid() is a system call; a fork handler makes a child ask again.
+ */
+int
+hm_log_pid(void)
+{
+    static int at_fork;
+
+    if (log_pid == 0) {
+        if (!at_fork) {
+            at_fork = pthread_atfork(NULL, NULL, log_pid_forget) == 0;
+        }
+        log_pid = (int) getpid();
+    }
+    return log_pid;
+}
+
 void
 hm_vlog(int level, const hm_log_ctx_t *ctx, const char *fmt, va_list ap)
 {
@@ -193,13 +221,13 @@ hm_vlog(int level, const hm_log_ctx_t *ctx, const char *fmt, va_list ap)
     hm_time_rfc3339(ts, sizeof(ts));
     if (ctx != NULL) {
         n = snprintf(buf, sizeof(buf), "%s [%s] %d#c%llu peer=%s%s%s: ",
-                     ts, hm_log_level_name(level), (int) getpid(),
+                     ts, hm_log_level_name(level), hm_log_pid(),
                      (unsigned long long) ctx->conn_id,
                      ctx->peer ? ctx->peer : "-",
                      ctx->sni ? " sni=" : "", ctx->sni ? ctx->sni : "");
     } else {
         n = snprintf(buf, sizeof(buf), "%s [%s] %d: ", ts,
-                     hm_log_level_name(level), (int) getpid());
+                     hm_log_level_name(level), hm_log_pid());
     }
     if (n < 0 || (size_t) n >= sizeof(buf)) {
         n = 0;

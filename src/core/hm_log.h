@@ -39,6 +39,8 @@ int hm_log_open(const char *path, int level);
 int hm_log_reopen(void);
 /* The error log's fd (for dup2 onto stderr when daemonised). */
 int hm_log_fd(void);
+/* This process's pid for log lines: getpid() once, again in a forked child. */
+int hm_log_pid(void);
 
 /* Parses "debug" | "info" | "warn" | "error"; -1 when unknown. */
 int hm_log_level_parse(const char *s);

@@ -142,6 +142,7 @@ hm_conn_log(hm_conn_t *c)
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
+    hm_jb_int(&jb, "pid", hm_log_pid());
     hm_jb_int(&jb, "conn", (long long) c->id);
     hm_jb_str(&jb, "listener", c->listener ? c->listener->name : NULL);
     hm_jb_str(&jb, "client", c->peer_text);
@@ -219,6 +220,7 @@ hm__conn_log_refused(hm_conf_listener_t *l, const struct sockaddr *sa,
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
+    hm_jb_int(&jb, "pid", hm_log_pid());
     hm_jb_str(&jb, "listener", l->name);
     hm_jb_str(&jb, "client", peer);
     hm_jb_str(&jb, "sni", NULL);

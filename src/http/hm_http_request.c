@@ -341,6 +341,7 @@ hc_log_request(hm_http_conn_t *hc)
     hm_time_rfc3339(ts, sizeof(ts));
     hm_jb_init(&jb, line, sizeof(line));
     hm_jb_str(&jb, "time", ts);
+    hm_jb_int(&jb, "pid", hm_log_pid());
     hm_jb_int(&jb, "conn", (long long) hc->c->id);
     hm_jb_str(&jb, "listener", hc->c->listener ? hc->c->listener->name : NULL);
     hm_jb_str(&jb, "client", hc->c->peer_text);
