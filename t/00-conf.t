@@ -283,6 +283,23 @@ is($rc, 0, 'tls.accepted_risk with verify true: still valid') or diag($out);
 like($out, qr/^\Q$f\E: upstreams\.be\.tls\.accepted_risk: warning: ignored while "verify" is true/m,
      '... with a warning naming its path');
 
+# A site no listener lists, and one server address listed twice: both
+# load (nginx takes either), each with a warning naming its path.
+$f = $t->write_conf({
+    upstreams => { be => { servers => ["127.0.0.1:$p2", "127.0.0.1:$p2",
+                                       { address => "127.0.0.1:$p1", weight => 2 }] } },
+    listeners => [{ name => 'pub', listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'passthrough', upstream => 'be' },
+               lost => { server_names => ['b.test'], mode => 'passthrough', upstream => 'be' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 0, 'an unlisted site and a repeated server: still valid') or diag($out);
+like($out, qr/^\Q$f\E: sites\.lost: warning: no listener lists this site/m,
+     '... the site no listener lists is named');
+like($out, qr/^\Q$f\E: upstreams\.be\.servers: warning: 127\.0\.0\.1:$p2 is listed more than once/m,
+     '... and the repeated server');
+unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing else');
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

@@ -266,9 +266,9 @@ cerr_at(cx_t *cx, const char *key, const char *fmt, ...)
 }
 
 /*
- * Prints one warning at the current path + key: a setting that is valid
- * JSON for its section but has no effect where it is used.  Not counted:
- * the configuration still loads.
+ * Prints one warning at the current path + key (key NULL: at the current
+ * path): a setting that is valid but has no effect where it is used, or
+ * looks like a mistake.  Not counted: the configuration still loads.
  */
 static void HM_PRINTF(3, 4)
 cwarn_at(cx_t *cx, const char *key, const char *fmt, ...)
@@ -276,7 +276,7 @@ cwarn_at(cx_t *cx, const char *key, const char *fmt, ...)
     va_list ap;
     size_t  old;
 
-    old = path_key(cx, key);
+    old = key != NULL ? path_key(cx, key) : cx->plen;
     va_start(ap, fmt);
     cvprint(cx, "warning: ", fmt, ap);
     va_end(ap);
@@ -1762,6 +1762,19 @@ decode_servers(cx_t *cx, json_t *u, hm_conf_upstream_t *up)
         }
         path_pop(cx, old2);
     }
+    for (i = 1; i < s.n; i++) {
+        size_t j;
+
+        for (j = 0; j < i; j++) {
+            if (strcmp(s.v[i].addr.text, s.v[j].addr.text) == 0) {
+                cwarn_at(cx, NULL, "%s is listed more than once: each entry "
+                         "is a server of its own (its own share, "
+                         "connections and health); use \"weight\" for a "
+                         "bigger share", s.v[i].addr.text);
+                break;
+            }
+        }
+    }
     path_pop(cx, old);
     if (s.n > 0) {
         up->servers = palloc(cx, s.n * sizeof(*s.v));
@@ -2756,6 +2769,34 @@ check_upstream_use(cx_t *cx, use_t *use, json_t *root)
 }
 
 
+/* A site that no listener lists is never served: say so (it loads). */
+static void
+check_site_use(cx_t *cx)
+{
+    hm_conf_t *conf = cx->conf;
+    size_t     i, j, k, old;
+    int        used;
+
+    old = path_key(cx, "sites");
+    for (i = 0; i < conf->nsites; i++) {
+        used = 0;
+        for (j = 0; j < conf->nlisteners && !used; j++) {
+            for (k = 0; k < conf->listeners[j].nsites; k++) {
+                if (conf->listeners[j].sites[k] == &conf->sites[i]) {
+                    used = 1;
+                    break;
+                }
+            }
+        }
+        if (!used) {
+            cwarn_at(cx, conf->sites[i].name, "no listener lists this "
+                     "site: it is never served");
+        }
+    }
+    path_pop(cx, old);
+}
+
+
 /* ---- entry points ------------------------------------------------------ */
 
 static void
@@ -2896,6 +2937,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     decode_listeners(&cx, root);
     decode_admin(&cx, root);
     check_upstream_use(&cx, use, root);
+    check_site_use(&cx);
     free(use);
 
 done:

@@ -132,14 +132,24 @@ static void hm_health_timer_cb(uv_timer_t *t);
 static void hm_health_closed_cb(hm_stream_t *s);
 
 
-/* The Host header value and the log name of a check. */
-static const char *
-hm_health_host(const hm_health_check_t *hc)
+/*
+ * The Host header of a check: the upstream's tls.server_name when it has
+ * one (an IPv6 literal in brackets, RFC 9110 section 7.2), else the
+ * server's address text (already "[v6]:port").  Writes into buf
+ * (NUL-terminated, truncated to len > 0) and returns buf.
+ */
+const char *
+hm_health_host_header(char *buf, size_t len, const char *server_name,
+                      const char *addr_text)
 {
-    if (hc->u->tls.present && hc->u->tls.server_name != NULL) {
-        return hc->u->tls.server_name;
+    if (server_name == NULL) {
+        snprintf(buf, len, "%s", addr_text);
+    } else if (strchr(server_name, ':') != NULL && server_name[0] != '[') {
+        snprintf(buf, len, "[%s]", server_name);
+    } else {
+        snprintf(buf, len, "%s", server_name);
     }
-    return hc->peer->text;
+    return buf;
 }
 
 
@@ -366,20 +376,26 @@ hm_health_timer_cb(uv_timer_t *t)
 static void
 hm_health_build_request(hm_health_check_t *hc)
 {
-    int n;
+    char        hbuf[300];
+    const char *host;
+    int         n;
 
+    host = hm_health_host_header(hbuf, sizeof(hbuf),
+                                 hc->u->tls.present
+                                 ? hc->u->tls.server_name : NULL,
+                                 hc->peer->text);
     n = snprintf(NULL, 0,
                  "GET %s HTTP/1.1\r\nHost: %s\r\n"
                  "User-Agent: hamlyn-health-check/" HAMLYN_VERSION "\r\n"
                  "Accept: */*\r\nConnection: close\r\n\r\n",
-                 hc->conf->path, hm_health_host(hc));
+                 hc->conf->path, host);
     HM_ASSERT(n > 0);
     hc->request = hm_xmalloc((size_t) n + 1);
     snprintf(hc->request, (size_t) n + 1,
              "GET %s HTTP/1.1\r\nHost: %s\r\n"
              "User-Agent: hamlyn-health-check/" HAMLYN_VERSION "\r\n"
              "Accept: */*\r\nConnection: close\r\n\r\n",
-             hc->conf->path, hm_health_host(hc));
+             hc->conf->path, host);
     hc->request_len = (size_t) n;
 }
 

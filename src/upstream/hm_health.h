@@ -51,4 +51,13 @@ void hm_health_exit_worker(hm_cycle_t *cycle, hm_worker_t *w);
  */
 int hm_health_parse_status(const char *p, size_t len, int *status);
 
+/*
+ * The Host header value of a check: server_name (tls.server_name, NULL
+ * when none) with an IPv6 literal bracketed, else addr_text.  Written
+ * into buf (NUL-terminated, truncated to len > 0); returns buf.
+ */
+const char *hm_health_host_header(char *buf, size_t len,
+                                  const char *server_name,
+                                  const char *addr_text);
+
 #endif

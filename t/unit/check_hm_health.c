@@ -67,6 +67,24 @@ START_TEST(parse_truncated)
 }
 END_TEST
 
+START_TEST(host_header)
+{
+    char b[64];
+
+    ck_assert_str_eq(hm_health_host_header(b, sizeof(b), NULL, "10.0.0.1:80"),
+                     "10.0.0.1:80");
+    ck_assert_str_eq(hm_health_host_header(b, sizeof(b), NULL, "[::1]:8443"),
+                     "[::1]:8443");
+    ck_assert_str_eq(hm_health_host_header(b, sizeof(b), "api.internal",
+                                           "10.0.0.1:80"), "api.internal");
+    ck_assert_str_eq(hm_health_host_header(b, sizeof(b), "10.0.0.5",
+                                           "10.0.0.5:443"), "10.0.0.5");
+    ck_assert_str_eq(hm_health_host_header(b, sizeof(b), "fd00::5",
+                                           "[fd00::5]:443"), "[fd00::5]");
+    ck_assert_str_eq(hm_health_host_header(b, 6, "fd00::5", "x"), "[fd00");
+}
+END_TEST
+
 START_TEST(parse_malformed)
 {
     char big[HM_HEALTH_MAX_LINE + 10];
@@ -508,6 +526,7 @@ hm_health_suite(void)
     tcase_add_test(tc, parse_valid);
     tcase_add_test(tc, parse_truncated);
     tcase_add_test(tc, parse_malformed);
+    tcase_add_test(tc, host_header);
     suite_add_tcase(s, tc);
     tc = tcase_create("state");
     tcase_add_test(tc, health_down_skipped);
