@@ -176,6 +176,32 @@ is($code, 200, 'client_auth required: a client certificate from client-ca is acc
                    "https://m.wild.test:$p/");
 isnt($code, 200, 'client_auth required: a certificate from another CA is refused');
 
+# The whole client_cert_header value, for a certificate with every SAN type
+# (IP addresses in their canonical text, RFC 5952) and a subject that
+# needs escaping.
+SKIP: {
+    skip 'client_cert_header needs headers_sanitise', 1
+        unless Hamlyn::Test::has('headers_sanitise');
+    open my $ext, '>', "$dir/cc2.ext" or die;
+    print $ext "subjectAltName=DNS:a.example,IP:10.0.0.1,IP:fd00::5,"
+             . "email:me\@example.com,URI:spiffe://x/y\nextendedKeyUsage=clientAuth\n";
+    close $ext;
+    sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $dir/cc2.key"
+       . " -subj '/CN=say \"hi\"/O=Org' -out $dir/cc2.csr");
+    sh("openssl x509 -req -in $dir/cc2.csr -CA $certs/client-ca.pem -CAkey $certs/client-ca.key"
+       . " -set_serial 4242 -days 2 -extfile $dir/cc2.ext -out $dir/cc2.pem");
+    my ($fp) = sh("openssl x509 -in $dir/cc2.pem -noout -fingerprint -sha256") =~ /=([0-9A-F:]+)/;
+    $fp =~ s/://g;
+    my ($c2, $b2) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "m.wild.test:$p:127.0.0.1",
+                             '--cert', "$dir/cc2.pem", '--key', "$dir/cc2.key",
+                             "https://m.wild.test:$p/");
+    my $j = eval { JSON::PP->new->decode($b2) } // {};
+    my ($cc) = map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] };
+    is($cc, 'subject="O=Org,CN=say \\\\\\"hi\\\\\\""; sans="DNS:a.example,IP:10.0.0.1,IP:fd00::5,'
+            . 'email:me@example.com,URI:spiffe://x/y"; sha256=' . lc($fp),
+       'client_cert_header: subject, every SAN type, SHA-256, as hamlyn.json(5) documents');
+}
+
 # --- curl end to end, and passthrough on the same port
 ($code, $body) = $t->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
                           "https://a.test:$p/");

@@ -25,6 +25,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -551,15 +552,13 @@ hm_stream_peer_cert_info(const hm_stream_t *s, char *subject, size_t slen,
             case GEN_IPADD:
                 p = ASN1_STRING_get0_data(g->d.iPAddress);
                 n = ASN1_STRING_length(g->d.iPAddress);
-                if (n == 4) {
-                    snprintf(ip, sizeof(ip), "IP:%u.%u.%u.%u",
-                             p[0], p[1], p[2], p[3]);
-                } else if (n == 16) {
-                    snprintf(ip, sizeof(ip), "IP:%x:%x:%x:%x:%x:%x:%x:%x",
-                             p[0] << 8 | p[1], p[2] << 8 | p[3],
-                             p[4] << 8 | p[5], p[6] << 8 | p[7],
-                             p[8] << 8 | p[9], p[10] << 8 | p[11],
-                             p[12] << 8 | p[13], p[14] << 8 | p[15]);
+                memcpy(ip, "IP:", 3);
+                if ((n == 4 || n == 16)
+                    && inet_ntop(n == 4 ? AF_INET : AF_INET6, p, ip + 3,
+                                 sizeof(ip) - 3) != NULL)
+                {
+                    /* the canonical text (RFC 5952: "fd00::5"), as the
+                     * rest of Hamlyn prints addresses */
                 } else {
                     snprintf(ip, sizeof(ip), "IP:?");
                 }
