@@ -317,6 +317,10 @@ SKIP: {
     is($code, 403, 'percent-encoded unreserved decoded for routing');
     ($code) = curl('/./admin/./x', '--path-as-is');
     is($code, 403, 'dot segments resolved for routing');
+    ($code) = curl('/x/..%2fadmin/y', '--path-as-is');
+    is($code, 403, 'an encoded slash is a slash for routing (/x/..%2f cannot skip /admin/)');
+    ($code) = curl('/x%2F..%2Fadmin%2Fy', '--path-as-is');
+    is($code, 403, '... also as the only slashes around the dot segment');
 
     ($code, $body) = curl('/m/x', '-X', 'PUT');
     is($code, 201, 'methods match');

@@ -1,9 +1,11 @@
 /*
  * hm_router.c: route selection of a terminating site.  Runs once per
  * request after the head was parsed and before any filter: the request
- * path is normalised first so that "/v1/../admin/", "//admin/" and
- * "/%61dmin/" all route as "/admin/" (the WAF sees the raw path; routing
- * must not be fooled by spellings the backend will resolve).
+ * path is normalised first so that "/v1/../admin/", "//admin/",
+ * "/%61dmin/" and "/x/..%2Fadmin/" all route as "/admin/" (the WAF sees
+ * the raw path; routing must not be fooled by spellings the backend may
+ * resolve: an encoded slash is a slash here, as nginx matches locations,
+ * while the target is forwarded as received).
  */
 #include "hm_core.h"
 #include "hm_router.h"
@@ -14,6 +16,21 @@ unreserved(int c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
            || c == '~';
+}
+
+/* Length of the slash at in[i] ("/" or an encoded "%2F"), or 0. */
+static size_t
+slash_at(const char *in, size_t len, size_t i)
+{
+    if (in[i] == '/') {
+        return 1;
+    }
+    if (in[i] == '%' && i + 2 < len && in[i + 1] == '2'
+        && (in[i + 2] == 'F' || in[i + 2] == 'f'))
+    {
+        return 3;
+    }
+    return 0;
 }
 
 size_t
@@ -29,7 +46,7 @@ hm_http_normalize_path(const char *in, size_t len, char *out)
     i = (len > 0 && in[0] == '/') ? 1 : 0;
     seg = o;                        /* start of the current segment */
     for (;;) {
-        if (i >= len || in[i] == '/') {
+        if (i >= len || slash_at(in, len, i) > 0) {
             /* end of a segment out[seg..o) */
             size_t n = o - seg;
             if (n == 1 && out[seg] == '.') {
@@ -49,8 +66,8 @@ hm_http_normalize_path(const char *in, size_t len, char *out)
             if (i >= len) {
                 break;
             }
-            while (i < len && in[i] == '/') {
-                i++;                            /* merge repeated slashes */
+            while (i < len && (n = slash_at(in, len, i)) > 0) {
+                i += n;                         /* merge repeated slashes */
             }
             seg = o;
             if (i >= len) {
