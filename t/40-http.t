@@ -324,6 +324,8 @@ SKIP: {
 
     ($code, $body) = curl('/m/x', '-X', 'PUT');
     is($code, 201, 'methods match');
+    ($code) = curl('/m/x', '-X', 'FROB');
+    is($code, 501, 'a method the parser does not know: 501 Not Implemented');
     ($code) = curl('/m/x');
     is($code, 200, 'other method falls through to the next route');
     ($code) = curl('/h/x', '-H', 'X-Canary: 1');

@@ -732,6 +732,13 @@ hm_http_parse_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf,
         if (x.overflow) {
             m->error_status = 431;
             m->error = "too many header fields";
+        } else if (HTTP_PARSER_ERRNO(&hp) == HPE_INVALID_METHOD
+                   && type == HM_HTTP_REQUEST)
+        {
+            /* A well-formed method token (check_request_line passed) that
+             * the parser does not know: RFC 9110 15.6.2. */
+            m->error_status = 501;
+            m->error = "method not implemented";
         } else if (m->error == NULL) {
             m->error = http_errno_description(HTTP_PARSER_ERRNO(&hp));
         }
