@@ -60,6 +60,7 @@ sub conf {
         runtime => { access_log => { path => $t->dir . '/access.log' } },
         certificates => {
             a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" },
+            d => { cert => "$certs/default.test.pem", key => "$certs/default.test.key" },
         },
         upstreams => {
             be => { servers => ["127.0.0.1:$be->{port}"],
@@ -68,8 +69,14 @@ sub conf {
                     %{ $o{up} // {} } },
         },
         listeners => [ { name => 'l', listen => ["127.0.0.1:$p", ($HAVE6 ? ("[::1]:$p") : ())],
-                         sites => ['a'], default_site => 'a' } ],
+                         sites => ['a', 'd'], default_site => 'a' } ],
         sites => {
+            # A second site on the listener: its name in the Host of a
+            # connection without SNI (which got the default site a) is 421.
+            d => { server_names => ['default.test', '*.d.test'], mode => 'terminate',
+                   tls => { certificates => ['d'] },
+                   routes => [{ match => { path_prefix => '/' }, status => 200,
+                                body => "site d\n" }] },
             a => {
                 server_names => ['a.test', 'b.test'],
                 mode => 'terminate',
@@ -372,6 +379,21 @@ SKIP: {
     is_deeply(statuses($out), [200], 'Host with a trailing dot (FQDN): served');
     $out = raw("GET /host/x HTTP/1.1\r\nHost: B.test.\r\nConnection: close\r\n\r\n");
     is_deeply(statuses($out), [203], 'trailing-dot Host matches a host route');
+
+    # No SNI (an IP literal is never sent as SNI): the default site a
+    # answered the handshake, so a Host naming another site of the
+    # listener is misdirected; a's own names and unknown names are a's.
+    my %nosni = (sni => '127.0.0.1');
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: default.test\r\n\r\n", %nosni);
+    is_deeply(statuses($out), [421], 'no SNI, Host of another site: 421');
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: X.d.test:443\r\n\r\n", %nosni);
+    is_deeply(statuses($out), [421], 'no SNI, Host under another site\'s wildcard: 421');
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n", %nosni);
+    like($out, qr{^HTTP/1\.1 200 .*fixed body\n}s, 'no SNI, Host of the default site: served');
+    $out = raw("GET /fixed HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", %nosni);
+    like($out, qr{^HTTP/1\.1 200 .*fixed body\n}s, 'no SNI, Host of no site: the default site');
+    like($t->error_log, qr/Host "default\.test" names site "d", but the client sent no SNI/,
+         '... the 421 is logged with both sites');
 }
 
 # ---- absolute-form and asterisk-form targets (RFC 9112 3.2.2, 3.2.4) ----

@@ -1764,18 +1764,14 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
 
 /* ---- request ------------------------------------------------------------ */
 
-/* 1 when host (no port) equals the SNI or one of the site's names (exact,
- * or "*.suffix" for exactly one more label), case-insensitively. */
+/* 1 when host (no port) is one of site's names (exact, or "*.suffix"
+ * for exactly one more label), case-insensitively. */
 static int
-host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
+site_has_name(const hm_conf_site_t *site, const char *host, size_t hlen)
 {
-    const hm_conf_site_t *site = hc->site;
     const char *name, *dot;
     size_t i, nlen;
 
-    if (hm_strncaseeq(host, hlen, hc->c->sni, hc->c->sni_len)) {
-        return 1;
-    }
     for (i = 0; i < site->nserver_names; i++) {
         name = site->server_names[i];
         nlen = strlen(name);
@@ -1792,6 +1788,37 @@ host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
         }
     }
     return 0;
+}
+
+/* 1 when host (no port) equals the SNI or is one of the site's names. */
+static int
+host_agrees(hm_http_conn_t *hc, const char *host, size_t hlen)
+{
+    return hm_strncaseeq(host, hlen, hc->c->sni, hc->c->sni_len)
+           || site_has_name(hc->site, host, hlen);
+}
+
+/*
+ * Without SNI (the default site answered the handshake): the other site
+ * of this listener that host names, or NULL.  The site is chosen by the
+ * ClientHello, so such a request would get the default site's routes and
+ * trust settings: it is misdirected.
+ */
+static const hm_conf_site_t *
+host_other_site(hm_http_conn_t *hc, const char *host, size_t hlen)
+{
+    const hm_conf_listener_t *l = hc->c->listener;
+    size_t i;
+
+    if (l == NULL || site_has_name(hc->site, host, hlen)) {
+        return NULL;
+    }
+    for (i = 0; i < l->nsites; i++) {
+        if (l->sites[i] != hc->site && site_has_name(l->sites[i], host, hlen)) {
+            return l->sites[i];
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -1821,6 +1848,7 @@ hc_process(hm_http_conn_t *hc)
 {
     hm_conf_limits_t *lim = &hc->site->limits;
     const hm_conf_route_t *route;
+    const hm_conf_site_t *other;
     const char *host;
     size_t hlen;
     int rc;
@@ -1927,6 +1955,16 @@ hc_process(hm_http_conn_t *hc)
          * connection was made for, or another name of the same site. */
         hm_log_info(&hc->c->log, "Host \"%.*s\" does not belong to the site "
                     "of SNI \"%s\"", (int) hlen, host, hc->c->sni);
+        hc->outcome = "misdirected";
+        hc_send_local(hc, 421, NULL, NULL, 0, 0);
+        return;
+    }
+    if (hc->msg.host.len > 0 && hc->c->sni_len == 0
+        && (other = host_other_site(hc, host, hlen)) != NULL)
+    {
+        hm_log_info(&hc->c->log, "Host \"%.*s\" names site \"%s\", but the "
+                    "client sent no SNI and got site \"%s\"", (int) hlen,
+                    host, other->name, hc->site->name);
         hc->outcome = "misdirected";
         hc_send_local(hc, 421, NULL, NULL, 0, 0);
         return;
