@@ -43,6 +43,8 @@
 #define HM_CONF_BODY_MAX   (1024 * 1024)
 #define HM_CONF_MAX_ADDRS  16          /* addresses per resolved host name */
 
+int hm_conf_nwarnings;
+
 /* Loader state: the conf being filled, where errors go, and the JSON path
  * of the value being decoded. */
 typedef struct {
@@ -276,6 +278,7 @@ cwarn_at(cx_t *cx, const char *key, const char *fmt, ...)
     va_list ap;
     size_t  old;
 
+    hm_conf_nwarnings++;
     old = key != NULL ? path_key(cx, key) : cx->plen;
     va_start(ap, fmt);
     cvprint(cx, "warning: ", fmt, ap);
@@ -2884,6 +2887,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     };
 
     *nerrors = 0;
+    hm_conf_nwarnings = 0;
     pool = hm_pool_new(16384);
     if (pool == NULL) {
         if (err != NULL) {

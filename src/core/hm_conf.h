@@ -253,6 +253,9 @@ hm_conf_t *hm_conf_load_buffer(const char *data, size_t len,
                                const char *name, int flags, void *err,
                                int *nerrors);
 
+/* Warnings (lines with "warning: ", not errors) the last load printed. */
+extern int hm_conf_nwarnings;
+
 /* Finds an entry by name; NULL when there is none. */
 hm_conf_upstream_t *hm_conf_upstream_find(hm_conf_t *conf, const char *name);
 hm_conf_site_t *hm_conf_site_find(hm_conf_t *conf, const char *name);
