@@ -4,13 +4,51 @@
  * head is fed incrementally (as the network would), then whatever follows
  * it goes through the chunked decoder.  Asserts the invariants callers
  * rely on: a parsed head lies inside the input, header pointers point
- * into it, decoded data pieces stay within what was passed.
+ * into it, decoded data pieces stay within what was passed.  The input
+ * also goes through the routing path normaliser (hm_router.c), raw and as
+ * a parsed request's path: its output fits len + 2 bytes, starts with
+ * "/", has no empty, "." or ".." segment and no encoded slash left, and
+ * normalising it again changes nothing.
  */
 #include "hm_core.h"
 #include "hm_http_parse.h"
 #include "hm_http_int.h"
+#include "hm_router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_normalize(const char *in, size_t len)
+{
+    char   *out, *again;
+    size_t  n, n2, i;
+
+    out = malloc(len + 2);          /* exactly what the contract asks */
+    HM_ASSERT(out != NULL);
+    n = hm_http_normalize_path(in, len, out);
+    if (n == 0) {
+        free(out);
+        return;
+    }
+    HM_ASSERT(n <= len + 1 && out[0] == '/' && out[n] == '\0');
+    for (i = 0; i + 1 < n; i++) {
+        HM_ASSERT(!(out[i] == '/' && out[i + 1] == '/'));
+        if (out[i] == '/' && out[i + 1] == '.') {
+            HM_ASSERT(!(i + 2 == n || out[i + 2] == '/'));
+            HM_ASSERT(!(out[i + 2] == '.' && (i + 3 == n || out[i + 3] == '/')));
+        }
+        if (out[i] == '%' && i + 2 < n) {
+            HM_ASSERT(!(out[i + 1] == '2'
+                        && (out[i + 2] == 'F' || out[i + 2] == 'f')));
+        }
+    }
+    again = malloc(n + 2);
+    HM_ASSERT(again != NULL);
+    n2 = hm_http_normalize_path(out, n, again);
+    HM_ASSERT(n2 == n && memcmp(out, again, n) == 0);
+    free(again);
+    free(out);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,6 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     step = (data[0] >> 1) + 1;
     buf = (const char *) data + 1;
     len = size - 1;
+    check_normalize(buf, hm_min(len, 4096));
 
     memset(&sc, 0, sizeof(sc));
     memset(&m, 0, sizeof(m));
@@ -68,6 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       && m.authority.data + m.authority.len
                          <= buf + m.head_len);
         }
+        check_normalize(m.path.data, m.path.len);
         hl = hm__http_build_upstream_head(&m, hm_http_req_body(&m), "h", 1,
                                           out, sizeof(out));
         HM_ASSERT(hl <= sizeof(out));
