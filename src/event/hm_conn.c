@@ -114,13 +114,33 @@ site_name(const hm_conn_t *c)
 }
 
 /*
+ * Starts an access-log line of c in line[0..cap): the keys every
+ * connection's and request's line begins with (time, pid, conn, listener,
+ * client, sni).
+ */
+void
+hm_conn_log_begin(hm_jbuf_t *jb, char *line, size_t cap, const hm_conn_t *c)
+{
+    char ts[40];
+
+    hm_time_rfc3339(ts, sizeof(ts));
+    hm_jb_init(jb, line, cap);
+    hm_jb_str(jb, "time", ts);
+    hm_jb_int(jb, "pid", hm_log_pid());
+    hm_jb_int(jb, "conn", (long long) c->id);
+    hm_jb_str(jb, "listener", c->listener ? c->listener->name : NULL);
+    hm_jb_str(jb, "client", c->peer_text);
+    hm_jb_str(jb, "sni", c->sni_len ? c->sni : NULL);
+}
+
+/*
  * Writes the connection's JSON access-log line (passthrough format) and
  * runs the modules' on_log hooks, once.
  */
 void
 hm_conn_log(hm_conn_t *c)
 {
-    char line[2048], ts[40];
+    char line[2048];
     hm_jbuf_t jb;
     size_t n;
     int i;
@@ -139,14 +159,7 @@ hm_conn_log(hm_conn_t *c)
     if (!hm_access_log_enabled()) {
         return;
     }
-    hm_time_rfc3339(ts, sizeof(ts));
-    hm_jb_init(&jb, line, sizeof(line));
-    hm_jb_str(&jb, "time", ts);
-    hm_jb_int(&jb, "pid", hm_log_pid());
-    hm_jb_int(&jb, "conn", (long long) c->id);
-    hm_jb_str(&jb, "listener", c->listener ? c->listener->name : NULL);
-    hm_jb_str(&jb, "client", c->peer_text);
-    hm_jb_str(&jb, "sni", c->sni_len ? c->sni : NULL);
+    hm_conn_log_begin(&jb, line, sizeof(line), c);
     hm_jb_str(&jb, "site", site_name(c));
     hm_jb_str(&jb, "mode", c->route_action == HM_ROUTE_PASSTHROUGH
                            ? "passthrough"

@@ -79,6 +79,11 @@ void hm_conn_set_peer(hm_conn_t *c, const struct sockaddr *sa, socklen_t len);
 /* Writes the connection's access-log line (passthrough format) and runs
  * the modules' on_log hooks.  Idempotent. */
 void hm_conn_log(hm_conn_t *c);
+
+/* Starts an access-log line of c in line[0..cap) with the keys every
+ * line begins with: time, pid, conn, listener, client, sni. */
+void hm_conn_log_begin(hm_jbuf_t *jb, char *line, size_t cap,
+                       const hm_conn_t *c);
 /* Unlinks and frees c (its pool, cycle ref, preread buffer).  The socket
  * and every uv handle must already be closed. */
 void hm_conn_free(hm_conn_t *c);

@@ -323,7 +323,7 @@ timer_start(hm_timer_t *t, uv_timer_cb cb, int ms)
 static void
 hc_log_request(hm_http_conn_t *hc)
 {
-    char line[4096], ts[40];
+    char line[4096];
     hm_jbuf_t jb;
     size_t n;
     uint64_t now;
@@ -338,14 +338,7 @@ hc_log_request(hm_http_conn_t *hc)
         return;
     }
     now = hc_now(hc);
-    hm_time_rfc3339(ts, sizeof(ts));
-    hm_jb_init(&jb, line, sizeof(line));
-    hm_jb_str(&jb, "time", ts);
-    hm_jb_int(&jb, "pid", hm_log_pid());
-    hm_jb_int(&jb, "conn", (long long) hc->c->id);
-    hm_jb_str(&jb, "listener", hc->c->listener ? hc->c->listener->name : NULL);
-    hm_jb_str(&jb, "client", hc->c->peer_text);
-    hm_jb_str(&jb, "sni", hc->c->sni_len ? hc->c->sni : NULL);
+    hm_conn_log_begin(&jb, line, sizeof(line), hc->c);
     hm_jb_str(&jb, "site", hc->site->name);
     hm_jb_str(&jb, "mode", "terminate");
     if (hc->msg.method_name.len > 0) {
