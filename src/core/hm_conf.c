@@ -933,14 +933,12 @@ check_strip_header(const char *s)
     return NULL;
 }
 
-/* strip_request and client_cert_header (whose client copy is removed):
- * not Host either, which the upstream request needs (set_request may
- * replace it). */
+/* w (the verdict on header s so far), or, when s is Host, why a header
+ * whose client copy is removed cannot be Host: the upstream request needs
+ * it (set_request may replace it). */
 static const char *
-check_request_strip_header(const char *s)
+keep_host(const char *s, const char *w)
 {
-    const char *w = check_strip_header(s);
-
     if (w == NULL && strcasecmp(s, "host") == 0) {
         return "the upstream request needs Host: it cannot be removed "
                "(set_request can replace it)";
@@ -948,16 +946,19 @@ check_request_strip_header(const char *s)
     return w;
 }
 
+/* strip_request: a strippable header other than Host. */
+static const char *
+check_request_strip_header(const char *s)
+{
+    return keep_host(s, check_strip_header(s));
+}
+
+/* client_cert_header (its client copy is removed): a settable header
+ * other than Host. */
 static const char *
 check_client_cert_header(const char *s)
 {
-    const char *w = check_set_header(s);
-
-    if (w == NULL && strcasecmp(s, "host") == 0) {
-        return "the upstream request needs Host: it cannot be removed "
-               "(set_request can replace it)";
-    }
-    return w;
+    return keep_host(s, check_set_header(s));
 }
 
 static const char *
