@@ -37,7 +37,7 @@ size_t
 hm_http_normalize_path(const char *in, size_t len, char *out)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t i, o = 0, seg;
+    size_t i, o = 0, seg, w;
     int hi, lo, c;
 
     /* Pass 1: decode unreserved escapes, merge slashes, and resolve dot
@@ -66,8 +66,8 @@ hm_http_normalize_path(const char *in, size_t len, char *out)
             if (i >= len) {
                 break;
             }
-            while (i < len && (n = slash_at(in, len, i)) > 0) {
-                i += n;                         /* merge repeated slashes */
+            while (i < len && (w = slash_at(in, len, i)) > 0) {
+                i += w;                         /* merge repeated slashes */
             }
             seg = o;
             if (i >= len) {
