@@ -952,6 +952,11 @@ terminate_handshake_done(hm_stream_t *s, int status)
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
                                             : "tls_handshake_failed";
+        /* the access log's bytes_in: at least the ClientHello, as for
+         * every connection refused after it was read */
+        if (c->bytes_in == 0) {
+            c->bytes_in = c->preread_len;
+        }
         hm_log_info(&c->log, "TLS handshake failed: %s",
                     status == UV_ETIMEDOUT ? "timeout" : hm_stream_error(s));
         hm_stream_close(s, terminate_closed);
