@@ -268,6 +268,24 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
     return HM_ERROR;
 }
 
+int
+hm_tls_ticket_keys_check(const char *path, char *err, size_t errlen)
+{
+    static const char prefix[] = "runtime.tls_session_ticket_keys: ";
+    hm_tickets_t      t;
+    size_t            n = sizeof(prefix) - 1;
+    int               rc;
+
+    memset(&t, 0, sizeof(t));
+    rc = tickets_load_file(&t, path, err, errlen);
+    OPENSSL_cleanse(&t, sizeof(t));
+    if (rc != HM_OK && strncmp(err, prefix, n) == 0) {
+        memmove(err, err + n, strlen(err + n) + 1);     /* the loader's
+                                                           path says it */
+    }
+    return rc;
+}
+
 static void
 tickets_derive(hm_tickets_t *t, hm_ticket_key_t *k, uint64_t hour)
 {
