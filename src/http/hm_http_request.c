@@ -1362,7 +1362,12 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                                 : hm_stream_error(s));
             return;
         case RS_BODY:
-            if (hc->resp_kind == HM_HTTP_BODY_EOF) {
+            /* Only a clean end completes a body delimited by the close:
+             * not a reset or a TLS error, nor a TLS server's FIN without
+             * close_notify (a truncation, RFC 8446 6.1). */
+            if (hc->resp_kind == HM_HTTP_BODY_EOF && nread == UV_EOF
+                && !hm_stream_tls_truncated(s))
+            {
                 if (hc->client_chunked) {
                     uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
                     if (client_write(hc, &b, 1) != 0) {
@@ -1374,9 +1379,13 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                 return;
             }
             set_action(hc, "reading response body from upstream");
-            hm_log_error(&hc->c->log, "upstream \"%s\" %s: closed the "
-                         "connection in the middle of the response body",
-                         up_name(hc), hc->upstream_text);
+            hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s in the middle "
+                         "of the response body", up_name(hc),
+                         hc->upstream_text,
+                         nread != UV_EOF ? hm_stream_error(s)
+                         : hc->resp_kind == HM_HTTP_BODY_EOF
+                         ? "closed the connection without TLS close_notify"
+                         : "closed the connection");
             hc->outcome = "upstream_error";
             hc_close(hc);
             return;
