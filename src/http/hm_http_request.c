@@ -1304,6 +1304,7 @@ static void
 resp_head_parse(hm_http_conn_t *hc)
 {
     hm_http_msg_t *rm = &hc->rmsg;
+    char why[160];
     int rc;
 
     for (;;) {
@@ -1318,9 +1319,16 @@ resp_head_parse(hm_http_conn_t *hc)
         }
         if (rc == HM_ERROR) {
             hc->rh_len = 1;         /* response bytes seen: no retry */
-            up_failed_early(hc, rm->error_status == 431
-                                ? "sent a response head too large"
-                                : "sent an invalid response head");
+            if (rm->error_status == 431) {
+                up_failed_early(hc, rm->nheaders >= rm->max_headers
+                                    ? "sent too many header fields"
+                                    : "sent a response head too large");
+                return;
+            }
+            /* The parser's reason (a static string) tells what is wrong. */
+            snprintf(why, sizeof(why), "sent an invalid response head: %s",
+                     rm->error != NULL ? rm->error : "malformed");
+            up_failed_early(hc, why);
             return;
         }
         rm->max_headers = HM_HTTP_HDR_SLOTS;
