@@ -1035,6 +1035,14 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
                              "invalid chunked body", up_name(hc),
                              hc->upstream_text);
                 hc->outcome = "upstream_error";
+                if (plen > 0) {
+                    /* The head still waits in this batch: nothing of the
+                     * response went out, the client gets a 502. */
+                    up_drop(hc);
+                    hc->resp_started = 0;
+                    hc_send_local(hc, 502, NULL, NULL, 0, 0);
+                    return;
+                }
                 if (b.n > 0 && client_write(hc, b.iov, b.n) != 0) {
                     hc_close(hc);
                     return;
@@ -1068,6 +1076,7 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
                 }
                 b.n = 0;
                 b.nsz = 0;
+                plen = 0;           /* the head is gone */
             }
         }
         break;
