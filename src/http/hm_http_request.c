@@ -975,6 +975,14 @@ resp_complete(hm_http_conn_t *hc)
     if (up != NULL) {
         reusable = hc->rmsg.keep_alive && hc->resp_kind != HM_HTTP_BODY_EOF
                    && hc->req_done && !hc->up_junk && !hc->up_eof;
+        if (hc->up_junk) {
+            /* Bytes beyond the response's framing (more than its
+             * Content-Length, a body after HEAD/204/304, a second
+             * response): never handed to the next request. */
+            hm_log_warn(&hc->c->log, "upstream \"%s\" %s: sent data after "
+                        "the end of the response, connection not reused",
+                        up_name(hc), hc->upstream_text);
+        }
         hc->up = NULL;
         hc->up_reading = 0;
         up->s.data = NULL;          /* the pool takes over its reads */
