@@ -34,6 +34,7 @@
 #include "hm_tls.h"
 #include "hm_metrics.h"
 #include "hm_tls_int.h"
+#include "hm_tls_hello.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -1009,6 +1010,8 @@ hm_tls_terminate_start(hm_conn_t *c)
 {
     hm_stream_t *s;
     int          rc, fd = c->fd;
+    size_t       n, preread_len = c->preread_len;
+    uint8_t      alert[8];
 
     s = hm_pool_calloc(c->pool, sizeof(*s));
     if (s == NULL) {
@@ -1035,7 +1038,21 @@ hm_tls_terminate_start(hm_conn_t *c)
     /* The stream copied the ClientHello: the preread buffer (4 KiB and
      * up) is not needed for the rest of the connection's life. */
     hm_conn_preread_release(c);
-    if (rc != 0) {
+    if (rc == UV_E2BIG) {
+        /* the client's fault: a fatal alert, logged at info like every
+         * other handshake failure */
+        n = hm_tls_alert_record(alert, HM_TLS_ALERT_DECODE_ERROR);
+        if (send(fd, alert, n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+            c->bytes_out += n;
+        }
+        hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
+        hm_log_info(&c->log, "TLS handshake failed: %s (%zu bytes)",
+                    hm_stream_error(s), preread_len);
+        c->outcome = "tls_handshake_failed";
+        hm_stream_close(s, terminate_closed);
+
+    } else if (rc != 0) {
         hm_tls_nfailed++;
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         hm_log_warn(&c->log, "cannot start the TLS handshake: %s",
