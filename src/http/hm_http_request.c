@@ -1438,7 +1438,10 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         memcpy(hc->ws->rh + hc->rh_len, data, (size_t) nread);
         hc->rh_len += (size_t) nread;
         resp_head_parse(hc);
-        if (!hc->closing && hc->resp_state == RS_HEAD) {
+        /* Once the request is out, read_timeout_ms bounds the whole
+         * head (interim 1xx included) from the end of the request: a
+         * server dripping it byte by byte does not restart it. */
+        if (!hc->closing && hc->resp_state == RS_HEAD && !hc->req_done) {
             timer_start(&hc->utimer, up_read_timeout,
                         hc->r.route->upstream->read_timeout_ms);
         }
