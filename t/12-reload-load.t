@@ -253,4 +253,104 @@ sub under_load {
         or diag(explain($r));
 }
 
+# ---- connections waiting in the accept queues ------------------------------
+# queued.py PORT CA N: opens N TCP connections (the kernel completes them
+# even while no worker accepts), prints READY, then runs a TLS handshake
+# and one request on each (8 s at most) and prints the counts.
+my $queued = "$dir/queued.py";
+open $fh, '>', $queued or die;
+print $fh <<'PY';
+import json, socket, ssl, sys, threading
+port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+socks = [socket.create_connection(("127.0.0.1", port), timeout=8) for i in range(n)]
+print("READY", flush=True)
+res = {"ok": 0, "failed": 0, "errors": []}
+lock = threading.Lock()
+def one(s):
+    try:
+        ss = ctx.wrap_socket(s, server_hostname="a.test")
+        ss.sendall(b"GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while True:
+            d = ss.recv(4096)
+            if not d:
+                break
+            buf += d
+        if not buf.startswith(b"HTTP/1.1 200 ") or not buf.endswith(b"fixed\n"):
+            raise ValueError("answer %r" % buf[:40])
+        with lock:
+            res["ok"] += 1
+    except Exception as e:
+        with lock:
+            res["failed"] += 1
+            res["errors"].append("%s: %s" % (type(e).__name__, e))
+ts = [threading.Thread(target=one, args=(s,)) for s in socks]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps(res), flush=True)
+PY
+close $fh;
+
+# Starts queued.py and returns (pid, stdout) once its connections are open.
+sub queue_clients {
+    my ($n) = @_;
+    my $pid = open2(my $out, my $in, 'python3', $queued, $p, "$certs/ca.pem", $n);
+    my $l = <$out> // '';
+    like($l, qr/READY/, "$n connections opened");
+    return ($pid, $out);
+}
+
+sub queue_result {
+    my ($pid, $out) = @_;
+    my $r = <$out> // '{}';
+    waitpid($pid, 0);
+    return eval { decode_json($r) } // { ok => -1, errors => [$r] };
+}
+
+# A worker that stops accepting (SIGSTOP) and is then killed: the
+# connections queued on its sockets are served by its successor (the
+# master holds every listening socket).
+{
+    my @w = sort { $a <=> $b } $t->worker_pids;
+    is(scalar @w, 2, 'crash: two workers');
+    kill 'STOP', @w;
+    my ($pid, $out) = queue_clients(12);
+    sleep 0.3;
+    kill 'KILL', @w;
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 2 && !grep { my $x = $_; grep { $_ == $x } @w } @n }, 5),
+       'crash: both workers restarted');
+    my $r = queue_result($pid, $out);
+    is($r->{ok}, 12, 'crash: every queued connection was answered by the new workers')
+        or diag(explain($r));
+    ok($t->wait_error_log(qr/worker $w[0] \(slot \d\) was killed by signal 9/),
+       'crash: the death is logged');
+}
+
+# A reload to fewer workers (3, then 1) while every worker is stopped: the
+# sockets of the slots that go away are not closed (closing a listening
+# socket resets its queue); the one new worker serves what was queued on
+# all of them, even after the old workers are killed instead of draining.
+{
+    $t->write_conf(conf(workers => 3));
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/configuration reloaded: 3 workers/), 'fewer workers: reloaded to 3');
+    sleep 0.5;
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 3 }, 10), 'fewer workers: 3 workers first');
+    my @old = $t->worker_pids;
+    kill 'STOP', @old;
+    my ($pid, $out) = queue_clients(12);
+    $t->write_conf(conf(workers => 1));
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/configuration reloaded: 1 worker, /), 'fewer workers: reloaded to 1');
+    sleep 0.5;
+    kill 'KILL', @old;
+    my $r = queue_result($pid, $out);
+    is($r->{ok}, 12, 'fewer workers: every connection queued before the reload was answered')
+        or diag(explain($r));
+    my $r2 = under_load(1, sub { }, 2, 0, 0);
+    ok($r2->{ok} > 10 && !$r2->{failed} && !$r2->{refused}, 'fewer workers: serving on')
+        or diag(explain($r2));
+}
+
 done_testing;
