@@ -151,7 +151,7 @@ $f = $t->write_conf(<<"JSON");
             "tls": {"certificates": ["api"], "min_version": "TLSv1.0"},
             "routes": [{"match": {"path_prefix": "/"}, "status": 200},
                        {"match": {"path_prefix": "/v1/"}, "upstream": "apj", "jwt": "main"}]},
-    "db": {"server_names": ["a.test"], "mode": "passthrough", "upstream": "db"},
+    "db": {"server_names": ["a.test", "A.TEST"], "mode": "passthrough", "upstream": "db"},
     "other": {"server_names": ["x.*.test"], "mode": "passthrough", "upstream": "db", "sites": 1}
   }
 }
@@ -165,7 +165,8 @@ my @want = (
     qr/: upstreams\.self\.tls\.verify: "verify": false needs "accepted_risk"/,
     qr/: sites\.api\.tls\.min_version: must be "TLSv1\.2" or "TLSv1\.3" \(got "TLSv1\.0"\)$/,
     qr/: sites\.api\.routes\[1\]\.upstream: no upstream named "apj"$/,
-    qr/: sites\.api\.routes\[1\]\.jwt: not supported yet$/,
+    qr/: sites\.api\.routes\[1\]\.jwt: no jwt policy named "main" \(and jwt policies are not supported yet\)$/,
+    qr/: sites\.db\.server_names\[1\]: "a\.test" is listed twice$/,
     qr/: sites\.other\.server_names\[0\]: only a leading "\*\." label may be a wildcard/,
     qr/: sites\.other\.sites: unknown key$/,
     qr/: listeners\[0\]\.sites\[2\]: no site named "ghost"$/,
@@ -224,10 +225,28 @@ $f = $t->write_conf({
 });
 ($rc, $out) = check_t($f);
 is($rc, 1, 'unsupported route keys: exit 1');
-like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.waf: not supported yet$/m, 'waf: not supported yet');
-like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.rate_limit: not supported yet$/m, 'rate_limit: not supported yet');
+like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.waf: no waf policy named "default" \(and waf policies are not supported yet\)$/m,
+     'waf naming no policy: a dangling reference, not supported yet');
+like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.rate_limit: no rate_limits policy named "per-ip" /m,
+     'rate_limit naming no policy: a dangling reference');
 like($out, qr/^\Q$f\E: upstreams\.app: upstream of terminating site "s" needs "tls" \(re-encrypt\) or "plaintext"/m,
      'a terminating site\'s upstream needs tls or plaintext');
+
+# A route naming a policy that exists: only "not supported yet" (the
+# entry too); no dangling-reference message.
+$f = $t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    jwt => { main => { jwks => 'keys.json' } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] },
+                      routes => [{ status => 200, jwt => 'main' }] } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'a route naming an existing jwt policy: exit 1');
+is(join("\n", error_lines($out, $f)),
+   "$f: jwt.main: not supported yet\n$f: sites.s.routes[0].jwt: not supported yet",
+   '... both refused as not supported yet, nothing else');
 
 # Host is needed on the upstream request: neither strip_request nor
 # client_cert_header (whose client copy is removed) may name it.
@@ -316,6 +335,13 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     cmp_ok(scalar(keys %keys), '>', 80, 'found the key tables of hm_conf.c');
     for my $k (sort keys %keys) {
         ok($bold{$k}, "man/hamlyn.json.5 documents \"$k\"");
+    }
+    # and the other way: every key term of the manual (".TP" then a bold
+    # lower-case word) is a key the loader knows
+    my @terms = ($man =~ /^\.T[PQ]\n\.BR? "?([a-z][a-z_0-9]*)"?(?: |$)/mg);
+    cmp_ok(scalar(@terms), '>', 80, 'found the key terms of man/hamlyn.json.5');
+    for my $k (sort { $a cmp $b } keys %{ { map { $_ => 1 } @terms } }) {
+        ok($keys{$k}, "\"$k\" of man/hamlyn.json.5 is a key of hm_conf.c");
     }
 }
 

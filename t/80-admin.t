@@ -79,6 +79,37 @@ sub scrape {
              body => $body };
 }
 
+# Prometheus text format 0.0.4: each family's HELP and TYPE once, before
+# its samples, which are contiguous; no series twice; label values quoted
+# with only \\, \" and \n escapes; values are numbers.
+sub valid_exposition {
+    my ($text) = @_;
+    my (%help, %type, %series, %done, $cur, @bad);
+    for my $line (split /\n/, $text // '') {
+        if ($line =~ /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S/) {
+            push @bad, "HELP $1 twice" if $help{$1}++;
+            next;
+        }
+        if ($line =~ /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/) {
+            push @bad, "TYPE $1 twice" if $type{$1}++;
+            push @bad, "family $1 split" if $done{$1};
+            $done{$cur} = 1 if defined $cur && $cur ne $1;
+            $cur = $1;
+            next;
+        }
+        next if $line =~ /^#/;
+        my ($name, $labels, $v) = $line =~
+            /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (\S+)$/
+            or do { push @bad, "bad line: $line"; next };
+        push @bad, "no TYPE before $name" unless defined $cur && $cur eq $name;
+        push @bad, "duplicate series $name" . ($labels // '') if $series{$name . ($labels // '')}++;
+        push @bad, "bad value $v" unless $v =~ /^-?\d+(?:\.\d+)?(?:e[+-]?\d+)?$/i;
+    }
+    push @bad, "HELP without TYPE" if keys %help != keys %type;
+    diag($_) for @bad;
+    return !@bad && keys %type > 0;
+}
+
 sub conns { my ($s, $l, $o) = @_; return $s->{m}{"hamlyn_connections_total{listener=\"$l\",outcome=\"$o\"}"} }
 
 sub pt_conn {
@@ -366,10 +397,32 @@ ok(wait_for(sub { ($code) = admin('/healthz'); $code eq '200' }), '/healthz 200 
 
 # ---- reload: totals kept, new workers count on ------------------------------
 
+# The reload puts the listeners in another order: each keeps its own
+# series (the rows are given by name), and no counter goes down.
 $before = $s->{m}{hamlyn_passthrough_connections_total};
+my $pre = scrape();
+ok(valid_exposition($pre->{body}), 'valid text exposition before the reload');
+my %c2 = %{ $t->conf };
+$c2{listeners} = [ @{ $c2{listeners} }[1, 2, 0] ];
+$t->write_conf(\%c2);
+(undef, $out) = $t->hamlyn('--trust-report=json', '-c', $t->conf_path);
+$cli = eval { decode_json($out) };
 $t->signal('HUP');
 ok($t->wait_error_log(qr/configuration reloaded/), 'reloaded');
 ok(wait_for(sub { $s = scrape(); ($s->{m}{hamlyn_reloads_total} // 0) == 1 }), 'hamlyn_reloads_total 1');
+ok(valid_exposition($s->{body}), 'valid text exposition after the reload');
+for my $k (sort keys %{ $pre->{m} }) {
+    my ($fam) = $k =~ /^([^{]+)/;
+    next unless ($pre->{type}{$fam} // '') eq 'counter';
+    ok(defined $s->{m}{$k} && $s->{m}{$k} >= $pre->{m}{$k},
+       "reordered listeners: $k does not go down ($pre->{m}{$k} -> " . ($s->{m}{$k} // 'gone') . ')');
+}
+is(conns($s, 'redir', 'redirect'), conns($pre, 'redir', 'redirect'),
+   'redir keeps its redirect count after the reorder');
+is(conns($s, 'main', 'redirect'), 0, 'main has no redirects after the reorder');
+$t->curl('-H', 'Host: a.test', "http://127.0.0.1:$pr/x");
+ok(wait_for(sub { $s = scrape(); conns($s, 'redir', 'redirect') == conns($pre, 'redir', 'redirect') + 1 }),
+   'a redirect after the reload counts for redir');
 pt_conn('pt.test') for 1 .. 2;
 ok(wait_for(sub { $s = scrape(); $s->{m}{hamlyn_passthrough_connections_total} == $before + 2 }),
    'counters carry over a reload') or diag($s->{body});

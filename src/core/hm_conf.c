@@ -54,6 +54,7 @@ typedef struct {
     const char *file;               /* printed before each error */
     int         flags;              /* HM_CONF_NO_RESOLVE */
     int         nerrors;
+    json_t     *root;               /* the whole document */
     size_t      plen;
     char        path[HM_CONF_PATH_MAX];
 } cx_t;
@@ -610,6 +611,20 @@ conf_arr(cx_t *cx, json_t *obj, const char *key)
     return j;
 }
 
+/* Whether list[i] equals one of list[0..i) (NULL entries skipped). */
+static int
+listed_before(char **list, size_t i)
+{
+    size_t j;
+
+    for (j = 0; j < i; j++) {
+        if (list[j] != NULL && strcmp(list[j], list[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Validators: return NULL when s is fine, else the reason. */
 typedef const char *(*check_pt)(const char *s);
 
@@ -619,7 +634,10 @@ typedef const char *(*check_pt)(const char *s);
 
 /*
  * An array of strings, each checked by check (if any).  Returns 1 and
- * sets *out / *n when present and valid, 0 when absent, -1 on error.
+ * sets *out / *n when present and valid, 0 when absent, -1 on error.  On
+ * an error in an element, *out / *n still get the valid elements (each
+ * once), so that the checks across sections (server names shared by the
+ * sites of a listener) report their errors in the same run.
  */
 static int
 conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
@@ -664,21 +682,25 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
                 cerr(cx, "%s (got %s)", why, quote(q, sizeof(q), list[i]));
                 bad = 1;
                 list[i] = NULL;
-            } else if (flags & STRV_UNIQUE) {
-                for (j = 0; j < i; j++) {
-                    if (list[j] != NULL && strcmp(list[j], list[i]) == 0) {
-                        cerr(cx, "%s is listed twice",
-                             quote(q, sizeof(q), list[i]));
-                        bad = 1;
-                        break;
-                    }
-                }
+            } else if ((flags & STRV_UNIQUE) && listed_before(list, i)) {
+                cerr(cx, "%s is listed twice", quote(q, sizeof(q), list[i]));
+                bad = 1;
+                list[i] = NULL;
             }
         }
         path_pop(cx, old2);
     }
     path_pop(cx, old);
     if (bad) {
+        /* keep the valid ones (bad and repeated elements are NULL) */
+        for (i = 0, j = 0; i < json_array_size(arr); i++) {
+            if (list[i] != NULL) {
+                list[j++] = list[i];
+            }
+        }
+        list[j] = NULL;
+        *out = list;
+        *n = j;
         return -1;
     }
     *out = list;
@@ -2161,12 +2183,15 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
              use_t *use)
 {
     static const char *const keys[] = {
-        "match", "upstream", "status", "body", "content_type", NULL
+        "match", "upstream", "status", "body", "content_type",
+        "jwt", "waf", "rate_limit", NULL        /* (not supported yet) */
     };
     static const char *const unsupported[] = { "jwt", "waf", "rate_limit",
                                                NULL };
-    json_t     *m;
-    size_t      old;
+    /* the section each of those names an entry of */
+    static const char *const sections[] = { "jwt", "waf", "rate_limits" };
+    json_t     *m, *v, *sec;
+    size_t      old, i;
     int         has_up, has_status;
     const char *w;
     char        q[128];
@@ -2175,7 +2200,27 @@ decode_route(cx_t *cx, json_t *r, hm_conf_site_t *site, hm_conf_route_t *rt,
         err_type(cx, "an object", r);
         return;
     }
-    check_keys(cx, r, keys, unsupported);
+    check_keys(cx, r, keys, NULL);
+    for (i = 0; unsupported[i] != NULL; i++) {
+        /* A policy a route names: not built in this release either way,
+         * but a name that no entry of its section has is a dangling
+         * reference, said as such. */
+        v = json_object_get(r, unsupported[i]);
+        if (v == NULL) {
+            continue;
+        }
+        sec = json_object_get(cx->root, sections[i]);
+        if (json_is_string(v)
+            && (!json_is_object(sec)
+                || json_object_get(sec, json_string_value(v)) == NULL))
+        {
+            cerr_at(cx, unsupported[i], "no %s policy named %s (and %s "
+                    "policies are not supported yet)", sections[i],
+                    quote(q, sizeof(q), json_string_value(v)), sections[i]);
+        } else {
+            cerr_at(cx, unsupported[i], "not supported yet");
+        }
+    }
     if ((m = conf_obj(cx, r, "match")) != NULL) {
         old = path_key(cx, "match");
         decode_match(cx, m, &rt->match);
@@ -2931,6 +2976,7 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
         goto done;
     }
 
+    cx.root = root;
     check_keys(&cx, root, top_keys, NULL);
     decode_unsupported_policies(&cx, root);
     decode_runtime(&cx, json_object_get(root, "runtime"));

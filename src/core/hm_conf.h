@@ -207,6 +207,7 @@ struct hm_conf_listener_s {
     int              client_hello_timeout_ms;  /* default 10000 */
     size_t           client_hello_max_bytes;   /* default 65536 */
     int              backlog;       /* default 511 */
+    int              metrics_row;   /* hm_metrics_listener_row(), master */
 };
 
 struct hm_conf_s {

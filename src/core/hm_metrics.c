@@ -237,6 +237,33 @@ hm_metrics_attach(int mslot)
     hm_metrics_local->c[HM_MX_CONNECTIONS_ACTIVE] = 0;
 }
 
+int
+hm_metrics_listener_row(hm_metrics_shm_t *shm, const char *name)
+{
+    uint32_t i, n;
+    size_t   len;
+
+    if (shm == NULL || name == NULL) {
+        return HM_METRICS_LISTENERS - 1;
+    }
+    len = strlen(name);
+    n = shm->nlisteners;
+    for (i = 0; i < n; i++) {
+        if (strcmp(shm->lnames[i], name) == 0) {
+            return (int) i;
+        }
+    }
+    if (n >= HM_METRICS_LISTENERS - 1 || len >= HM_METRICS_LNAME) {
+        shm->other_used = 1;
+        return HM_METRICS_LISTENERS - 1;
+    }
+    memcpy(shm->lnames[n], name, len + 1);
+    /* The admin server of an older generation may be rendering now: the
+     * name is complete before it counts. */
+    __atomic_store_n(&shm->nlisteners, n + 1, __ATOMIC_RELEASE);
+    return (int) n;
+}
+
 void
 hm_metrics_conn_done(int listener, const char *outcome)
 {
@@ -403,6 +430,7 @@ hm_metrics_render(const hm_metrics_shm_t *shm, const char *const *names,
     mbuf_t             b;
     size_t             i, l, nl, k;
     const char        *name;
+    int                other;
 
     sum = malloc(sizeof(*sum));
     b.cap = 4096;
@@ -418,13 +446,21 @@ hm_metrics_render(const hm_metrics_shm_t *shm, const char *const *names,
 
     mb_family(&b, "hamlyn_connections_total", "counter",
               "Finished client connections by listener and outcome.");
+    if (names == NULL) {
+        /* the rows recorded by hm_metrics_listener_row() */
+        nnames = __atomic_load_n(&shm->nlisteners, __ATOMIC_ACQUIRE);
+        if (nnames > HM_METRICS_LISTENERS - 1) {
+            nnames = HM_METRICS_LISTENERS - 1;
+        }
+        other = __atomic_load_n(&shm->other_used, __ATOMIC_RELAXED) != 0;
+    } else {
+        other = nnames >= HM_METRICS_LISTENERS - 1;
+    }
     nl = hm_min(nnames, (size_t) HM_METRICS_LISTENERS - 1);
     for (l = 0; l < HM_METRICS_LISTENERS; l++) {
         if (l < nl) {
-            name = names[l];
-        } else if (l == HM_METRICS_LISTENERS - 1
-                   && nnames >= HM_METRICS_LISTENERS - 1)
-        {
+            name = names != NULL ? names[l] : shm->lnames[l];
+        } else if (l == HM_METRICS_LISTENERS - 1 && other) {
             name = "_other";
         } else {
             continue;

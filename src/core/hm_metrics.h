@@ -44,6 +44,8 @@
 /* Listeners with their own label; the rest share listener="_other". */
 #define HM_METRICS_LISTENERS  32
 #define HM_METRICS_MAGIC      0x4d657472
+/* A listener name and its NUL (configuration names are <= 100 bytes). */
+#define HM_METRICS_LNAME      104
 
 /* Per-slot counters (index into hm_metrics_slot_t.c). */
 enum {
@@ -99,6 +101,13 @@ typedef struct {
     uint64_t worker_restarts;
     uint64_t reloads;
     uint8_t  pad[32];
+    /* The listener of each row of conns[][] (hm_metrics_listener_row):
+     * rows are given by name and never reused, so a series keeps its
+     * listener across reloads; rows past HM_METRICS_LISTENERS - 2 fold
+     * into the last one, "_other" (other_used set).  Master only. */
+    uint32_t nlisteners;
+    uint32_t other_used;
+    char     lnames[HM_METRICS_LISTENERS - 1][HM_METRICS_LNAME];
     hm_metrics_slot_t slots[];
 } hm_metrics_shm_t;
 
@@ -147,8 +156,20 @@ int hm_metrics_outcome(const char *outcome);
 /* Its label. */
 const char *hm_metrics_outcome_name(int outcome);
 
-/* Counts one finished connection of listener index <listener> (-1: none)
- * with outcome string <outcome> in this process's slot. */
+/*
+ * Master, for each listener of a configuration before its workers fork
+ * (start, reload): the row of conns[][] that counts the listener named
+ * <name> (hm_conf_listener_t.metrics_row).  A name seen before gets its
+ * row back, a new one the next free row (recorded in shm), so reordering,
+ * adding or removing listeners never moves a series to another label and
+ * counters never go down; when the labelled rows are used up, the
+ * "_other" row.  With shm NULL, the "_other" row (counts go nowhere).
+ */
+int hm_metrics_listener_row(hm_metrics_shm_t *shm, const char *name);
+
+/* Counts one finished connection of listener row <listener> (its
+ * metrics_row; -1: none) with outcome string <outcome> in this process's
+ * slot. */
 void hm_metrics_conn_done(int listener, const char *outcome);
 
 /* hm_conn_free(): counts a finished client connection (src/event). */
@@ -166,7 +187,9 @@ unsigned hm_metrics_workers_up(const hm_metrics_shm_t *shm);
 /*
  * Renders shm as Prometheus text format 0.0.4 (# HELP and # TYPE for each
  * family), summing over every slot.  names[0..nnames) label the listener
- * indexes (indexes >= HM_METRICS_LISTENERS - 1 share "_other").  Returns a
+ * rows (rows >= HM_METRICS_LISTENERS - 1 share "_other"); with names NULL,
+ * the rows recorded in shm by hm_metrics_listener_row() (every listener
+ * since the master started, "_other" once used).  Returns a
  * malloc'd NUL-terminated string (length in *len), or NULL when memory ran
  * out.
  */

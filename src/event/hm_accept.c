@@ -247,7 +247,7 @@ on_accept(hm_ev_t *ev, uint32_t events)
         if (max > 0 && w->nconns >= max) {
             hm_accept_stats.refused_max_conns++;
             refused_log(w, max);
-            hm_metrics_conn_done(a->ls->listener->index,
+            hm_metrics_conn_done(a->ls->listener->metrics_row,
                                  "too_many_connections");
             close(fd);
             hm__conn_log_refused(a->ls->listener, (struct sockaddr *) &ss,

@@ -307,9 +307,8 @@ admin_handle(hm_hreq_t *r, const hm_http_msg_t *m)
 {
     hm_conn_t  *c = r->c;
     hm_conf_t  *conf = c->cycle->conf;
-    const char *names[HM_METRICS_LISTENERS];
     char       *body, text[96];
-    size_t      len, i, n;
+    size_t      len;
     unsigned    up, want;
     int         k;
 
@@ -326,14 +325,10 @@ admin_handle(hm_hreq_t *r, const hm_http_msg_t *m)
             hreq_error(r, 503, NULL);
             return;
         }
-        /* Labels of the first listeners; the render puts every index
-         * past them into "_other" (it reads names[] only below that). */
-        n = hm_min(conf->nlisteners, (size_t) HM_METRICS_LISTENERS);
-        for (i = 0; i < n; i++) {
-            names[i] = conf->listeners[i].name;
-        }
-        body = hm_metrics_render(hm_metrics_shm, names, conf->nlisteners,
-                                 &len);
+        /* Labelled by the rows the master gave the listeners by name
+         * (hm_metrics_listener_row): a series keeps its listener across
+         * reloads. */
+        body = hm_metrics_render(hm_metrics_shm, NULL, 0, &len);
         if (body == NULL) {
             hreq_error(r, 500, NULL);
             return;

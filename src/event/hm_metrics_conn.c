@@ -20,7 +20,7 @@ hm__metrics_conn_free(hm_conn_t *c)
         return;
     }
     HM_METRIC_DEC(CONNECTIONS_ACTIVE);
-    hm_metrics_conn_done(c->listener->index, c->outcome);
+    hm_metrics_conn_done(c->listener->metrics_row, c->outcome);
     HM_METRIC_ADD(BYTES_RECEIVED, c->bytes_in);
     HM_METRIC_ADD(BYTES_SENT, c->bytes_out);
     if (c->listener->redirect_to_https) {

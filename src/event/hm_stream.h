@@ -98,6 +98,10 @@ int hm_stream_tls_resumed(const hm_stream_t *s);
  * 1.3 client the server judges its certificate after the client's side of
  * the handshake finished, so that refusal arrives as a read error. */
 int hm_stream_tls_refused(const hm_stream_t *s);
+/* 1 when the stream is TLS and its peer closed without a close_notify
+ * alert (a truncation: data delimited by the close may be incomplete);
+ * 0 for clear text or after a close_notify. */
+int hm_stream_tls_truncated(const hm_stream_t *s);
 /* The verified client certificate's subject, SANs and SHA-256 fingerprint
  * for client_cert_header; returns 0 when no verified certificate. */
 int hm_stream_peer_cert_info(const hm_stream_t *s, char *subject, size_t slen,

@@ -998,6 +998,14 @@ resp_complete(hm_http_conn_t *hc)
     if (up != NULL) {
         reusable = hc->rmsg.keep_alive && hc->resp_kind != HM_HTTP_BODY_EOF
                    && hc->req_done && !hc->up_junk && !hc->up_eof;
+        if (hc->up_junk) {
+            /* Bytes beyond the response's framing (more than its
+             * Content-Length, a body after HEAD/204/304, a second
+             * response): never handed to the next request. */
+            hm_log_warn(&hc->c->log, "upstream \"%s\" %s: sent data after "
+                        "the end of the response, connection not reused",
+                        up_name(hc), hc->upstream_text);
+        }
         hc->up = NULL;
         hc->up_reading = 0;
         up->s.data = NULL;          /* the pool takes over its reads */
@@ -1058,6 +1066,14 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
                              "invalid chunked body", up_name(hc),
                              hc->upstream_text);
                 hc->outcome = "upstream_error";
+                if (plen > 0) {
+                    /* The head still waits in this batch: nothing of the
+                     * response went out, the client gets a 502. */
+                    up_drop(hc);
+                    hc->resp_started = 0;
+                    hc_send_local(hc, 502, NULL, NULL, 0, 0);
+                    return;
+                }
                 if (b.n > 0 && client_write(hc, b.iov, b.n) != 0) {
                     hc_close(hc);
                     return;
@@ -1091,6 +1107,7 @@ resp_body_feed(hm_http_conn_t *hc, const uint8_t *data, size_t n,
                 }
                 b.n = 0;
                 b.nsz = 0;
+                plen = 0;           /* the head is gone */
             }
         }
         break;
@@ -1327,6 +1344,7 @@ static void
 resp_head_parse(hm_http_conn_t *hc)
 {
     hm_http_msg_t *rm = &hc->rmsg;
+    char why[160];
     int rc;
 
     for (;;) {
@@ -1341,9 +1359,16 @@ resp_head_parse(hm_http_conn_t *hc)
         }
         if (rc == HM_ERROR) {
             hc->rh_len = 1;         /* response bytes seen: no retry */
-            up_failed_early(hc, rm->error_status == 431
-                                ? "sent a response head too large"
-                                : "sent an invalid response head");
+            if (rm->error_status == 431) {
+                up_failed_early(hc, rm->nheaders >= rm->max_headers
+                                    ? "sent too many header fields"
+                                    : "sent a response head too large");
+                return;
+            }
+            /* The parser's reason (a static string) tells what is wrong. */
+            snprintf(why, sizeof(why), "sent an invalid response head: %s",
+                     rm->error != NULL ? rm->error : "malformed");
+            up_failed_early(hc, why);
             return;
         }
         rm->max_headers = HM_HTTP_HDR_SLOTS;
@@ -1385,7 +1410,12 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                                 : hm_stream_error(s));
             return;
         case RS_BODY:
-            if (hc->resp_kind == HM_HTTP_BODY_EOF) {
+            /* Only a clean end completes a body delimited by the close:
+             * not a reset or a TLS error, nor a TLS server's FIN without
+             * close_notify (a truncation, RFC 8446 6.1). */
+            if (hc->resp_kind == HM_HTTP_BODY_EOF && nread == UV_EOF
+                && !hm_stream_tls_truncated(s))
+            {
                 if (hc->client_chunked) {
                     uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
                     if (client_write(hc, &b, 1) != 0) {
@@ -1397,9 +1427,13 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
                 return;
             }
             set_action(hc, "reading response body from upstream");
-            hm_log_error(&hc->c->log, "upstream \"%s\" %s: closed the "
-                         "connection in the middle of the response body",
-                         up_name(hc), hc->upstream_text);
+            hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s in the middle "
+                         "of the response body", up_name(hc),
+                         hc->upstream_text,
+                         nread != UV_EOF ? hm_stream_error(s)
+                         : hc->resp_kind == HM_HTTP_BODY_EOF
+                         ? "closed the connection without TLS close_notify"
+                         : "closed the connection");
             hc->outcome = "upstream_error";
             hc_close(hc);
             return;

@@ -768,6 +768,19 @@ master_remove_pid_file(const char *path)
     }
 }
 
+/* Gives each listener of conf its row of hamlyn_connections_total, by
+ * name, before the workers of conf are forked (start, reload). */
+static void
+master_metrics_rows(hm_conf_t *conf)
+{
+    size_t i;
+
+    for (i = 0; i < conf->nlisteners; i++) {
+        conf->listeners[i].metrics_row =
+            hm_metrics_listener_row(hm_metrics_shm, conf->listeners[i].name);
+    }
+}
+
 /* Logs, at start, every plaintext leg that was accepted in writing. */
 static void
 master_log_risks(hm_conf_t *conf)
@@ -933,6 +946,7 @@ master_reload(void)
     master_cycle = cycle;
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) n, 1);
+    master_metrics_rows(cycle->conf);
     for (i = 0; hm_modules[i] != NULL; i++) {
         if (hm_modules[i]->init_master != NULL
             && hm_modules[i]->init_master(cycle) != HM_OK)
@@ -1411,6 +1425,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
 
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) nworkers, 0);
+    master_metrics_rows(cycle->conf);
     workers = hm_xcalloc((size_t) nworkers, sizeof(hm_master_worker_t));
     for (slot = 0; slot < nworkers; slot++) {
         master_spawn(slot);

@@ -468,6 +468,16 @@ hm_stream_tls_refused(const hm_stream_t *s)
            && (impl->flags & HM_SF_TLS_REFUSED) != 0;
 }
 
+/* A TLS stream whose peer ended the connection (TCP FIN or reset)
+ * without a close_notify alert: whatever was in flight may be cut off
+ * (RFC 8446 6.1), so data delimited by the close is not complete. */
+int
+hm_stream_tls_truncated(const hm_stream_t *s)
+{
+    return s->tls != NULL
+           && (SSL_get_shutdown(s->tls) & SSL_RECEIVED_SHUTDOWN) == 0;
+}
+
 static void
 append(char *buf, size_t cap, size_t *len, const char *s, size_t n)
 {

@@ -252,12 +252,20 @@ select_least(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     return best;
 }
 
+/*
+ * random_two (power of two choices, as nginx "random two"): two distinct
+ * eligible peers drawn at random with probability proportional to their
+ * weight, the less loaded (conns / weight) of the two wins, the first
+ * drawn on a tie.  So idle servers get traffic in proportion to their
+ * weights, busy ones less.
+ */
 static hm_upstream_peer_t *
 select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
            size_t nexclude, uint64_t now)
 {
     hm_upstream_peer_t *cand[64], *a, *b;
-    size_t i, n = 0, ia, ib;
+    size_t i, n = 0, ia;
+    uint64_t total = 0, r;
 
     /* Eligible peers (bounded sample of the first 64 eligible ones for
      * very large groups). */
@@ -265,6 +273,7 @@ select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
         hm_upstream_peer_t *p = &rt->peers[i];
         if (hm_upstream_peer_up(p, now) && !excluded(p, exclude, nexclude)) {
             cand[n++] = p;
+            total += (uint64_t) p->weight;
         }
     }
     if (n == 0) {
@@ -273,13 +282,19 @@ select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     if (n == 1) {
         return cand[0];
     }
-    ia = (size_t) (rnd_next(rt) % n);
-    ib = (size_t) (rnd_next(rt) % (n - 1));
-    if (ib >= ia) {
-        ib++;
+    r = rnd_next(rt) % total;
+    for (ia = 0; ia < n - 1 && r >= (uint64_t) cand[ia]->weight; ia++) {
+        r -= (uint64_t) cand[ia]->weight;
     }
     a = cand[ia];
-    b = cand[ib];
+    total -= (uint64_t) a->weight;
+    cand[ia] = cand[n - 1];     /* draw the second among the others */
+    n--;
+    r = rnd_next(rt) % total;
+    for (i = 0; i < n - 1 && r >= (uint64_t) cand[i]->weight; i++) {
+        r -= (uint64_t) cand[i]->weight;
+    }
+    b = cand[i];
     return load_cmp(b, a) < 0 ? b : a;
 }
 

@@ -13,6 +13,11 @@ Modes:
             FIN) and replies "sha256=HEX bytes=N\\n", then closes.
   http      plaintext HTTP/1.1 keep-alive server (see Http below).
   https     the same over TLS.
+  hostile   plaintext HTTP/1.1 server that misbehaves on purpose: the first
+            path segment of each request names a case of HOSTILE below
+            (bytes to send, then what to do with the connection); "ok"
+            answers JSON {"conn_requests": N, "backend": NAME}.
+  hostile-tls  the same over TLS.
 
 Options: --port N (0 = pick; "PORT n" is printed on stdout once listening),
 --host, --certs DIR, --cert NAME (NAME.pem/NAME.key in DIR; default
@@ -132,6 +137,46 @@ def peer_cn(ssock):
     return None
 
 
+def _hostile_cases():
+    ok2 = b"Content-Length: 2\r\n\r\nok"
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(120))
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return {
+        # invalid heads: 502, nothing forwarded (SMUGGLED never shows),
+        # the connection is kept open so that a reuse would be seen
+        "badstatus": (b"HTTP/1.1 2x0 OK\r\n" + ok2, "keep"),
+        "nul": (b"HTTP/1.1 200 OK\r\nX-A: a\x00SMUGGLED\r\n" + ok2, "keep"),
+        "barecr": (b"HTTP/1.1 200 OK\r\nX-A: a\rSMUGGLED: 1\r\n" + ok2, "keep"),
+        "fold": (b"HTTP/1.1 200 OK\r\nX-A: a\r\n SMUGGLED\r\n" + ok2, "keep"),
+        "badname": (b"HTTP/1.1 200 OK\r\nSMUGGLED X: a\r\n" + ok2, "keep"),
+        "clte": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+                 "keep"),
+        "twocl": (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nContent-Length: 2\r\n"
+                  b"\r\nSMUGGLED", "keep"),
+        "badchunk": (chunked + b"8x\r\nSMUGGLED\r\n0\r\n\r\n", "keep"),
+        "bighead": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 40000 + b"\r\n" + ok2,
+                    "keep"),
+        "manyhdrs": (b"HTTP/1.1 200 OK\r\n" + many + ok2, "keep"),
+        # truncated bodies
+        "midcl": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..",
+                  "close"),
+        "midchunk": (chunked + b"5\r\nhello\r\n", "close"),
+        # a body delimited by the close: with (notify) and without
+        # (close, over TLS a truncation) a TLS close_notify
+        "eof": (b"HTTP/1.1 200 OK\r\n\r\nbody until close", "notify"),
+        "trunc": (b"HTTP/1.1 200 OK\r\n\r\nbody until close", "close"),
+        # framing violations after a complete response
+        "junk": (b"HTTP/1.1 200 OK\r\n" + ok2
+                 + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED", "keep"),
+        "body204": (b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+                    "keep"),
+    }
+
+
+HOSTILE = _hostile_cases()
+
+
 class Handler(socketserver.BaseRequestHandler):
     def setup(self):
         self.opt = self.server.opt
@@ -145,7 +190,7 @@ class Handler(socketserver.BaseRequestHandler):
             if opt.proxy_protocol:
                 self.proxy_src = read_proxy_header(self.sock)
             self.sock.settimeout(60)
-            if opt.mode != "http":
+            if opt.mode not in ("http", "hostile"):
                 ctx = self.server.ssl_ctx
                 self.sock = ctx.wrap_socket(self.sock, server_side=True,
                                             do_handshake_on_connect=False)
@@ -208,6 +253,45 @@ class Handler(socketserver.BaseRequestHandler):
 
     def mode_https(self):
         self.mode_http()
+
+    # ---- hostile HTTP/1.1 (see HOSTILE) ----
+    def mode_hostile(self):
+        buf = b""
+        count = 0
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = self.sock.recv(65536)
+                if not d:
+                    return
+                buf += d
+            end = buf.index(b"\r\n\r\n") + 4
+            head, buf = buf[:end], buf[end:]
+            count += 1
+            line = head.split(b"\r\n", 1)[0]
+            with LOG_LOCK:
+                if self.opt.log:
+                    with open(self.opt.log, "ab") as f:
+                        f.write(line + b"\n")
+            case = line.split(b" ")[1].decode("latin-1").strip("/").split("/")[0]
+            if case not in HOSTILE:
+                j = json.dumps({"conn_requests": count,
+                                "backend": self.opt.name}).encode()
+                self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                                  b"\r\n%s" % (len(j), j))
+                continue
+            data, then = HOSTILE[case]
+            self.sock.sendall(data)
+            if then == "notify":
+                self.half_close()
+                return
+            if then == "close":
+                if isinstance(self.sock, ssl.SSLSocket):
+                    # a TCP FIN without TLS close_notify
+                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+                return
+
+    def mode_hostile_tls(self):
+        self.mode_hostile()
 
     # ---- HTTP/1.1 ----
     def mode_http(self):
@@ -380,7 +464,8 @@ class Server6(Server):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", required=True, choices=["tls-echo", "sink", "http", "https"])
+    ap.add_argument("--mode", required=True, choices=["tls-echo", "sink", "http", "https",
+                                          "hostile", "hostile-tls"])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--certs", default=os.path.join(os.path.dirname(__file__), "..", "tmp", "certs"))
@@ -396,7 +481,7 @@ def main():
     cls = Server6 if ":" in opt.host else Server
     srv = cls((opt.host, opt.port), Handler)
     srv.opt = opt
-    if opt.mode != "http":
+    if opt.mode not in ("http", "hostile"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert = opt.cert if "/" in opt.cert else os.path.join(opt.certs, opt.cert)
         ctx.load_cert_chain(cert + ".pem", cert + ".key")
@@ -405,7 +490,7 @@ def main():
             ca = opt.client_ca if "/" in opt.client_ca else os.path.join(opt.certs, opt.client_ca)
             ctx.load_verify_locations(ca)
             ctx.verify_mode = ssl.CERT_REQUIRED
-        if opt.mode == "https":
+        if opt.mode in ("https", "hostile-tls"):
             ctx.set_alpn_protocols(["http/1.1"])
         def sni_cb(sslsock, name, _ctx):
             sslsock.hm_sni = name

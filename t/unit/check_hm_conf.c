@@ -800,13 +800,16 @@ static const bad_t bad[] = {
       "sites.s.routes[0].body: only with \"status\"" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 200, 'jwt': 'main'}]}}, 'listeners': []}",
+      "sites.s.routes[0].jwt: no jwt policy named \"main\" (and jwt policies are not supported yet)" },
+    { "{" CERTS " 'jwt': {'main': {}}, 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
+      " 'routes': [{'status': 200, 'jwt': 'main'}]}}, 'listeners': []}",
       "sites.s.routes[0].jwt: not supported yet" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 200, 'waf': 'default'}]}}, 'listeners': []}",
-      "sites.s.routes[0].waf: not supported yet" },
+      "sites.s.routes[0].waf: no waf policy named \"default\"" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'status': 200, 'rate_limit': 'per-ip'}]}}, 'listeners': []}",
-      "sites.s.routes[0].rate_limit: not supported yet" },
+      "sites.s.routes[0].rate_limit: no rate_limits policy named \"per-ip\"" },
     { "{" CERTS " 'sites': {'s': {'server_names': ['a.test'], 'mode': 'terminate', 'tls': {'certificates': ['e']},"
       " 'routes': [{'match': {'path_prefix': '/a', 'path_exact': '/b'}, 'status': 200}]}}, 'listeners': []}",
       "sites.s.routes[0].match: \"path_prefix\" and \"path_exact\" are mutually exclusive" },

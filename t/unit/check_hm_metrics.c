@@ -311,6 +311,57 @@ START_TEST(test_render_many_listeners)
 }
 END_TEST
 
+/* Listener rows are given by name and kept: a reload that reorders,
+ * removes or adds listeners never moves a series to another label; the
+ * render without names labels the rows recorded in the mapping. */
+START_TEST(test_listener_rows)
+{
+    hm_metrics_shm_t *shm = hm_metrics_create(1, 0);
+    char              buf[16], *text;
+    size_t            len;
+    int               i;
+
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "main"), 0);
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "redir"), 1);
+    /* reload: another order, one removed, one added */
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "redir"), 1);
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "extra"), 2);
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "main"), 0);
+    ck_assert_uint_eq(shm->nlisteners, 3);
+    shm->slots[0].conns[0][HM_MX_OUT_OK] = 7;
+    shm->slots[0].conns[1][HM_MX_OUT_REDIRECT] = 5;
+    text = hm_metrics_render(shm, NULL, 0, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(series(text, "hamlyn_connections_total{listener=\"main\","
+                                  "outcome=\"ok\"}"), 7);
+    ck_assert_int_eq(series(text, "hamlyn_connections_total{listener=\"redir\","
+                                  "outcome=\"redirect\"}"), 5);
+    ck_assert_int_eq(series(text, "hamlyn_connections_total{listener=\"extra\","
+                                  "outcome=\"ok\"}"), 0);
+    ck_assert_int_eq(count_str(text, "\nhamlyn_connections_total{"),
+                     3 * HM_MX_NOUTCOMES);
+    ck_assert_ptr_null(strstr(text, "_other"));
+    free(text);
+
+    /* past the labelled rows: "_other", shown once used */
+    for (i = 3; i < HM_METRICS_LISTENERS + 5; i++) {
+        snprintf(buf, sizeof(buf), "l%d", i);
+        ck_assert_int_eq(hm_metrics_listener_row(shm, buf),
+                         hm_min(i, HM_METRICS_LISTENERS - 1));
+    }
+    ck_assert_int_eq(hm_metrics_listener_row(shm, "l3"), 3);
+    text = hm_metrics_render(shm, NULL, 0, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(count_str(text, "\nhamlyn_connections_total{"),
+                     HM_METRICS_LISTENERS * HM_MX_NOUTCOMES);
+    ck_assert_int_eq(count_str(text, "listener=\"_other\",outcome=\"ok\""), 1);
+    free(text);
+    ck_assert_int_eq(hm_metrics_listener_row(NULL, "x"),
+                     HM_METRICS_LISTENERS - 1);
+    hm_metrics_free(shm);
+}
+END_TEST
+
 static Suite *
 hm_metrics_suite(void)
 {
@@ -325,6 +376,7 @@ hm_metrics_suite(void)
     tcase_add_test(tc, test_local);
     tcase_add_test(tc, test_render);
     tcase_add_test(tc, test_render_many_listeners);
+    tcase_add_test(tc, test_listener_rows);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -165,6 +165,28 @@ START_TEST(random_two_prefers_less_loaded)
 }
 END_TEST
 
+/* random_two draws its two candidates by weight: idle servers of weights
+ * 1:3 get about a quarter and three quarters of the picks (uniform draws
+ * gave a half each, whatever the weights). */
+START_TEST(random_two_honours_weights)
+{
+    static const int w[] = { 1, 3 };
+    hm_upstream_rt_t *rt;
+    hm_upstream_peer_t *p;
+    int count[2] = { 0, 0 }, i;
+
+    mk(HM_BALANCE_RANDOM_TWO, 2, w);
+    rt = hm_upstream_rt(&up);
+    for (i = 0; i < 4000; i++) {
+        p = hm_upstream_select(rt, NULL, 0);
+        count[p->index]++;
+        hm_upstream_peer_release(p);
+    }
+    ck_assert_int_gt(count[1], 2700);
+    ck_assert_int_lt(count[1], 3300);
+}
+END_TEST
+
 START_TEST(single_and_empty)
 {
     hm_upstream_rt_t *rt;
@@ -316,6 +338,7 @@ upstream_suite(void)
     tcase_add_test(tc, passive_health_marks_down_then_skips);
     tcase_add_test(tc, least_conn_picks_least_loaded);
     tcase_add_test(tc, random_two_prefers_less_loaded);
+    tcase_add_test(tc, random_two_honours_weights);
     tcase_add_test(tc, single_and_empty);
     tcase_add_test(tc, least_conn_weights_and_ties_round_robin);
     tcase_add_test(tc, health_up_clears_passive_ejection);

@@ -1,0 +1,139 @@
+#!/usr/bin/perl
+# t/44-upstream-hostile.t: a terminating site in front of upstreams that
+# misbehave on purpose (t/lib/hm_backend.py modes hostile and hostile-tls,
+# one case per request path).  What the client sees and what is logged:
+#   - an invalid response head (bad status line, NUL / bare CR in a value,
+#     obs-fold, a bad header name, Content-Length with Transfer-Encoding,
+#     two Content-Lengths, a head over the size limit, too many fields) and
+#     a bad chunk size arriving with the head: the proxy's own 502 (short
+#     body, right Content-Length), nothing of the upstream's bytes, the
+#     reason in the log, and the upstream connection is not reused;
+#   - a body cut off (Content-Length or chunked): the client connection
+#     closes, no fake last chunk;
+#   - bytes after a complete response (a second response, a body after
+#     204): the connection is not reused, logged;
+#   - TLS: a body delimited by the close ends cleanly with close_notify,
+#     but a FIN without close_notify is a truncation (no last chunk).
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use JSON::PP;
+
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $p = $t->port;
+my $h = $t->backend(mode => 'hostile', name => 'H') or BAIL_OUT('hostile backend');
+my $ht = Hamlyn::Test::has('upstream_tls')
+    ? ($t->backend(mode => 'hostile-tls', cert => 'backend.test', name => 'HT')
+       or BAIL_OUT('hostile TLS backend'))
+    : undef;
+
+my %up = (
+    h => { servers => ["127.0.0.1:$h->{port}"],
+           plaintext => { accepted_risk => 'test backends on loopback' },
+           connect_timeout_ms => 1000, read_timeout_ms => 1000,
+           max_fails => 0 },
+);
+my @routes = ({ match => { path_prefix => '/' }, upstream => 'h' });
+if ($ht) {
+    $up{ht} = { servers => ["127.0.0.1:$ht->{port}"],
+                tls => { server_name => 'backend.test', ca => "$certs/ca.pem" },
+                connect_timeout_ms => 1000, read_timeout_ms => 1000 };
+    unshift @routes, { match => { headers => { 'x-tls' => '1' } }, upstream => 'ht' };
+}
+$t->write_conf({
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => \%up,
+    listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'] } ],
+    sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['a'] }, routes => \@routes } },
+});
+$t->run or BAIL_OUT('hamlyn did not start');
+
+sub curl {
+    my ($path, @args) = @_;
+    return $t->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+                    @args, "https://a.test:$p$path");
+}
+sub conn_requests {
+    my (@hdr) = @_;
+    my ($c, $b) = curl('/ok', @hdr);
+    my $j = eval { decode_json($b) } // {};
+    return $c == 200 ? $j->{conn_requests} // -1 : "status $c";
+}
+
+# ---- invalid response heads: 502, nothing forwarded, reason logged -------
+
+my %bad = (
+    badstatus => qr/sent an invalid response head: /,
+    nul       => qr/sent an invalid response head: invalid character/,
+    barecr    => qr/sent an invalid response head: \S/,
+    fold      => qr/sent an invalid response head: obs-fold/,
+    badname   => qr/sent an invalid response head: invalid character/,
+    clte      => qr/sent an invalid response head: \S/,
+    twocl     => qr/sent an invalid response head: \S/,
+    bighead   => qr/sent a response head too large/,
+    manyhdrs  => qr/sent too many header fields/,
+    badchunk  => qr/sent an invalid chunked body/,
+);
+is(conn_requests(), 1, 'a first request opens an upstream connection');
+for my $case (sort keys %bad) {
+    my ($c, $b, $hd) = curl("/$case/x");
+    is($c, 502, "$case: 502");
+    is($b, "502 Bad Gateway\n", "$case: the proxy's own short body");
+    is($hd->{'content-length'}, length $b, "$case: Content-Length of that body");
+    unlike($hd->{':raw'} . $b, qr/SMUGGLED/, "$case: nothing of the upstream's answer");
+    ok($t->wait_error_log(qr/\[error\].*upstream "h" 127\.0\.0\.1:$h->{port}: $bad{$case}/),
+       "$case: logged with its reason");
+    is(conn_requests(), 1, "$case: the upstream connection was not reused");
+}
+
+# ---- truncated bodies: the client sees the connection close --------------
+
+{
+    my ($c, $b, $hd, $exit) = curl('/midcl/x');
+    isnt($exit, 0, 'Content-Length body cut off: the client sees an incomplete response');
+    is($b, 'only-ten..', '... with the bytes that came');
+    my $out = $t->raw_tls("GET /midchunk/x HTTP/1.1\r\nHost: a.test\r\n\r\n", port => $p,
+                          idle => 3);
+    like($out, qr{^HTTP/1\.1 200 .*\r\n5\r\nhello\r\n\n\[\[EOF\]\]$}s,
+         'chunked body cut off: the connection closes after the bytes that came');
+    unlike($out, qr/\r\n0\r\n\r\n/, '... and no last chunk is made up');
+    ok($t->wait_error_log(qr/upstream "h" \S+: closed the connection in the middle of the response body/),
+       'truncation logged');
+}
+
+# ---- bytes after a complete response: connection discarded ---------------
+
+for my $case (qw(junk body204)) {
+    my ($c, $b) = curl("/$case/x");
+    is($c, $case eq 'junk' ? 200 : 204, "$case: the response itself is forwarded");
+    unlike($b, qr/SMUGGLED/, "$case: without the extra bytes");
+    is(conn_requests(), 1, "$case: the next request gets a new upstream connection");
+}
+like($t->error_log, qr/\[warn\].*upstream "h" \S+: sent data after the end of the response, connection not reused/,
+     'extra bytes logged at warn');
+
+# ---- TLS upstream: close_notify vs a bare FIN ------------------------------
+
+SKIP: {
+    skip 'upstream_tls not compiled in', 5 unless $ht;
+    my $out = $t->raw_tls("GET /eof/x HTTP/1.1\r\nHost: a.test\r\nX-TLS: 1\r\n"
+                          . "Connection: close\r\n\r\n", port => $p, idle => 3);
+    like($out, qr{^HTTP/1\.1 200 .*\r\nbody until close\r\n0\r\n\r\n\n\[\[EOF\]\]$}s,
+         'TLS upstream, body ended by close_notify: complete (last chunk)');
+    $out = $t->raw_tls("GET /trunc/x HTTP/1.1\r\nHost: a.test\r\nX-TLS: 1\r\n"
+                       . "Connection: close\r\n\r\n", port => $p, idle => 3);
+    like($out, qr{^HTTP/1\.1 200 .*\r\nbody until close\r\n\n\[\[EOF\]\]$}s,
+         'TLS upstream, body ended by a FIN without close_notify: the client sees the close');
+    unlike($out, qr/\r\n0\r\n\r\n/, '... and no last chunk (a truncation is not an end)');
+    ok($t->wait_error_log(qr/\[error\].*upstream "ht" \S+: closed the connection without TLS close_notify in the middle of the response body/),
+       'TLS truncation logged');
+    my ($c, $b) = curl('/midcl/x', '-H', 'X-TLS: 1');
+    is($b, 'only-ten..', 'TLS upstream, Content-Length body cut off: partial bytes, then close');
+}
+
+$t->stop;
+done_testing;
