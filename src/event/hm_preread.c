@@ -235,7 +235,9 @@ not_tls(hm_pt_t *pt, const hm_tls_hello_t *hello)
     int len;
     hm_conn_t *c = pt->c;
 
-    if (looks_like_http(c->preread, c->preread_len)) {
+    if (hello->error != hm_tls_hello_proxy_header
+        && looks_like_http(c->preread, c->preread_len))
+    {
         hm_log_info(&c->log, "plain HTTP request on a TLS port");
         len = snprintf(resp, sizeof(resp),
                        "HTTP/1.1 400 Bad Request\r\n"

@@ -163,6 +163,36 @@ parser_setup(void)
 }
 
 /*
+ * An incomplete request line buf[skip..len) (no LF yet), of which
+ * buf[skip..from) was passed by an earlier call: 1 when it can no
+ * longer become a request line, so that binary junk, a TLS ClientHello or
+ * an HTTP/2 frame on a plaintext port gets its 400 at once instead of
+ * after header_timeout_ms.  The method (the bytes before the first SP,
+ * at most 16 looked at) must be tchar, and the new bytes printable ASCII
+ * or SP, a CR only as the last byte.  Only the AGAIN path of a request
+ * head runs this: a head that arrives whole never does.
+ */
+static int
+start_line_junk(const char *buf, size_t skip, size_t from, size_t len)
+{
+    size_t  i;
+    uint8_t c;
+
+    for (i = skip; i < len && i < skip + 16 && buf[i] != ' '; i++) {
+        if (!is_tchar(buf[i]) && !(buf[i] == '\r' && i == len - 1)) {
+            return 1;
+        }
+    }
+    for (i = from; i < len; i++) {
+        c = (uint8_t) buf[i];
+        if ((c < 0x20 || c > 0x7e) && !(c == '\r' && i == len - 1)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
  * Finds the end of the head: the first empty line.  Every LF must follow a
  * CR, a CR must be followed by LF, and a line may not start with SP/HTAB
  * (obs-fold, or whitespace before the first header).  Leading empty lines
@@ -199,10 +229,20 @@ scan_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf, size_t len,
         }
         lf = memchr(buf + sc->pos, '\n', len - sc->pos);
         if (lf == NULL) {
+            if (m->type == HM_HTTP_REQUEST
+                && !sc->line_done
+                && start_line_junk(buf, sc->skip,
+                                   sc->pos > sc->skip ? sc->pos - 1 : sc->pos,
+                                   len))
+            {
+                m->error = "malformed request line";
+                return HM_ERROR;
+            }
             sc->pos = len;
             return HM_AGAIN;
         }
         i = (size_t) (lf - buf);
+        sc->line_done = 1;
         if (i == sc->skip || buf[i - 1] != '\r') {
             m->error = "bare LF line ending";
             return HM_ERROR;
