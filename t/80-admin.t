@@ -323,6 +323,12 @@ is($code, 404, 'terminate fixed 404');
 $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test', send => "x\n",
                     ca => "$certs/client-ca.pem", timeout => 10);
 ok(!$r->{ok}, 'client refusing the certificate: handshake fails');
+my $hf;
+ok(wait_for(sub { ($hf) = grep { ($_->{outcome} // '') eq 'tls_handshake_failed' } @{ $t->access_log }; $hf }),
+   'the failed handshake has its access-log line');
+ok(($hf->{bytes_in} // 0) > 0, "... counting the ClientHello in bytes_in (" . ($hf->{bytes_in} // 'undef') . ')');
+is($hf->{mode}, 'terminate', '... mode terminate');
+is($hf->{site}, 'a', '... and its site');
 
 # All of them finished?  (connections_active drops to 0.)
 my $s;

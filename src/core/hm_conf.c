@@ -1456,7 +1456,7 @@ decode_runtime(cx_t *cx, json_t *rt)
     json_t            *j, *v;
     size_t             old, old2, i;
     long               ncpu;
-    char               q[128];
+    char               q[128], why[512];
 
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) {
@@ -1553,8 +1553,13 @@ decode_runtime(cx_t *cx, json_t *rt)
     decode_log(cx, rt, r);
     conf_int(cx, rt, "max_connections", 1, 10000000, &r->max_connections);
     conf_int(cx, rt, "shutdown_timeout_s", 0, 86400, &r->shutdown_timeout_s);
-    conf_path(cx, rt, "tls_session_ticket_keys", FILE_READ,
-              &r->tls_session_ticket_keys);
+    if (conf_path(cx, rt, "tls_session_ticket_keys", FILE_READ,
+                  &r->tls_session_ticket_keys) == 1
+        && hm_tls_ticket_keys_check(r->tls_session_ticket_keys, why,
+                                    sizeof(why)) != HM_OK)
+    {
+        cerr_at(cx, "tls_session_ticket_keys", "%s", why);
+    }
     path_pop(cx, old);
 }
 

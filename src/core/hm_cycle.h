@@ -17,6 +17,10 @@ typedef struct {
     const hm_addr_t    *addr;
     int                 slot;       /* worker slot this socket belongs to */
     int                 fd;
+    /* Added by audit-reload: the worker slot that accepts on it (slot %
+     * workers; differs from slot for the sockets kept after a reload or
+     * an upgrade lowered runtime.workers, see hm_listen_reuse()). */
+    int                 owner;
 } hm_listen_t;
 
 struct hm_cycle_s {

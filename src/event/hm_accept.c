@@ -1,7 +1,7 @@
 /*
  * hm_accept.c: the worker's front door.  First step of a connection's
  * data flow (STYLE.md section 4): the worker watches only its own
- * SO_REUSEPORT clones (cycle->listens with slot == w->slot), accepts with
+ * SO_REUSEPORT clones (cycle->listens with owner == w->slot), accepts with
  * accept4(NONBLOCK|CLOEXEC) in a loop capped per wakeup, enforces
  * runtime.max_connections, and hands each new socket to hm_conn_new() and
  * the ClientHello preread (hm_preread.c).
@@ -309,7 +309,7 @@ hm_accept_init(hm_worker_t *w)
 
     n = 0;
     for (i = 0; i < cycle->nlistens; i++) {
-        if (cycle->listens[i].slot == w->slot && cycle->listens[i].fd >= 0) {
+        if (cycle->listens[i].owner == w->slot && cycle->listens[i].fd >= 0) {
             n++;
         }
     }
@@ -317,7 +317,7 @@ hm_accept_init(hm_worker_t *w)
     st.nacc = 0;
     for (i = 0; i < cycle->nlistens; i++) {
         hm_listen_t *ls = &cycle->listens[i];
-        if (ls->slot != w->slot || ls->fd < 0) {
+        if (ls->owner != w->slot || ls->fd < 0) {
             continue;
         }
         a = &st.acc[st.nacc++];

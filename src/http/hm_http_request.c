@@ -49,6 +49,7 @@
 #define HM_HTTP_COALESCE    16384       /* small writes are merged */
 #define HM_HTTP_BP_HIGH     (256 * 1024)
 #define HM_HTTP_LINGER_MS   2000
+#define HM_HTTP_DRAIN_IDLE_MS 1000      /* keep-alive grace while draining */
 #define HM_HTTP_WS_FREE_MAX 256
 #define HM_HTTP_IOV         48
 
@@ -504,14 +505,16 @@ client_has_bytes(hm_http_conn_t *hc)
  * that has not had its first request yet (just handed over by the TLS
  * layer) waits for it, bounded by header_timeout_ms and the worker's
  * shutdown deadline (c->abort); a keep-alive connection between requests
- * stays only when bytes of a next request are already in the socket;
- * requests in progress finish.  Every answer from now on carries
+ * waits for its next request for HM_HTTP_DRAIN_IDLE_MS (at most half the
+ * shutdown timeout and the idle timeout), then closes gracefully after
+ * the queued output; requests in progress finish.  Every answer from now on carries
  * "Connection: close" (draining), and the connection closes after it.
  */
 static void
 c_drain(hm_conn_t *c)
 {
     hm_http_conn_t *hc = c->owner;
+    int             grace;
 
     if (hc->closing) {
         return;
@@ -530,7 +533,23 @@ c_drain(hm_conn_t *c)
                         hc->site->limits.header_timeout_ms);
             return;
         }
-        hc_close(hc);
+        /* Between requests.  A client that sends its next request within
+         * a short grace gets it answered (with "Connection: close")
+         * instead of racing our close; then client_timeout() closes
+         * gracefully: the tail of the last response, which may still be
+         * queued (a download the client is reading), goes out first. */
+        grace = hm_min(HM_HTTP_DRAIN_IDLE_MS,
+                       c->worker->cycle->conf->runtime.shutdown_timeout_s
+                       * 500);
+        if (hc->site->limits.idle_timeout_ms > 0) {
+            grace = hm_min(grace, hc->site->limits.idle_timeout_ms);
+        }
+        if (grace > 0) {
+            set_action(hc, "waiting for a request while draining");
+            timer_start(&hc->timer, client_timeout, grace);
+            return;
+        }
+        hc_close(hc);               /* shutdown_timeout_s 0: no drain */
         return;
     case HC_REQ:
         /* Announce the close in this response unless its head is already
@@ -616,6 +635,10 @@ client_timeout(uv_timer_t *t)
     }
     switch (hc->state) {
     case HC_IDLE:
+        if (hc->draining) {
+            hc_begin_close(hc);     /* see c_drain() */
+            break;
+        }
         hm_log_debug(&hc->c->log, "client idle timeout");
         hc_close(hc);
         break;
@@ -1438,7 +1461,10 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         memcpy(hc->ws->rh + hc->rh_len, data, (size_t) nread);
         hc->rh_len += (size_t) nread;
         resp_head_parse(hc);
-        if (!hc->closing && hc->resp_state == RS_HEAD) {
+        /* Once the request is out, read_timeout_ms bounds the whole
+         * head (interim 1xx included) from the end of the request: a
+         * server dripping it byte by byte does not restart it. */
+        if (!hc->closing && hc->resp_state == RS_HEAD && !hc->req_done) {
             timer_start(&hc->utimer, up_read_timeout,
                         hc->r.route->upstream->read_timeout_ms);
         }

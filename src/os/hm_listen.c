@@ -9,6 +9,15 @@
  *
  * Workers close the clones of the other slots right after fork
  * (hm_listen_close_others) and hand theirs to src/event/hm_accept.c.
+ *
+ * A reload or upgrade to fewer workers does not close the clones of the
+ * slots that go away: closing a listening socket resets the connections in
+ * its accept queue (and those still in their handshake), and the kernel
+ * keeps hashing new ones to it until then.  They stay, each accepted on by
+ * worker slot % workers (hm_listen_t.owner), and a classic BPF program on
+ * the SO_REUSEPORT group steers new connections to the first <workers>
+ * sockets only (listen_steer), so the surplus ones just hand over what
+ * they already held and the load stays even.
  */
 #include "hm_core.h"
 #include "hm_log.h"
@@ -18,8 +27,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#ifndef SO_DETACH_REUSEPORT_BPF
+#define SO_DETACH_REUSEPORT_BPF 68
+#endif
 
 /*
  * Opens, configures, binds and listens one socket for <addr>.  Returns
@@ -174,6 +188,61 @@ find_old(hm_cycle_t *old, const hm_addr_t *addr, int slot)
     return -1;
 }
 
+/* Slots of <old>'s open sockets for <addr>: 1 + the highest, or 0. */
+static int
+old_slots(hm_cycle_t *old, const hm_addr_t *addr)
+{
+    size_t i;
+    int    n = 0;
+
+    if (old == NULL) {
+        return 0;
+    }
+    for (i = 0; i < old->nlistens; i++) {
+        if (old->listens[i].fd >= 0 && old->listens[i].slot >= n
+            && addr_equal(old->listens[i].addr, addr))
+        {
+            n = old->listens[i].slot + 1;
+        }
+    }
+    return n;
+}
+
+/*
+ * Spreads new connections of one address's SO_REUSEPORT group over its
+ * first <workers> sockets when the group holds more (<nsocks>): a random
+ * one of them per connection.  The group's sockets are in the order they
+ * started listening, which is slot order: every address's clones are
+ * opened in slot order and only ever added at the end.  Otherwise the
+ * kernel's own hash is restored.  Best effort: without the program the
+ * surplus sockets keep receiving their share, which their owners accept.
+ */
+static void
+listen_steer(int fd, const char *text, int workers, int nsocks)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t) workers),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_fprog prog = { hm_nelem(code), code };
+    int               off = 0;
+
+    if (nsocks <= workers) {
+        (void) setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &off,
+                          sizeof(off));
+        return;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
+                   sizeof(prog)) < 0)
+    {
+        hm_log_warn(NULL, "%s: setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed: "
+                    "%s; the %d surplus sockets left by fewer workers keep "
+                    "their share of new connections", text,
+                    strerror(errno), nsocks - workers);
+    }
+}
+
 int
 hm_listen_open(hm_cycle_t *cycle, int workers)
 {
@@ -188,11 +257,14 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
     hm_listen_t        *ls;
     ssize_t            *from, j;
     const char         *what = "";
-    size_t              i, a, n = 0, k = 0;
-    int                 slot, fd, backlog;
+    size_t              i, a, n = 0, k = 0, first;
+    int                 slot, nslots, fd, backlog;
 
     for (i = 0; i < conf->nlisteners; i++) {
-        n += conf->listeners[i].naddrs * (size_t) workers;
+        for (a = 0; a < conf->listeners[i].naddrs; a++) {
+            n += (size_t) hm_max(workers,
+                                 old_slots(old, &conf->listeners[i].addrs[a]));
+        }
     }
     ls = hm_pool_calloc(cycle->pool, (n ? n : 1) * sizeof(hm_listen_t));
     if (ls == NULL) {
@@ -216,8 +288,15 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
                              l->addrs[a].text, strerror(errno));
                 goto failed;
             }
-            for (slot = 0; slot < workers; slot++) {
+            /* The sockets of slots beyond <workers> that <old> holds
+             * stay too (see the top of the file). */
+            nslots = hm_max(workers, old_slots(old, &l->addrs[a]));
+            first = k;
+            for (slot = 0; slot < nslots; slot++) {
                 j = find_old(old, &l->addrs[a], slot);
+                if (j < 0 && slot >= workers) {
+                    continue;
+                }
                 if (j >= 0) {
                     /* Same address and slot: keep the socket (and its
                      * queue); listen() again applies a new backlog. */
@@ -242,10 +321,13 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
                 ls[k].listener = l;
                 ls[k].addr = &l->addrs[a];
                 ls[k].slot = slot;
+                ls[k].owner = slot % workers;
                 ls[k].fd = fd;
                 k++;
                 cycle->nlistens = k;
             }
+            listen_steer(ls[first].fd, l->addrs[a].text, workers,
+                         (int) (k - first));
         }
     }
     free(from);
@@ -385,7 +467,7 @@ hm_listen_close_others(hm_cycle_t *cycle, int slot)
     size_t i;
 
     for (i = 0; i < cycle->nlistens; i++) {
-        if (cycle->listens[i].slot != slot && cycle->listens[i].fd >= 0) {
+        if (cycle->listens[i].owner != slot && cycle->listens[i].fd >= 0) {
             close(cycle->listens[i].fd);
             cycle->listens[i].fd = -1;
         }

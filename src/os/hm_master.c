@@ -940,11 +940,6 @@ master_reload(void)
     old_deadline_ms = hm_now_ms() + (uint64_t) ort->shutdown_timeout_s * 1000
                       + HM_QUIT_MARGIN_MS;
 
-    if (n < nworkers) {
-        hm_log_warn(NULL, "reload: %d workers instead of %d; connections "
-                    "queued on the sockets of slots %d..%d are dropped", n,
-                    nworkers, n, nworkers - 1);
-    }
     master_run_exit_hooks();
     hm_listen_close_all(old);       /* only what was not moved */
     hm_cycle_unref(old);

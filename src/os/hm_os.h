@@ -46,6 +46,9 @@ int hm_listen_open(hm_cycle_t *cycle, int workers);
  * The same for a reload: a socket of <old> with the same address and
  * slot is moved into <cycle> (its fd set to -1 in <old>) instead of being
  * bound again, so its accept queue survives; the others are opened anew.
+ * Sockets of <old> for slots beyond <workers> are moved too (owned by
+ * slot % workers; new connections are steered away from them), never
+ * closed: that would reset the connections in their queues.
  * On failure <old> gets its sockets back and HM_ERROR is returned.  The
  * sockets left in <old> are the caller's to close.
  */
@@ -68,8 +71,8 @@ void hm_listen_inherited_free(hm_cycle_t *from);
  * (call that in the child, right before exec). */
 char *hm_listen_export(hm_cycle_t *cycle, int for_exec);
 
-/* Closes the listening sockets that do not belong to <slot> (in a worker,
- * right after fork) and marks them fd = -1 in this process. */
+/* Closes the listening sockets that <slot> does not accept on (owner; in
+ * a worker, right after fork) and marks them fd = -1 in this process. */
 void hm_listen_close_others(hm_cycle_t *cycle, int slot);
 
 /* Closes every listening socket of <cycle> in this process. */

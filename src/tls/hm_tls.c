@@ -269,6 +269,24 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
     return HM_ERROR;
 }
 
+int
+hm_tls_ticket_keys_check(const char *path, char *err, size_t errlen)
+{
+    static const char prefix[] = "runtime.tls_session_ticket_keys: ";
+    hm_tickets_t      t;
+    size_t            n = sizeof(prefix) - 1;
+    int               rc;
+
+    memset(&t, 0, sizeof(t));
+    rc = tickets_load_file(&t, path, err, errlen);
+    OPENSSL_cleanse(&t, sizeof(t));
+    if (rc != HM_OK && strncmp(err, prefix, n) == 0) {
+        memmove(err, err + n, strlen(err + n) + 1);     /* the loader's
+                                                           path says it */
+    }
+    return rc;
+}
+
 static void
 tickets_derive(hm_tickets_t *t, hm_ticket_key_t *k, uint64_t hour)
 {
@@ -953,6 +971,11 @@ terminate_handshake_done(hm_stream_t *s, int status)
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
                                             : "tls_handshake_failed";
+        /* the access log's bytes_in: at least the ClientHello, as for
+         * every connection refused after it was read */
+        if (c->bytes_in == 0) {
+            c->bytes_in = c->preread_len;
+        }
         hm_log_info(&c->log, "TLS handshake failed: %s",
                     status == UV_ETIMEDOUT ? "timeout" : hm_stream_error(s));
         hm_stream_close(s, terminate_closed);

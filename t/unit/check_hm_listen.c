@@ -171,6 +171,51 @@ START_TEST(reuse_keeps_sockets_of_same_address_and_slot)
 }
 END_TEST
 
+/* Fewer workers: the sockets of the slots that go away stay (closing one
+ * resets its accept queue), owned by slot % workers; a new address gets
+ * only <workers> sockets. */
+START_TEST(reuse_fewer_workers_keeps_surplus_sockets)
+{
+    char        a[64], b[64];
+    const char *one[1] = { a }, *two[2] = { a, b };
+    hm_cycle_t *old, *c;
+    int         fd[3], i;
+
+    snprintf(a, sizeof(a), "127.0.0.1:%d", free_port());
+    snprintf(b, sizeof(b), "127.0.0.1:%d", free_port());
+    old = make_cycle(one, 1);
+    ck_assert_int_eq(hm_listen_open(old, 3), HM_OK);
+    for (i = 0; i < 3; i++) {
+        fd[i] = old->listens[i].fd;
+        ck_assert_int_eq(old->listens[i].owner, i);
+    }
+
+    c = make_cycle(two, 2);
+    ck_assert_int_eq(hm_listen_reuse(c, old, 2), HM_OK);
+    ck_assert_uint_eq(c->nlistens, 5);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(c->listens[i].fd, fd[i]);
+        ck_assert_int_eq(c->listens[i].slot, i);
+        ck_assert_int_eq(old->listens[i].fd, -1);
+    }
+    ck_assert_int_eq(c->listens[0].owner, 0);
+    ck_assert_int_eq(c->listens[1].owner, 1);
+    ck_assert_int_eq(c->listens[2].owner, 0);
+    ck_assert_int_eq(c->listens[3].slot, 0);
+    ck_assert_int_eq(c->listens[4].slot, 1);
+    free_cycle(old);
+
+    /* worker 0 accepts on slots 0 and 2 of a, and slot 0 of b */
+    hm_listen_close_others(c, 0);
+    ck_assert_int_eq(c->listens[0].fd, fd[0]);
+    ck_assert_int_eq(c->listens[1].fd, -1);
+    ck_assert_int_eq(c->listens[2].fd, fd[2]);
+    ck_assert(is_listening(c->listens[3].fd));
+    ck_assert_int_eq(c->listens[4].fd, -1);
+    free_cycle(c);
+}
+END_TEST
+
 START_TEST(failed_reuse_gives_sockets_back)
 {
     char        a[64], bad[64];
@@ -309,6 +354,7 @@ listen_suite(void)
     tcase_add_test(tc, open_one_socket_per_slot);
     tcase_add_test(tc, ipv6_only);
     tcase_add_test(tc, reuse_keeps_sockets_of_same_address_and_slot);
+    tcase_add_test(tc, reuse_fewer_workers_keeps_surplus_sockets);
     tcase_add_test(tc, failed_reuse_gives_sockets_back);
     tcase_add_test(tc, upgrade_fds_round_trip);
     tcase_add_test(tc, upgrade_fds_malformed);

@@ -1,0 +1,356 @@
+#!/usr/bin/perl
+# t/12-reload-load.t: CLI.md's promise under load: "No connection is
+# refused and no in-flight request fails during reload, upgrade or the
+# restart of a crashed worker".  Real TLS clients (Python ssl) keep
+# opening connections, reusing keep-alive ones and relaying passthrough
+# bytes while the master is signalled; every refusal, reset or missing
+# answer is counted and must be zero.
+use strict;
+use warnings;
+use lib 't/lib';
+use Hamlyn::Test;
+use Test::More;
+use IPC::Open2;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+$SIG{PIPE} = 'IGNORE';
+my $t = Hamlyn::Test->new;
+my $certs = $t->certs;
+my $dir = $t->dir;
+my $be = $t->backend(mode => 'http') or BAIL_OUT('http backend did not start');
+my $echo = $t->backend(mode => 'tls-echo') or BAIL_OUT('echo backend did not start');
+my $p = $t->port;
+
+sub conf {
+    my (%o) = @_;
+    return {
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        upstreams => {
+            be => { servers => ["127.0.0.1:$be->{port}"],
+                    plaintext => { accepted_risk => 'test backend on loopback' } },
+            echo => { servers => ["127.0.0.1:$echo->{port}"] },
+        },
+        listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a', 'p'] } ],
+        sites => {
+            a => { server_names => ['a.test'], mode => 'terminate',
+                   tls => { certificates => ['a'] },
+                   routes => [ { match => { path_prefix => '/fixed' }, status => 200,
+                                 body => "fixed\n" },
+                               { match => { path_prefix => '/' }, upstream => 'be' } ] },
+            p => { server_names => ['backend.test'], mode => 'passthrough',
+                   upstream => 'echo' },
+        },
+        runtime => { workers => $o{workers} // 2, shutdown_timeout_s => 10 },
+    };
+}
+
+$t->write_conf(conf());
+$t->run or BAIL_OUT('hamlyn did not start');
+
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    return $cond->() ? 1 : 0;
+}
+
+# ---- downloads whose tail is still queued in the worker at the reload ----
+# A client with a small receive window asks for bodies of 2.4 to 3.8 MB and
+# reads nothing yet: for some of them the worker has read the whole body
+# from the backend (the request is logged, the connection is between
+# requests) while the tail still waits in its output queue.  The old
+# worker used to close such "idle" connections at once, dropping that
+# tail; they must be flushed before the connection closes.
+my $sweep = "$dir/sweep.py";
+open my $fh, '>', $sweep or die;
+print $fh <<'PY';
+import json, socket, ssl, sys, threading
+port, ca = int(sys.argv[1]), sys.argv[2]
+sizes = [2400000 + i * 160000 for i in range(10)]
+ctx = ssl.create_default_context(cafile=ca)
+conns = []
+for n in sizes:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", port))
+    ss = ctx.wrap_socket(s, server_hostname="a.test")
+    ss.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % n)
+    conns.append((n, ss))
+print("READY", flush=True)
+sys.stdin.readline()
+res = {}
+def rd(n, ss):
+    buf = b""
+    got = 0
+    try:
+        while b"\r\n\r\n" not in buf:
+            d = ss.recv(65536)
+            if not d:
+                res[n] = "EOF in the head"
+                return
+            buf += d
+        got = len(buf.partition(b"\r\n\r\n")[2])
+        while got < n:
+            d = ss.recv(65536)
+            if not d:
+                break
+            got += len(d)
+        res[n] = got
+    except Exception as e:
+        res[n] = "%s after %d bytes" % (type(e).__name__, got)
+ts = [threading.Thread(target=rd, args=c) for c in conns]
+for t in ts: t.start()
+for t in ts: t.join()
+bad = dict((n, v) for n, v in res.items() if v != n)
+print(json.dumps({"ok": len(res) - len(bad), "bad": bad}), flush=True)
+PY
+close $fh;
+{
+    my $h = $t->held_python($sweep, $p, "$certs/ca.pem");
+    ok($h->{ready}, 'downloads: 10 requests sent, nothing read yet') or diag($h->{first});
+    sleep 1.5;
+    ok($t->signal('HUP'), 'downloads: HUP');
+    ok($t->wait_error_log(qr/configuration reloaded/), 'downloads: reloaded');
+    sleep 1.5;                      # past the old worker's keep-alive grace
+    my $r = $t->release_held($h);
+    is($r->{ok}, 10, 'downloads: every body arrived whole across the reload')
+        or diag(explain($r));
+}
+
+# ---- the load client -------------------------------------------------------
+# load.py PORT CA SECONDS NEW KA PT: NEW threads open a TLS connection per
+# request, KA threads reuse keep-alive connections (a 20 ms pause between
+# requests; a "Connection: close" answer means a new connection), PT
+# threads relay a line through the passthrough site.  Prints STARTED, then
+# the counts as JSON.
+my $load = "$dir/load.py";
+open $fh, '>', $load or die;
+print $fh <<'PY';
+import json, socket, ssl, sys, threading, time
+port, ca, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+nnew, nka, npt = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+ctx = ssl.create_default_context(cafile=ca)
+lock = threading.Lock()
+res = {"ok": 0, "refused": 0, "failed": 0, "reconnects": 0, "errors": []}
+t0 = time.time()
+def count(k, err=None):
+    with lock:
+        res[k] += 1
+        if err is not None and len(res["errors"]) < 8:
+            res["errors"].append("%.2fs %s: %s" % (time.time() - t0, k, err))
+def connect(name):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(s, server_hostname=name)
+def response(ss):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = ss.recv(65536)
+        if not d:
+            raise EOFError("EOF after %d bytes of the head" % len(buf))
+        buf += d
+    h, _, body = buf.partition(b"\r\n\r\n")
+    cl = close = 0
+    for l in h.split(b"\r\n")[1:]:
+        n, _, v = l.partition(b":")
+        if n.strip().lower() == b"content-length":
+            cl = int(v)
+        if n.strip().lower() == b"connection" and b"close" in v.lower():
+            close = 1
+    while len(body) < cl:
+        d = ss.recv(65536)
+        if not d:
+            raise EOFError("EOF in the body")
+        body += d
+    if not h.startswith(b"HTTP/1.1 200 ") or body != b"fixed\n":
+        raise ValueError("unexpected answer %r" % h[:40])
+    return close
+def run(fn):
+    while time.time() - t0 < secs:
+        try:
+            fn()
+        except ConnectionRefusedError as e:
+            count("refused", e)
+        except Exception as e:
+            count("failed", "%s: %s" % (type(e).__name__, e))
+REQ = b"GET /fixed HTTP/1.1\r\nHost: a.test\r\n\r\n"
+def new():
+    ss = connect("a.test")
+    try:
+        ss.sendall(REQ)
+        response(ss)
+        count("ok")
+    finally:
+        ss.close()
+def ka():
+    ss = connect("a.test")
+    try:
+        while time.time() - t0 < secs:
+            ss.sendall(REQ)
+            close = response(ss)
+            count("ok")
+            if close:
+                count("reconnects")
+                return
+            time.sleep(0.02)
+    finally:
+        ss.close()
+def pt():
+    ss = connect("backend.test")
+    try:
+        f = ss.makefile("rb")
+        if not f.readline().startswith(b"backend="):
+            raise ValueError("no banner")
+        ss.sendall(b"ping\n")
+        if f.readline() != b"ping\n":
+            raise ValueError("no echo")
+        count("ok")
+    finally:
+        ss.close()
+ts = [threading.Thread(target=run, args=(fn,), daemon=True)
+      for fn, n in ((new, nnew), (ka, nka), (pt, npt)) for i in range(n)]
+for t in ts: t.start()
+print("STARTED", flush=True)
+for t in ts: t.join(secs + 30)
+print(json.dumps(res), flush=True)
+PY
+close $fh;
+
+# Runs the load for $secs seconds while $during->() signals; returns the
+# decoded counts.
+sub under_load {
+    my ($secs, $during, @threads) = @_;
+    my $pid = open2(my $out, my $in, 'python3', $load, $p, "$certs/ca.pem", $secs,
+                    @threads ? @threads : (2, 2, 1));
+    my $l = <$out> // '';
+    sleep 0.3;
+    $during->();
+    my $r = <$out> // '{}';
+    waitpid($pid, 0);
+    return eval { decode_json($r) } // { failed => -1, errors => [$r] };
+}
+
+# ---- keep-alive, new and passthrough connections across three reloads ----
+{
+    my $hups = 0;
+    my $r = under_load(3.5, sub {
+        for (1 .. 3) {
+            $hups++ if $t->signal('HUP');
+            sleep 0.8;
+        }
+    });
+    is($hups, 3, 'HUP x3 under load');
+    ok($r->{ok} > 50, "HUP x3: $r->{ok} answers");
+    is($r->{refused}, 0, 'HUP x3: no connection refused');
+    is($r->{failed}, 0, 'HUP x3: no request failed (keep-alive clients between '
+       . 'requests get their next answer, with Connection: close)')
+        or diag(explain($r->{errors}));
+    ok($r->{reconnects} >= 2, 'HUP x3: keep-alive clients were told to reconnect')
+        or diag(explain($r));
+}
+
+# ---- connections waiting in the accept queues ------------------------------
+# queued.py PORT CA N: opens N TCP connections (the kernel completes them
+# even while no worker accepts), prints READY, then runs a TLS handshake
+# and one request on each (8 s at most) and prints the counts.
+my $queued = "$dir/queued.py";
+open $fh, '>', $queued or die;
+print $fh <<'PY';
+import json, socket, ssl, sys, threading
+port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+socks = [socket.create_connection(("127.0.0.1", port), timeout=8) for i in range(n)]
+print("READY", flush=True)
+res = {"ok": 0, "failed": 0, "errors": []}
+lock = threading.Lock()
+def one(s):
+    try:
+        ss = ctx.wrap_socket(s, server_hostname="a.test")
+        ss.sendall(b"GET /fixed HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while True:
+            d = ss.recv(4096)
+            if not d:
+                break
+            buf += d
+        if not buf.startswith(b"HTTP/1.1 200 ") or not buf.endswith(b"fixed\n"):
+            raise ValueError("answer %r" % buf[:40])
+        with lock:
+            res["ok"] += 1
+    except Exception as e:
+        with lock:
+            res["failed"] += 1
+            res["errors"].append("%s: %s" % (type(e).__name__, e))
+ts = [threading.Thread(target=one, args=(s,)) for s in socks]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps(res), flush=True)
+PY
+close $fh;
+
+# Starts queued.py and returns (pid, stdout) once its connections are open.
+sub queue_clients {
+    my ($n) = @_;
+    my $pid = open2(my $out, my $in, 'python3', $queued, $p, "$certs/ca.pem", $n);
+    my $l = <$out> // '';
+    like($l, qr/READY/, "$n connections opened");
+    return ($pid, $out);
+}
+
+sub queue_result {
+    my ($pid, $out) = @_;
+    my $r = <$out> // '{}';
+    waitpid($pid, 0);
+    return eval { decode_json($r) } // { ok => -1, errors => [$r] };
+}
+
+# A worker that stops accepting (SIGSTOP) and is then killed: the
+# connections queued on its sockets are served by its successor (the
+# master holds every listening socket).
+{
+    my @w = sort { $a <=> $b } $t->worker_pids;
+    is(scalar @w, 2, 'crash: two workers');
+    kill 'STOP', @w;
+    my ($pid, $out) = queue_clients(12);
+    sleep 0.3;
+    kill 'KILL', @w;
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 2 && !grep { my $x = $_; grep { $_ == $x } @w } @n }, 5),
+       'crash: both workers restarted');
+    my $r = queue_result($pid, $out);
+    is($r->{ok}, 12, 'crash: every queued connection was answered by the new workers')
+        or diag(explain($r));
+    ok($t->wait_error_log(qr/worker $w[0] \(slot \d\) was killed by signal 9/),
+       'crash: the death is logged');
+}
+
+# A reload to fewer workers (3, then 1) while every worker is stopped: the
+# sockets of the slots that go away are not closed (closing a listening
+# socket resets its queue); the one new worker serves what was queued on
+# all of them, even after the old workers are killed instead of draining.
+{
+    $t->write_conf(conf(workers => 3));
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/configuration reloaded: 3 workers/), 'fewer workers: reloaded to 3');
+    sleep 0.5;
+    ok(wait_for(sub { my @n = $t->worker_pids; @n == 3 }, 10), 'fewer workers: 3 workers first');
+    my @old = $t->worker_pids;
+    kill 'STOP', @old;
+    my ($pid, $out) = queue_clients(12);
+    $t->write_conf(conf(workers => 1));
+    $t->signal('HUP');
+    ok($t->wait_error_log(qr/configuration reloaded: 1 worker, /), 'fewer workers: reloaded to 1');
+    sleep 0.5;
+    kill 'KILL', @old;
+    my $r = queue_result($pid, $out);
+    is($r->{ok}, 12, 'fewer workers: every connection queued before the reload was answered')
+        or diag(explain($r));
+    my $r2 = under_load(1, sub { }, 2, 0, 0);
+    ok($r2->{ok} > 10 && !$r2->{failed} && !$r2->{refused}, 'fewer workers: serving on')
+        or diag(explain($r2));
+}
+
+done_testing;
