@@ -215,6 +215,10 @@ out, how = drain(s, 3)
 report('v2 split bytewise then request', {'out': out.decode('latin-1'), 'how': how})
 report('v2 LOCAL then request', tls_raw(pp, b'GET /local HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n',
                                        pre=PP2 + b'\x20\x00\x00\x00'))
+blk = (bytes([192, 0, 2, 9, 198, 51, 100, 1]) + struct.pack('>HH', 40003, 443)
+       + b'\xe0' + struct.pack('>H', 3000) + b'x' * 3000)
+report('v2 with 3000 bytes of TLVs', tls_raw(pp, b'GET /big-tlv HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n',
+                                            pre=PP2 + b'\x21\x11' + struct.pack('>H', len(blk)) + blk))
 report('bad v1 port', plain(pp, b'PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n' + h))
 report('no header on pp listener', plain(pp, h))
 time.sleep(0.5)
@@ -280,6 +284,7 @@ $x = r('v2 split bytewise then request');
 is(status($x), 200, 'PROXY v2 with TLVs, one byte per packet, then TLS: served');
 $x = r('v2 LOCAL then request');
 is(status($x), 200, 'PROXY v2 LOCAL then TLS: served');
+is(status(r('v2 with 3000 bytes of TLVs')), 200, 'PROXY v2 with 3000 bytes of TLVs (nginx takes 4096): served');
 is(r('bad v1 port')->{how}, 'closed', 'PROXY v1 with port 65536: closed');
 is(r('no header on pp listener')->{how}, 'closed', 'no PROXY header where one is required: closed');
 like($log->(), qr/bad PROXY protocol header: bad port in PROXY v1 line/, 'bad port logged');
@@ -291,6 +296,7 @@ for my $l (@$al) {
 }
 is($by_path{'/v1'}{client}, '192.0.2.7:40001', 'v1: the client address is the one from the header');
 is($by_path{'/v2'}{client}, '192.0.2.8:40002', 'v2: the client address is the one from the header');
+is($by_path{'/big-tlv'}{client}, '192.0.2.9:40003', 'v2 with big TLVs: the address from the header');
 like($by_path{'/local'}{client} // '', qr/^127\.0\.0\.1:/, 'LOCAL: the socket address is kept');
 my %out;
 $out{$_->{outcome} // ''}++ for @$al;

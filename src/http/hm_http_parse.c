@@ -467,24 +467,65 @@ parse_content_length(hm_str_t v, int64_t *out)
     return HM_OK;
 }
 
+/*
+ * Host header and absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2
+ * without userinfo): reg-name or IPv4 made of token characters, or an
+ * IPv6 literal in brackets, then optionally ':' and a port of at most 5
+ * digits up to 65535 (empty allowed).  Anything else is the "invalid
+ * field value" RFC 9112 answers with 400: an unclosed '[', a second ':'
+ * outside brackets, a port with letters.
+ */
 static int
 check_host(hm_str_t v)
 {
-    size_t i;
+    size_t   i = 0, digits;
+    uint32_t port;
+    uint8_t  c;
 
     if (v.len == 0 || v.len > 255) {
         return HM_ERROR;
     }
-    for (i = 0; i < v.len; i++) {
-        uint8_t c = (uint8_t) v.data[i];
-        if (!(is_tchar(c) || c == ':' || c == '[' || c == ']')
-            || c == '/' || c == '?' || c == '@' || c == '#' || c == '\\'
-            || c == '"' || c == ',')
-        {
-            return HM_ERROR;
+    if (v.data[0] == '[') {
+        for (i = 1; i < v.len && v.data[i] != ']'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a'
+                                            && (c | 0x20) <= 'f')
+                  || c == ':' || c == '.'))
+            {
+                return HM_ERROR;
+            }
+        }
+        if (i == v.len || i == 1) {
+            return HM_ERROR;            /* no ']', or "[]" */
+        }
+        i++;
+
+    } else {
+        for ( ; i < v.len && v.data[i] != ':'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!is_tchar(c) || c == '#') {
+                return HM_ERROR;
+            }
+        }
+        if (i == 0) {
+            return HM_ERROR;            /* ":443" */
         }
     }
-    return HM_OK;
+    if (i == v.len) {
+        return HM_OK;
+    }
+    if (v.data[i] != ':') {
+        return HM_ERROR;                /* "[::1]x" */
+    }
+    port = 0;
+    for (i++, digits = 0; i < v.len; i++, digits++) {
+        c = (uint8_t) v.data[i];
+        if (c < '0' || c > '9' || digits == 5) {
+            return HM_ERROR;
+        }
+        port = port * 10 + (uint32_t) (c - '0');
+    }
+    return port <= 65535 ? HM_OK : HM_ERROR;
 }
 
 /* Walks a comma-separated token list (Connection); calls back per token. */

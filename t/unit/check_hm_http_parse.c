@@ -155,6 +155,43 @@ START_TEST(junk_refused_before_the_line_ends)
 }
 END_TEST
 
+START_TEST(host_shapes)
+{
+    static const char *ok[] = {
+        "a.test", "A.Test", "a.test:443", "a.test:", "a.test:65535",
+        "127.0.0.1:8443", "[::1]", "[::1]:443", "[2001:db8::a:b]:0",
+        "[::ffff:10.0.0.1]", "[::1]:", "a%2etest", "xn--bcher-kva.test", "_a-b.test",
+    };
+    static const char *bad[] = {
+        "[::1", "[::1]x", "[]", "[zz::1]", "[::1%eth0]", "::1",
+        ":443", "a.test:99999", "a.test:443000", "a.test:4a3", "a:1:2",
+        "a.test#x", "a/b", "a@b", "a b", "a.test]", "a[b]",
+    };
+    char buf[512];
+    hm_http_msg_t m;
+    size_t i;
+
+    for (i = 0; i < hm_nelem(ok); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused Host: %s", ok[i]);
+        snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\nHost: a\r\n"
+                 "\r\n", ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused authority %s", ok[i]);
+    }
+    for (i = 0; i < hm_nelem(bad); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 bad[i]);
+        expect_400(buf);
+        if (strchr(bad[i], '/') == NULL && strchr(bad[i], '#') == NULL) {
+            snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n", bad[i]);
+            expect_400(buf);
+        }
+    }
+}
+END_TEST
+
 START_TEST(leading_empty_lines)
 {
     hm_http_msg_t m;
@@ -599,6 +636,7 @@ http_parse_suite(void)
     tcase_add_test(tc, simple_get);
     tcase_add_test(tc, incremental_and_truncated);
     tcase_add_test(tc, junk_refused_before_the_line_ends);
+    tcase_add_test(tc, host_shapes);
     tcase_add_test(tc, leading_empty_lines);
     tcase_add_test(tc, head_too_large);
     tcase_add_test(tc, too_many_headers);
