@@ -79,6 +79,7 @@ static int                  daemonized;     /* stderr is the error log */
 static char                *exe_path;       /* the binary, at start */
 static char               **master_argv;
 static pid_t                upgrade_pid;    /* new master, until ready */
+static pid_t                upgrade_pgid;   /* its process group */
 static int                  upgrade_fd = -1;  /* its readiness pipe */
 static uint64_t             upgrade_deadline_ms;
 static char                *oldbin_path;    /* pid_file.oldbin */
@@ -1030,6 +1031,10 @@ master_upgrade_start(void)
         return;
     }
     if (pid == 0) {
+        /* Its own process group until it is ready: a roll-back kills the
+         * group, so nothing it started (a wrapper script's children)
+         * keeps our listening sockets open. */
+        (void) setpgid(0, 0);
         fds = hm_listen_export(master_cycle, 1);
         fcntl(p[1], F_SETFD, 0);
         snprintf(num, sizeof(num), "%d", p[1]);
@@ -1044,8 +1049,10 @@ master_upgrade_start(void)
     }
 
     close(p[1]);
+    (void) setpgid(pid, pid);       /* both sides: no race with exec */
     upgrade_fd = p[0];
     upgrade_pid = pid;
+    upgrade_pgid = pid;
     upgrade_deadline_ms = hm_now_ms() + HM_UPGRADE_READY_MS;
     hm_log_info(NULL, "binary upgrade: started %s as new master %d",
                 exe_path, (int) pid);
@@ -1062,8 +1069,15 @@ master_upgrade_abort(const char *why)
         close(upgrade_fd);
         upgrade_fd = -1;
     }
-    if (upgrade_pid > 0 && kill(upgrade_pid, 0) == 0) {
-        kill(upgrade_pid, SIGTERM);
+    /* The new master, its workers and whatever else it started: none may
+     * live on with copies of our listening sockets (they would keep the
+     * ports open after we stop, and hold them against a restart). */
+    if (upgrade_pgid > 0) {
+        (void) kill(-upgrade_pgid, SIGKILL);
+        upgrade_pgid = 0;
+    }
+    if (upgrade_pid > 0) {
+        (void) kill(upgrade_pid, SIGKILL);
     }
     if (oldbin_path != NULL && rt->pid_file != NULL
         && rename(oldbin_path, rt->pid_file) < 0)
@@ -1108,6 +1122,7 @@ master_upgrade_readable(void)
         close(upgrade_fd);
         upgrade_fd = -1;
         upgraded_away = 1;
+        upgrade_pgid = 0;
         hm_log_info(NULL, "binary upgrade: new master %d is serving; "
                     "draining the old workers", (int) upgrade_pid);
         sig_quit = 1;
@@ -1423,6 +1438,13 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
 
     master_log_risks(cycle->conf);
 
+    if (upgraded_from) {
+        /* Back into the old master's process group (ours was only for a
+         * roll-back, which now kills us and, by their parent-death
+         * signal, our workers), with the workers: a terminal's ^C or a
+         * group kill reaches them as before the upgrade. */
+        (void) setpgid(0, getpgid(getppid()));
+    }
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) nworkers, 0);
     master_metrics_rows(cycle->conf);
