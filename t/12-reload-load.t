@@ -421,11 +421,50 @@ sub queue_result {
     my ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
                                  "$certs/ca.pem", "https://a.test:$up/");
     is($body, "ok\n", 'roll-back: the old master serves');
+
+    # A new binary whose master starts but whose workers cannot (the real
+    # binary with epoll_create1() failing, through LD_PRELOAD): the new
+    # master reported ready as soon as it had forked them, the old master
+    # left, and nothing served.  Now "ready" waits until every worker
+    # accepts; a worker dying first fails the start, and the old master
+    # keeps serving.
+    my $shim = "$ud/noepoll.so";
+    open my $c, '>', "$ud/noepoll.c" or die;
+    print $c "#include <errno.h>\nint epoll_create1(int f) { (void) f; errno = EMFILE; return -1; }\n";
+    close $c;
+    is(system('cc', '-shared', '-fPIC', '-o', $shim, "$ud/noepoll.c"), 0, 'a shim without epoll built');
+    system('cp', $t->top . '/hamlyn', "$ud/bin/real") == 0 or die;
+    open $sh, '>', "$ud/bin/new" or die;
+    print $sh "#!/bin/sh\nLD_PRELOAD=$shim exec $ud/bin/real \"\$@\"\n";
+    close $sh;
+    chmod 0755, "$ud/bin/new";
+    rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    my $before = () = $u->error_log =~ /binary upgrade failed/g;
+    $u->signal('USR2');
+    ok(wait_for(sub { (() = $u->error_log =~ /binary upgrade failed/g) > $before }, 10),
+       'workers that cannot start: the upgrade is rolled back');
+    like($u->error_log, qr/worker \d+ \(slot 0\) exited with status 2 before it was accepting; stopping/,
+         'workers that cannot start: the new master says why');
+    is($u->master_pid, $m, 'workers that cannot start: the pid file names the old master');
+    ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
+                              "$certs/ca.pem", "https://a.test:$up/");
+    is($body, "ok\n", 'workers that cannot start: the old master serves');
     $u->signal('QUIT');
     is($u->wait_exit(10), 0, 'roll-back: QUIT exits 0');
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$up", Timeout => 2);
     ok(!$s, 'roll-back: the port is closed after the stop (no process holds it)');
     kill 'KILL', $child if $child && kill(0, $child);
+
+    # The same for -d: the starting process exits 1 when the daemon's
+    # workers cannot start (it said 0 once the workers were forked).
+    {
+        local $ENV{LD_PRELOAD} = $shim;
+        my ($rc, $out) = $u->hamlyn('-d', '-c', $u->conf_path);
+        is($rc, 1, '-d with workers that cannot start: exit 1') or diag($out);
+        like($out, qr/the daemon did not start/, '-d: ... and says so');
+    }
+    ok(!-e "$ud/hamlyn.pid" || !kill(0, Hamlyn::Test::_slurp("$ud/hamlyn.pid") =~ /(\d+)/ ? $1 : 0),
+       '-d: no daemon left running');
 }
 
 done_testing;
