@@ -156,7 +156,9 @@ show_version(void)
     printf("http-parser: %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255,
            hp & 255);
     printf("jansson: %s\n", JANSSON_VERSION);
-    printf("configure arguments: %s\n", HM_CONFIGURE_ARGS);
+    /* no trailing blank without arguments (nginx's form) */
+    printf("configure arguments:%s%s\n", HM_CONFIGURE_ARGS[0] ? " " : "",
+           HM_CONFIGURE_ARGS);
     printf("modules: %s\n", mods);
 }
 

@@ -44,7 +44,8 @@ like($out, qr/BoringSSL/, '-V names BoringSSL');
 like($out, qr/^libuv: \d+\.\d+\.\d+$/m, '-V: libuv version');
 like($out, qr/^http-parser: \d+\.\d+\.\d+$/m, '-V: http-parser version');
 like($out, qr/^jansson: \d+\.\d+/m, '-V: jansson version');
-like($out, qr/^configure arguments:/m, '-V: configure arguments');
+like($out, qr/^configure arguments:(?: \S.*)?$/m, '-V: configure arguments (no trailing blank)');
+unlike($out, qr/[ \t]$/m, '-V: no line ends in white space');
 like($out, qr/^modules: .*\bsni_route\b/m, '-V lists the sni_route module');
 SKIP: {
     skip 'built --without-upstream_tls', 1 unless Hamlyn::Test::has('upstream_tls');

@@ -10,6 +10,8 @@
 #     reason in the log, and the upstream connection is not reused;
 #   - a body cut off (Content-Length or chunked): the client connection
 #     closes, no fake last chunk;
+#   - read_timeout_ms bounds the whole response head, however slowly it
+#     drips or however many interim 1xx responses come first;
 #   - bytes after a complete response (a second response, a body after
 #     204): the connection is not reused, logged;
 #   - TLS: a body delimited by the close ends cleanly with close_notify,
@@ -20,6 +22,7 @@ use lib 't/lib';
 use Hamlyn::Test;
 use Test::More;
 use JSON::PP;
+use Time::HiRes qw(time);
 
 my $t = Hamlyn::Test->new;
 my $certs = $t->certs;
@@ -89,6 +92,20 @@ for my $case (sort keys %bad) {
        "$case: logged with its reason");
     is(conn_requests(), 1, "$case: the upstream connection was not reused");
 }
+
+# ---- read_timeout_ms bounds the whole head --------------------------------
+# (1000 here) from the end of the request: neither a head dripped a byte
+# every 50 ms nor a stream of 103s restarts it.
+
+for my $case (qw(drip flood1xx)) {
+    my $t0 = time;
+    my ($c) = curl("/$case/x");
+    my $el = time - $t0;
+    is($c, 504, "$case: 504");
+    ok($el < 2.5, sprintf('%s: after read_timeout_ms (%.1f s)', $case, $el));
+}
+like($t->error_log, qr/upstream "h" \S+: timed out \(while reading response header from upstream\)/,
+     'head timeout logged');
 
 # ---- truncated bodies: the client sees the connection close --------------
 

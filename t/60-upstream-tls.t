@@ -13,6 +13,7 @@ use Hamlyn::Test;
 use Test::More;
 use IO::Socket::INET;
 use JSON::PP;
+use POSIX ();
 
 plan skip_all => 'sni_route not compiled in' unless Hamlyn::Test::has('sni_route');
 
@@ -35,6 +36,26 @@ my $silent = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1', Local
                                    ReuseAddr => 1) or die;
 my $silent_port = $silent->sockport;
 my $p = $t->port;
+# A TLS 1.2 server without session tickets (openssl s_server -no_ticket:
+# resumption by session ID only); -www answers each request with a page
+# that says "New, TLSv1.2" or "Reused, TLSv1.2".
+my $sid_port = $t->port;
+my $sid_pid = fork // die "fork: $!";
+if ($sid_pid == 0) {
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>', '/dev/null';
+    open STDERR, '>', '/dev/null';
+    { no warnings 'exec';
+      exec 'openssl', 's_server', '-accept', "127.0.0.1:$sid_port", '-quiet', '-www',
+          '-cert', "$certs/backend.test.pem", '-key', "$certs/backend.test.key",
+          '-tls1_2', '-no_ticket'; }
+    POSIX::_exit(127);
+}
+END { local $?; if ($sid_pid) { kill 'TERM', $sid_pid; waitpid($sid_pid, 0) } }
+for (1 .. 100) {
+    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$sid_port");
+    select(undef, undef, undef, 0.05);
+}
 
 sub up {
     my ($be, %tls) = @_;
@@ -47,7 +68,7 @@ my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : 
                      upstream => $_->[1] } }
     ([close => 'ok'], [ok => 'ok'], [mtls => 'mtls'], [nocert => 'nocert'], [unknownca => 'unknownca'],
      [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
-     [noverify => 'noverify'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
+     [noverify => 'noverify'], [exppin => 'exppin'], [sessid => 'sessid'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
 
 $t->write_conf({
     certificates => {
@@ -63,6 +84,9 @@ $t->write_conf({
         expired   => up($be_exp),
         pin       => up($be_ok, pins => [$pin]),
         badpin    => up($be_bad, pins => ['sha256/' . ('A' x 43) . '=']),
+        # with verify true a pin is checked in addition to the chain: a
+        # matching pin does not rescue an expired certificate
+        exppin    => up($be_exp, pins => [spki_pin("$certs/expired.pem")]),
         noverify  => up($be_exp, verify => JSON::PP::false, accepted_risk => 'test: self-managed backend',
                         pins => [spki_pin("$certs/expired.pem")]),
         timeout   => up($silent_port),
@@ -71,6 +95,7 @@ $t->write_conf({
                         accepted_risk => 'test: reached by address', pins => [$pin]),
         # no client certificate: the first server refuses the handshake
         # (TLS 1.3: after the proxy's side of it), the second serves
+        sessid    => up($sid_port),
         mixed     => { %{ up($be_mtls) }, max_fails => 2,
                        servers => ["127.0.0.1:$be_mtls->{port}", "127.0.0.1:$be_ok->{port}"] },
     },
@@ -119,6 +144,17 @@ is($code, 200, 'request on a new upstream connection');
 is($j->{conn_requests}, 1, '... it is a new connection (the closed one was not reused)');
 ok($j->{tls_resumed}, '... and its TLS session was resumed');
 
+# --- a server without session tickets: resumption by session ID
+{
+    my @seen;
+    for my $i (1 .. 3) {
+        my ($c, undef, $body) = get("/sessid/$i");
+        push @seen, $c == 200 && $body =~ /\b(New|Reused), TLSv1\.2\b/ ? $1 : "status $c";
+    }
+    is_deeply(\@seen, [qw(New Reused Reused)],
+              'TLS 1.2 server without tickets: new upstream connections resume by session ID');
+}
+
 # --- upstream mTLS
 ($code, $j) = get('/mtls/1');
 is($code, 200, 'mTLS upstream: 200');
@@ -142,6 +178,7 @@ my %fail = (
     name      => qr/name mismatch/,
     expired   => qr/certificate expired/,
     badpin    => qr/pin mismatch/,
+    exppin    => qr/certificate expired/,
     nocert    => qr/certificate required/i,
     timeout   => qr/TLS handshake timed out/,
 );

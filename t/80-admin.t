@@ -323,6 +323,12 @@ is($code, 404, 'terminate fixed 404');
 $r = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test', send => "x\n",
                     ca => "$certs/client-ca.pem", timeout => 10);
 ok(!$r->{ok}, 'client refusing the certificate: handshake fails');
+my $hf;
+ok(wait_for(sub { ($hf) = grep { ($_->{outcome} // '') eq 'tls_handshake_failed' } @{ $t->access_log }; $hf }),
+   'the failed handshake has its access-log line');
+ok(($hf->{bytes_in} // 0) > 0, "... counting the ClientHello in bytes_in (" . ($hf->{bytes_in} // 'undef') . ')');
+is($hf->{mode}, 'terminate', '... mode terminate');
+is($hf->{site}, 'a', '... and its site');
 
 # All of them finished?  (connections_active drops to 0.)
 my $s;
@@ -446,6 +452,21 @@ is($s->{m}{hamlyn_worker_restarts_total}, 0, 'upgrade: the new master counts fro
 is_deeply(eval { decode_json($body) }, $cli, 'upgrade: /trust unchanged');
 ($code, undef, $h) = $t->curl('-H', 'Host: a.test', "http://127.0.0.1:$pr/after");
 is($h->{location}, 'https://a.test/after', 'upgrade: the redirect listener still answers');
+
+# A request target of quotes or backslashes (each escaped to two bytes)
+# still gets its access-log line, cut at 2048 bytes; it used to overflow
+# the line, which was then dropped: a way to stay out of the log.
+for my $ch ('"', '\\') {
+    my $target = '/q' . ($ch x 3000);
+    my $rq = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test', no_verify => 1,
+                            send => "GET $target HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                            timeout => 10);
+    my $l;
+    ok(wait_for(sub { ($l) = grep { index($_->{path} // '', '/q' . $ch x 10) == 0 } @{ $t->access_log }; $l }),
+       "a target of 3000 '$ch': logged") or diag(explain($rq));
+    is(length($l->{path} // ''), 2048, '... cut at 2048 bytes');
+    is($l->{status}, 200, '... with its status');
+}
 
 $t->stop;
 unlike($t->error_log, qr/\[(?:alert|crit)\]|AddressSanitizer|assert/i, 'no crash in the error log');

@@ -562,6 +562,7 @@ hreq_read(hm_hreq_t *r)
     hm_conn_t        *c = r->c;
     hm_http_header_t  hdrs[HM_HREQ_MAX_HEADERS];
     hm_http_msg_t     m;
+    hm_proxy_info_t   pinfo;
     char              sink[4096];
     ssize_t           n;
     int               rc;
@@ -617,6 +618,13 @@ hreq_read(hm_hreq_t *r)
         rc = HM_ERROR;
     }
     if (rc != HM_OK) {
+        if (r->kind == HM_HREQ_REDIRECT
+            && hm_proxy_proto_parse((const uint8_t *) r->in, r->in_len,
+                                    sizeof(r->in), &pinfo) != HM_ERROR)
+        {
+            m.error = "a PROXY protocol header, but the listener does not "
+                      "have \"proxy_protocol\": true";
+        }
         hm_log_info(&c->log, "bad request: %s",
                     m.error ? m.error : "malformed");
         c->outcome = "bad_request";

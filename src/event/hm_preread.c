@@ -23,7 +23,8 @@
 
 #define HM_PREREAD_FIRST     4096   /* first buffer: fits typical hellos */
 #define HM_PREREAD_SLACK     1024   /* record headers, bytes after hello */
-#define HM_PROXY_HDR_MAX     1024   /* inbound PROXY header we accept */
+#define HM_PROXY_HDR_MAX     4096   /* inbound PROXY header we accept
+                                     * (v2 with TLVs; nginx takes 4096) */
 
 static void on_client_preread(hm_ev_t *ev, uint32_t events);
 static void preread_process(hm_pt_t *pt);
@@ -235,7 +236,9 @@ not_tls(hm_pt_t *pt, const hm_tls_hello_t *hello)
     int len;
     hm_conn_t *c = pt->c;
 
-    if (looks_like_http(c->preread, c->preread_len)) {
+    if (hello->error != hm_tls_hello_proxy_header
+        && looks_like_http(c->preread, c->preread_len))
+    {
         hm_log_info(&c->log, "plain HTTP request on a TLS port");
         len = snprintf(resp, sizeof(resp),
                        "HTTP/1.1 400 Bad Request\r\n"

@@ -350,7 +350,8 @@ stream_handshake_step(hm_stream_t *s)
 /*
  * Starts the server handshake with ssl_ctx; the preread bytes (the
  * ClientHello already read by preread) are fed first.  Returns 0 or an
- * error code (cb is then never called).
+ * error code (cb is then never called): UV_E2BIG when the preread bytes
+ * are more than a ClientHello the TLS stack accepts.
  */
 int
 hm_stream_tls_accept(hm_stream_t *s, void *ssl_ctx, const uint8_t *preread,
@@ -366,8 +367,15 @@ hm_stream_tls_accept(hm_stream_t *s, void *ssl_ctx, const uint8_t *preread,
     s->connect_cb = cb;
     impl->flags |= HM_SF_HANDSHAKE;
     if (preread_len > 0) {
-        if (preread_len > HM_SBUF_SIZE || (b = sbuf_get()) == NULL) {
+        if (preread_len > HM_SBUF_SIZE) {
+            /* more than BoringSSL takes as a ClientHello (16 KiB without
+             * client certificates) plus record headers: the client's
+             * fault, see hm_tls_terminate_start */
             hm__stream_set_error(s, "ClientHello too large");
+            return UV_E2BIG;
+        }
+        if ((b = sbuf_get()) == NULL) {
+            hm__stream_set_error(s, "out of memory for the ClientHello");
             return HM_STREAM_ETLS;
         }
         memcpy(b->data, preread, preread_len);

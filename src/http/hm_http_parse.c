@@ -163,6 +163,36 @@ parser_setup(void)
 }
 
 /*
+ * An incomplete request line buf[skip..len) (no LF yet), of which
+ * buf[skip..from) was passed by an earlier call: 1 when it can no
+ * longer become a request line, so that binary junk, a TLS ClientHello or
+ * an HTTP/2 frame on a plaintext port gets its 400 at once instead of
+ * after header_timeout_ms.  The method (the bytes before the first SP,
+ * at most 16 looked at) must be tchar, and the new bytes printable ASCII
+ * or SP, a CR only as the last byte.  Only the AGAIN path of a request
+ * head runs this: a head that arrives whole never does.
+ */
+static int
+start_line_junk(const char *buf, size_t skip, size_t from, size_t len)
+{
+    size_t  i;
+    uint8_t c;
+
+    for (i = skip; i < len && i < skip + 16 && buf[i] != ' '; i++) {
+        if (!is_tchar(buf[i]) && !(buf[i] == '\r' && i == len - 1)) {
+            return 1;
+        }
+    }
+    for (i = from; i < len; i++) {
+        c = (uint8_t) buf[i];
+        if ((c < 0x20 || c > 0x7e) && !(c == '\r' && i == len - 1)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
  * Finds the end of the head: the first empty line.  Every LF must follow a
  * CR, a CR must be followed by LF, and a line may not start with SP/HTAB
  * (obs-fold, or whitespace before the first header).  Leading empty lines
@@ -199,10 +229,20 @@ scan_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf, size_t len,
         }
         lf = memchr(buf + sc->pos, '\n', len - sc->pos);
         if (lf == NULL) {
+            if (m->type == HM_HTTP_REQUEST
+                && !sc->line_done
+                && start_line_junk(buf, sc->skip,
+                                   sc->pos > sc->skip ? sc->pos - 1 : sc->pos,
+                                   len))
+            {
+                m->error = "malformed request line";
+                return HM_ERROR;
+            }
             sc->pos = len;
             return HM_AGAIN;
         }
         i = (size_t) (lf - buf);
+        sc->line_done = 1;
         if (i == sc->skip || buf[i - 1] != '\r') {
             m->error = "bare LF line ending";
             return HM_ERROR;
@@ -427,24 +467,65 @@ parse_content_length(hm_str_t v, int64_t *out)
     return HM_OK;
 }
 
+/*
+ * Host header and absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2
+ * without userinfo): reg-name or IPv4 made of token characters, or an
+ * IPv6 literal in brackets, then optionally ':' and a port of at most 5
+ * digits up to 65535 (empty allowed).  Anything else is the "invalid
+ * field value" RFC 9112 answers with 400: an unclosed '[', a second ':'
+ * outside brackets, a port with letters.
+ */
 static int
 check_host(hm_str_t v)
 {
-    size_t i;
+    size_t   i = 0, digits;
+    uint32_t port;
+    uint8_t  c;
 
     if (v.len == 0 || v.len > 255) {
         return HM_ERROR;
     }
-    for (i = 0; i < v.len; i++) {
-        uint8_t c = (uint8_t) v.data[i];
-        if (!(is_tchar(c) || c == ':' || c == '[' || c == ']')
-            || c == '/' || c == '?' || c == '@' || c == '#' || c == '\\'
-            || c == '"' || c == ',')
-        {
-            return HM_ERROR;
+    if (v.data[0] == '[') {
+        for (i = 1; i < v.len && v.data[i] != ']'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a'
+                                            && (c | 0x20) <= 'f')
+                  || c == ':' || c == '.'))
+            {
+                return HM_ERROR;
+            }
+        }
+        if (i == v.len || i == 1) {
+            return HM_ERROR;            /* no ']', or "[]" */
+        }
+        i++;
+
+    } else {
+        for ( ; i < v.len && v.data[i] != ':'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!is_tchar(c) || c == '#') {
+                return HM_ERROR;
+            }
+        }
+        if (i == 0) {
+            return HM_ERROR;            /* ":443" */
         }
     }
-    return HM_OK;
+    if (i == v.len) {
+        return HM_OK;
+    }
+    if (v.data[i] != ':') {
+        return HM_ERROR;                /* "[::1]x" */
+    }
+    port = 0;
+    for (i++, digits = 0; i < v.len; i++, digits++) {
+        c = (uint8_t) v.data[i];
+        if (c < '0' || c > '9' || digits == 5) {
+            return HM_ERROR;
+        }
+        port = port * 10 + (uint32_t) (c - '0');
+    }
+    return port <= 65535 ? HM_OK : HM_ERROR;
 }
 
 /* Walks a comma-separated token list (Connection); calls back per token. */

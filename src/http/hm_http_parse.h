@@ -112,6 +112,7 @@ typedef struct {
 typedef struct {
     size_t pos;                     /* where the LF search resumes */
     size_t skip;                    /* leading empty lines (CRLF) skipped */
+    int    line_done;               /* the start line's LF was seen */
 } hm_http_scan_t;
 
 /*

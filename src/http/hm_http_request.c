@@ -321,10 +321,15 @@ timer_start(hm_timer_t *t, uv_timer_cb cb, int ms)
 
 /* ---- access log --------------------------------------------------------- */
 
+/* The request target logged is cut at HM_LOG_PATH_MAX bytes; the line
+ * holds it escaped (printable ASCII only reaches here: '"' and '\\' take
+ * two bytes each) with every other key, so no request loses its line. */
+#define HM_LOG_PATH_MAX  2048
+
 static void
 hc_log_request(hm_http_conn_t *hc)
 {
-    char line[4096];
+    char line[2 * HM_LOG_PATH_MAX + 2048];
     hm_jbuf_t jb;
     size_t n;
     uint64_t now;
@@ -346,7 +351,7 @@ hc_log_request(hm_http_conn_t *hc)
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
         hm_jb_strn(&jb, "path", hc->msg.target.data,
-                   hm_min(hc->msg.target.len, 2048));
+                   hm_min(hc->msg.target.len, HM_LOG_PATH_MAX));
     } else {
         hm_jb_str(&jb, "method", NULL);
         hm_jb_str(&jb, "path", NULL);
@@ -1461,7 +1466,10 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         memcpy(hc->ws->rh + hc->rh_len, data, (size_t) nread);
         hc->rh_len += (size_t) nread;
         resp_head_parse(hc);
-        if (!hc->closing && hc->resp_state == RS_HEAD) {
+        /* Once the request is out, read_timeout_ms bounds the whole
+         * head (interim 1xx included) from the end of the request: a
+         * server dripping it byte by byte does not restart it. */
+        if (!hc->closing && hc->resp_state == RS_HEAD && !hc->req_done) {
             timer_start(&hc->utimer, up_read_timeout,
                         hc->r.route->upstream->read_timeout_ms);
         }

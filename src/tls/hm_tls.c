@@ -34,6 +34,7 @@
 #include "hm_tls.h"
 #include "hm_metrics.h"
 #include "hm_tls_int.h"
+#include "hm_tls_hello.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -266,6 +267,24 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
     }
     t->nkeys = 0;
     return HM_ERROR;
+}
+
+int
+hm_tls_ticket_keys_check(const char *path, char *err, size_t errlen)
+{
+    static const char prefix[] = "runtime.tls_session_ticket_keys: ";
+    hm_tickets_t      t;
+    size_t            n = sizeof(prefix) - 1;
+    int               rc;
+
+    memset(&t, 0, sizeof(t));
+    rc = tickets_load_file(&t, path, err, errlen);
+    OPENSSL_cleanse(&t, sizeof(t));
+    if (rc != HM_OK && strncmp(err, prefix, n) == 0) {
+        memmove(err, err + n, strlen(err + n) + 1);     /* the loader's
+                                                           path says it */
+    }
+    return rc;
 }
 
 static void
@@ -952,6 +971,11 @@ terminate_handshake_done(hm_stream_t *s, int status)
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         c->outcome = status == UV_ETIMEDOUT ? "tls_handshake_timeout"
                                             : "tls_handshake_failed";
+        /* the access log's bytes_in: at least the ClientHello, as for
+         * every connection refused after it was read */
+        if (c->bytes_in == 0) {
+            c->bytes_in = c->preread_len;
+        }
         hm_log_info(&c->log, "TLS handshake failed: %s",
                     status == UV_ETIMEDOUT ? "timeout" : hm_stream_error(s));
         hm_stream_close(s, terminate_closed);
@@ -986,6 +1010,8 @@ hm_tls_terminate_start(hm_conn_t *c)
 {
     hm_stream_t *s;
     int          rc, fd = c->fd;
+    size_t       n, preread_len = c->preread_len;
+    uint8_t      alert[8];
 
     s = hm_pool_calloc(c->pool, sizeof(*s));
     if (s == NULL) {
@@ -1012,7 +1038,21 @@ hm_tls_terminate_start(hm_conn_t *c)
     /* The stream copied the ClientHello: the preread buffer (4 KiB and
      * up) is not needed for the rest of the connection's life. */
     hm_conn_preread_release(c);
-    if (rc != 0) {
+    if (rc == UV_E2BIG) {
+        /* the client's fault: a fatal alert, logged at info like every
+         * other handshake failure */
+        n = hm_tls_alert_record(alert, HM_TLS_ALERT_DECODE_ERROR);
+        if (send(fd, alert, n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+            c->bytes_out += n;
+        }
+        hm_tls_nfailed++;
+        HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
+        hm_log_info(&c->log, "TLS handshake failed: %s (%zu bytes)",
+                    hm_stream_error(s), preread_len);
+        c->outcome = "tls_handshake_failed";
+        hm_stream_close(s, terminate_closed);
+
+    } else if (rc != 0) {
         hm_tls_nfailed++;
         HM_METRIC_INC(TLS_HANDSHAKE_FAILURES);
         hm_log_warn(&c->log, "cannot start the TLS handshake: %s",

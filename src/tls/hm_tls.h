@@ -18,6 +18,11 @@ void hm_tls_cert_free(hm_conf_cert_t *cert);
  * HM_ERROR with a reason. */
 int hm_tls_ca_check(const char *path, char *err, size_t errlen);
 
+/* Reads a runtime.tls_session_ticket_keys file to check it (config
+ * validation, so that -t reports it with every other error): HM_OK or
+ * HM_ERROR with a reason ("FILE" line N: ...). */
+int hm_tls_ticket_keys_check(const char *path, char *err, size_t errlen);
+
 /* Builds site->tls_ctx for a terminating site (certificates, versions,
  * ALPN, client auth, tickets, OCSP).  HM_OK or HM_ERROR with a reason. */
 int hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,

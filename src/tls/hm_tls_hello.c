@@ -48,6 +48,11 @@
     (((v) & 0x0f0f) == 0x0a0a && (((v) >> 8) == ((v) & 0xff)))
 
 
+const char hm_tls_hello_proxy_header[] =
+    "not TLS (a PROXY protocol header, but the listener does not have "
+    "\"proxy_protocol\": true)";
+
+
 static int hm_tls_hello_body(const uint8_t *msg, size_t len,
     hm_tls_hello_t *hello);
 static int hm_tls_hello_sni(CBS *ext, hm_tls_hello_t *hello);
@@ -218,6 +223,19 @@ hm_tls_hello_parse(const uint8_t *buf, size_t len, size_t max_hello,
 static const char *
 hm_tls_hello_not_tls(const uint8_t *buf, size_t len)
 {
+    static const uint8_t  pp2_sig[12] = {
+        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a
+    };
+
+    /* the classic misconfiguration: a balancer sends PROXY protocol to a
+     * listener without "proxy_protocol": true */
+    if ((len >= 6 && memcmp(buf, "PROXY ", 6) == 0)
+        || (len >= sizeof(pp2_sig) && memcmp(buf, pp2_sig, sizeof(pp2_sig))
+                                      == 0))
+    {
+        return hm_tls_hello_proxy_header;
+    }
+
     if (buf[0] >= 'A' && buf[0] <= 'Z') {
         return "not TLS (looks like plain HTTP)";
     }

@@ -52,4 +52,9 @@ size_t hm_tls_alert_record(uint8_t *out, uint8_t alert);
 #define HM_TLS_ALERT_INTERNAL_ERROR      80
 #define HM_TLS_ALERT_UNRECOGNIZED_NAME  112
 
+/* hello->error (HM_DECLINED) when the bytes are a PROXY protocol v1 or v2
+ * header: the listener is missing "proxy_protocol": true.  Compare the
+ * pointer. */
+extern const char hm_tls_hello_proxy_header[];
+
 #endif

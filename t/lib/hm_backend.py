@@ -171,6 +171,12 @@ def _hostile_cases():
                  + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED", "keep"),
         "body204": (b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\nSMUGGLED",
                     "keep"),
+        # a head dripped a byte at a time, or behind a stream of interim
+        # responses ("paced": one piece every 50 ms, about 3 s in all)
+        "drip": ([bytes([c]) for c in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 20
+                  + b"\r\n" + ok2], "paced"),
+        "flood1xx": ([b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"] * 60
+                     + [b"HTTP/1.1 200 OK\r\n" + ok2], "paced"),
     }
 
 
@@ -280,6 +286,11 @@ class Handler(socketserver.BaseRequestHandler):
                                   b"\r\n%s" % (len(j), j))
                 continue
             data, then = HOSTILE[case]
+            if then == "paced":
+                for piece in data:
+                    self.sock.sendall(piece)
+                    time.sleep(0.05)
+                continue
             self.sock.sendall(data)
             if then == "notify":
                 self.half_close()

@@ -9,7 +9,7 @@
  * rsa.pem/key: self-signed for conf.test; other.pem/key: a second ECDSA
  * pair; chain.pem/key: a leaf followed by its intermediate; badchain.pem:
  * a leaf followed by a broken PEM block; ca.pem; ocsp.der: a small DER
- * blob; junk.pem: not PEM).  The error
+ * blob; junk.pem: not PEM; tickets.keys: one base64 ticket key).  The error
  * output is captured with open_memstream() and each error class is checked
  * for its JSON path and reason.
  */
@@ -110,7 +110,7 @@ static const char full_conf[] =
 "              'error_log': {'path': 'stderr', 'level': 'warn'},"
 "              'access_log': {'path': 'access.log', 'format': 'json'},"
 "              'max_connections': 500, 'shutdown_timeout_s': 7,"
-"              'tls_session_ticket_keys': 'ocsp.der'},"
+"              'tls_session_ticket_keys': 'tickets.keys'},"
 "  'certificates': {'api-ecdsa': {'cert': 'ecdsa.pem', 'key': './ecdsa.key',"
 "                                 'ocsp': 'ocsp.der'},"
 "                   'api-rsa': {'cert': 'rsa.pem', 'key': 'rsa.key'},"
@@ -588,6 +588,8 @@ static const bad_t bad[] = {
       "runtime.shutdown_timeout_s: expected an integer, got a string" },
     { "{'runtime': {'tls_session_ticket_keys': 'none.key'}, 'sites': {}, 'listeners': []}",
       "runtime.tls_session_ticket_keys: cannot read" },
+    { "{'runtime': {'tls_session_ticket_keys': 'ocsp.der'}, 'sites': {}, 'listeners': []}",
+      "runtime.tls_session_ticket_keys: \"" },
     { "{'runtime': {'pid_file': ''}, 'sites': {}, 'listeners': []}",
       "runtime.pid_file: must not be empty" },
     /* a folder where a file is written: -t said ok, the start failed */

@@ -93,6 +93,105 @@ START_TEST(incremental_and_truncated)
 }
 END_TEST
 
+/* Feeds s one byte at a time; returns the first code that is not
+ * HM_AGAIN (HM_AGAIN if none) and the byte count it came at in *at. */
+static int
+feed_bytes(const char *s, size_t len, size_t *at)
+{
+    hm_http_msg_t m;
+    hm_http_scan_t sc;
+    size_t n;
+    int rc = HM_AGAIN;
+
+    memset(&sc, 0, sizeof(sc));
+    memset(&m, 0, sizeof(m));
+    m.type = HM_HTTP_REQUEST;
+    m.headers = hdrs;
+    m.max_headers = hm_nelem(hdrs);
+    for (n = 1; n <= len && rc == HM_AGAIN; n++) {
+        rc = hm_http_parse_head(&m, &sc, s, n, 16384);
+        *at = n;
+    }
+    if (rc == HM_ERROR) {
+        ck_assert_int_eq(m.error_status, 400);
+    }
+    return rc;
+}
+
+START_TEST(junk_refused_before_the_line_ends)
+{
+    /* a request line that can no longer become one is refused as soon as
+     * the offending byte is seen, without waiting for a CRLF */
+    static const struct { const char *s; size_t len; size_t at; } junk[] = {
+        { "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 1 },
+        { "\0\0\0\0\0\0\0\0", 8, 1 },
+        { "GET\0/ HTTP/1.1", 15, 4 },
+        { "G(T / HTTP/1.1", 14, 2 },
+        { "GET /a\x01b HTTP/1.1", 20, 7 },
+        { "GET /\xff HTTP/1.1", 18, 6 },
+        { "GET /a\tb", 9, 7 },
+        { "GET /a\rb", 9, 8 },           /* the CR is no longer last */
+        { "\r\nGE\x7fT", 7, 5 },
+    };
+    /* valid heads, cut anywhere, stay HM_AGAIN to the last byte; header
+     * values may hold HTAB and obs-text */
+    static const char *ok[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\tb\xe9\r\n\r\n",
+        "\r\nPOST /x?y=%20 HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        "GET /a!$&'()*+,;=:@~[] HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    size_t i, at;
+
+    for (i = 0; i < hm_nelem(junk); i++) {
+        ck_assert_msg(feed_bytes(junk[i].s, junk[i].len, &at) == HM_ERROR,
+                      "junk %zu accepted", i);
+        ck_assert_msg(at == junk[i].at, "junk %zu refused at byte %zu, not "
+                      "%zu", i, at, junk[i].at);
+    }
+    for (i = 0; i < hm_nelem(ok); i++) {
+        ck_assert_int_ne(feed_bytes(ok[i], strlen(ok[i]), &at), HM_ERROR);
+        ck_assert_uint_eq(at, strlen(ok[i]));
+    }
+}
+END_TEST
+
+START_TEST(host_shapes)
+{
+    static const char *ok[] = {
+        "a.test", "A.Test", "a.test:443", "a.test:", "a.test:65535",
+        "127.0.0.1:8443", "[::1]", "[::1]:443", "[2001:db8::a:b]:0",
+        "[::ffff:10.0.0.1]", "[::1]:", "a%2etest", "xn--bcher-kva.test", "_a-b.test",
+    };
+    static const char *bad[] = {
+        "[::1", "[::1]x", "[]", "[zz::1]", "[::1%eth0]", "::1",
+        ":443", "a.test:99999", "a.test:443000", "a.test:4a3", "a:1:2",
+        "a.test#x", "a/b", "a@b", "a b", "a.test]", "a[b]",
+    };
+    char buf[512];
+    hm_http_msg_t m;
+    size_t i;
+
+    for (i = 0; i < hm_nelem(ok); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused Host: %s", ok[i]);
+        snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\nHost: a\r\n"
+                 "\r\n", ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused authority %s", ok[i]);
+    }
+    for (i = 0; i < hm_nelem(bad); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 bad[i]);
+        expect_400(buf);
+        if (strchr(bad[i], '/') == NULL && strchr(bad[i], '#') == NULL) {
+            snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n", bad[i]);
+            expect_400(buf);
+        }
+    }
+}
+END_TEST
+
 START_TEST(leading_empty_lines)
 {
     hm_http_msg_t m;
@@ -536,6 +635,8 @@ http_parse_suite(void)
 
     tcase_add_test(tc, simple_get);
     tcase_add_test(tc, incremental_and_truncated);
+    tcase_add_test(tc, junk_refused_before_the_line_ends);
+    tcase_add_test(tc, host_shapes);
     tcase_add_test(tc, leading_empty_lines);
     tcase_add_test(tc, head_too_large);
     tcase_add_test(tc, too_many_headers);

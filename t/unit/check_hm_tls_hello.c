@@ -562,6 +562,20 @@ START_TEST(declined_not_tls)
 
     ck_assert_int_eq(parse((const uint8_t *) "\x00\x01", 2, &h), HM_DECLINED);
     ck_assert_ptr_nonnull(h.error);
+
+    /* a PROXY protocol header on a listener without proxy_protocol: said
+     * so (the pointer, which hm_preread.c compares) */
+    ck_assert_int_eq(parse((const uint8_t *) "PROXY TCP4 1.2.3.4 5.6.7.8 1 2"
+                           "\r\n", 32, &h), HM_DECLINED);
+    ck_assert_ptr_eq(h.error, hm_tls_hello_proxy_header);
+    ck_assert_int_eq(parse((const uint8_t *) "\r\n\r\n\0\r\nQUIT\n\x21\x11"
+                           "\x00\x0c", 16, &h), HM_DECLINED);
+    ck_assert_ptr_eq(h.error, hm_tls_hello_proxy_header);
+    ck_assert_int_eq(parse((const uint8_t *) "PROXZ ", 6, &h), HM_DECLINED);
+    ck_assert_str_eq(h.error, "not TLS (looks like plain HTTP)");
+    ck_assert_int_eq(parse((const uint8_t *) "\r\n\r\n\0\r\nQUIX\n", 12, &h),
+                     HM_DECLINED);
+    ck_assert_ptr_ne(h.error, hm_tls_hello_proxy_header);
 }
 END_TEST
 
