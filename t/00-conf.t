@@ -213,6 +213,26 @@ like($out, qr/^\Q$f\E: runtime\.tls_session_ticket_keys: "\Q$dir\E\/bad\.keys" l
      '... named with its path and line, beside the other errors');
 like($out, qr/^\Q$f\E: runtime\.workerz: unknown key \(did you mean "workers"\?\)$/m, '... and the other error');
 
+# Unknown keys get a suggestion: a near spelling, or the key with its
+# unit (the commonest slip: "connect_timeout" for "connect_timeout_ms").
+$f = $t->write_conf({
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"], connect_timeout => 100,
+                           healthcheck => {} } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'], client_hello_timeout => 5 }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt',
+                      limits => { idle_timeout => 5 } } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'unknown keys: exit 1');
+like($out, qr/^\Q$f\E: upstreams\.pt\.connect_timeout: unknown key \(did you mean "connect_timeout_ms"\?\)$/m,
+     'a key without its unit: the key with it is suggested');
+like($out, qr/^\Q$f\E: listeners\[0\]\.client_hello_timeout: unknown key \(did you mean "client_hello_timeout_ms"\?\)$/m,
+     '... also for a long key');
+like($out, qr/^\Q$f\E: sites\.p\.limits\.idle_timeout: unknown key \(did you mean "idle_timeout_ms"\?\)$/m,
+     '... in limits');
+like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "health_check"\?\)$/m,
+     'a near spelling is suggested');
+
 # Duplicate keys, truncated JSON, a top level that is not an object.
 $f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
 ($rc, $out) = check_t($f);

@@ -346,10 +346,23 @@ in_list(const char *s, const char *const *list)
     return 0;
 }
 
+/* Whether key names allowed without its unit suffix (allowed is key +
+ * "_ms", "_s" or "_bytes"). */
+static int
+unit_of(const char *allowed, const char *key)
+{
+    static const char *const units[] = { "_ms", "_s", "_bytes", NULL };
+    size_t                   n = strlen(key);
+
+    return n > 0 && strncmp(allowed, key, n) == 0
+           && in_list(allowed + n, units);
+}
+
 /*
  * Reports every key of obj that is not in allowed: keys in unsupported
  * are features not built in this release ("not supported yet"); the
- * others are unknown, with a suggestion when one allowed key is close.
+ * others are unknown, with a suggestion when one allowed key is close or
+ * is the key with its unit ("read_timeout" for "read_timeout_ms").
  */
 static void
 check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
@@ -372,6 +385,10 @@ check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
         best = NULL;
         bestd = 3;
         for (a = allowed; *a != NULL; a++) {
+            if (unit_of(*a, key)) {
+                best = *a;          /* "connect_timeout": the unit is */
+                break;              /* missing */
+            }
             d = edit_distance(key, *a);
             if (d < bestd && d <= strlen(*a) / 3 + 1) {
                 bestd = d;

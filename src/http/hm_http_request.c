@@ -321,10 +321,15 @@ timer_start(hm_timer_t *t, uv_timer_cb cb, int ms)
 
 /* ---- access log --------------------------------------------------------- */
 
+/* The request target logged is cut at HM_LOG_PATH_MAX bytes; the line
+ * holds it escaped (printable ASCII only reaches here: '"' and '\\' take
+ * two bytes each) with every other key, so no request loses its line. */
+#define HM_LOG_PATH_MAX  2048
+
 static void
 hc_log_request(hm_http_conn_t *hc)
 {
-    char line[4096];
+    char line[2 * HM_LOG_PATH_MAX + 2048];
     hm_jbuf_t jb;
     size_t n;
     uint64_t now;
@@ -346,7 +351,7 @@ hc_log_request(hm_http_conn_t *hc)
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
         hm_jb_strn(&jb, "path", hc->msg.target.data,
-                   hm_min(hc->msg.target.len, 2048));
+                   hm_min(hc->msg.target.len, HM_LOG_PATH_MAX));
     } else {
         hm_jb_str(&jb, "method", NULL);
         hm_jb_str(&jb, "path", NULL);
