@@ -12,6 +12,8 @@ use Hamlyn::Test;
 use Test::More;
 use IPC::Open2;
 use JSON::PP;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 $SIG{PIPE} = 'IGNORE';
@@ -36,7 +38,7 @@ sub conf {
             a => { server_names => ['a.test'], mode => 'terminate',
                    tls => { certificates => ['a'] },
                    routes => [ { match => { path_prefix => '/fixed' }, status => 200,
-                                 body => "fixed\n" },
+                                 body => $o{body} // "fixed\n" },
                                { match => { path_prefix => '/' }, upstream => 'be' } ] },
             p => { server_names => ['backend.test'], mode => 'passthrough',
                    upstream => 'echo' },
@@ -351,6 +353,118 @@ sub queue_result {
     my $r2 = under_load(1, sub { }, 2, 0, 0);
     ok($r2->{ok} > 10 && !$r2->{failed} && !$r2->{refused}, 'fewer workers: serving on')
         or diag(explain($r2));
+}
+
+# ---- binary upgrade under load, then a reload of the new master ------------
+{
+    my $pf = "$dir/hamlyn.pid";
+    my $m = $t->master_pid;
+    my $n;
+    my $r = under_load(3, sub {
+        $t->signal('USR2');
+        wait_for(sub { ($n = $t->master_pid) && $n != $m }, 10);
+    });
+    ok($n && $n != $m, 'upgrade: a new master took over the pid file');
+    is($r->{refused}, 0, 'upgrade: no connection refused');
+    is($r->{failed}, 0, 'upgrade: no request failed') or diag(explain($r->{errors}));
+    ok($r->{ok} > 50, "upgrade: $r->{ok} answers");
+    my $st;
+    ok(wait_for(sub { waitpid($m, WNOHANG) == $m and defined($st = $?) }, 10),
+       'upgrade: the old master is gone');
+    is($st, 0, 'upgrade: ... with exit status 0');
+    $t->write_conf(conf(workers => 1, body => "new body\n"));
+    my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, 'upgrade: -s reload reaches the new master') or diag($out);
+    ok($t->wait_error_log(qr/\[info\] $n: configuration reloaded: 1 worker/),
+       'upgrade: the new master reloaded');
+    my ($code, $body) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
+                                 "$certs/ca.pem", "https://a.test:$p/fixed");
+    is($body, "new body\n", 'upgrade: the new master serves the reloaded configuration');
+}
+
+# ---- roll-back of an upgrade leaves nothing behind ----------------------------
+# The binary at the master's path is a copy; replaced by a script that
+# starts a background child (which inherits the listening sockets) and
+# exits 1.  The old master keeps serving and kills the child too: a
+# leftover holding the sockets kept the port accepting after the master
+# stopped (connections queued for nobody) and held it against a restart.
+{
+    my $u = Hamlyn::Test->new(name => '12-reload-load-rollback');
+    my $ud = $u->dir;
+    my $up = $u->port;
+    mkdir "$ud/bin" or die;
+    system('cp', $t->top . '/hamlyn', "$ud/bin/hamlyn") == 0 or die;
+    local $ENV{HAMLYN_BIN} = "$ud/bin/hamlyn";
+    $u->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
+        sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [ { match => { path_prefix => '/' }, status => 200,
+                                        body => "ok\n" } ] } },
+        runtime => { workers => 1, shutdown_timeout_s => 2 },
+    });
+    $u->run or BAIL_OUT('hamlyn (copy) did not start');
+    my $m = $u->master_pid;
+    open my $sh, '>', "$ud/bin/new" or die;
+    print $sh "#!/bin/sh\nsleep 30 &\necho \$! > $ud/child.pid\nexit 1\n";
+    close $sh;
+    chmod 0755, "$ud/bin/new";
+    rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    $u->signal('USR2');
+    ok($u->wait_error_log(qr/binary upgrade failed: new master \d+ exited with status 1 before it was ready/),
+       'roll-back: logged with the reason');
+    my $child = Hamlyn::Test::_slurp("$ud/child.pid") =~ /(\d+)/ ? $1 : 0;
+    ok($child, "roll-back: the script started a child ($child)");
+    ok(wait_for(sub { !kill(0, $child) }, 5), 'roll-back: the child was killed with the new master');
+    is($u->master_pid, $m, 'roll-back: the pid file names the old master');
+    my ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
+                                 "$certs/ca.pem", "https://a.test:$up/");
+    is($body, "ok\n", 'roll-back: the old master serves');
+
+    # A new binary whose master starts but whose workers cannot (the real
+    # binary with epoll_create1() failing, through LD_PRELOAD): the new
+    # master reported ready as soon as it had forked them, the old master
+    # left, and nothing served.  Now "ready" waits until every worker
+    # accepts; a worker dying first fails the start, and the old master
+    # keeps serving.
+    my $shim = "$ud/noepoll.so";
+    open my $c, '>', "$ud/noepoll.c" or die;
+    print $c "#include <errno.h>\nint epoll_create1(int f) { (void) f; errno = EMFILE; return -1; }\n";
+    close $c;
+    is(system('cc', '-shared', '-fPIC', '-o', $shim, "$ud/noepoll.c"), 0, 'a shim without epoll built');
+    system('cp', $t->top . '/hamlyn', "$ud/bin/real") == 0 or die;
+    open $sh, '>', "$ud/bin/new" or die;
+    print $sh "#!/bin/sh\nLD_PRELOAD=$shim exec $ud/bin/real \"\$@\"\n";
+    close $sh;
+    chmod 0755, "$ud/bin/new";
+    rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    my $before = () = $u->error_log =~ /binary upgrade failed/g;
+    $u->signal('USR2');
+    ok(wait_for(sub { (() = $u->error_log =~ /binary upgrade failed/g) > $before }, 10),
+       'workers that cannot start: the upgrade is rolled back');
+    like($u->error_log, qr/worker \d+ \(slot 0\) exited with status 2 before it was accepting; stopping/,
+         'workers that cannot start: the new master says why');
+    is($u->master_pid, $m, 'workers that cannot start: the pid file names the old master');
+    ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
+                              "$certs/ca.pem", "https://a.test:$up/");
+    is($body, "ok\n", 'workers that cannot start: the old master serves');
+    $u->signal('QUIT');
+    is($u->wait_exit(10), 0, 'roll-back: QUIT exits 0');
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$up", Timeout => 2);
+    ok(!$s, 'roll-back: the port is closed after the stop (no process holds it)');
+    kill 'KILL', $child if $child && kill(0, $child);
+
+    # The same for -d: the starting process exits 1 when the daemon's
+    # workers cannot start (it said 0 once the workers were forked).
+    {
+        local $ENV{LD_PRELOAD} = $shim;
+        my ($rc, $out) = $u->hamlyn('-d', '-c', $u->conf_path);
+        is($rc, 1, '-d with workers that cannot start: exit 1') or diag($out);
+        like($out, qr/the daemon did not start/, '-d: ... and says so');
+    }
+    ok(!-e "$ud/hamlyn.pid" || !kill(0, Hamlyn::Test::_slurp("$ud/hamlyn.pid") =~ /(\d+)/ ? $1 : 0),
+       '-d: no daemon left running');
 }
 
 done_testing;
