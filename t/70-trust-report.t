@@ -262,6 +262,11 @@ like(line_of($out, qr/upstream ver:/), qr/TLS verified.*no mTLS|TLS verified.*no
 like(line_of($out, qr/upstream ver:/), qr/\Q$pin\E/, 'text: the pin');
 like(line_of($out, qr/RISK: .*upstream pinned/), qr/"pinned self-signed key"/, 'text: the pinned leg\'s risk');
 like(line_of($out, qr/RISK: .*upstream plain/), qr/"same host"/, 'text: the plaintext risk');
+# the three identities of CLI.md, in words, on the "backend sees" lines
+my %blk = map { my $n = $_; ($n => ($out =~ /(  site \Q$n\E .*?)(?:\n\n|\z)/s)[0] // '') } qw(pt v p0 ap);
+like(line_of($blk{pt}, qr/backend sees:/), qr/real client certificate/, 'text: passthrough: real client certificate');
+like(line_of($blk{ap}, qr/backend sees:/), qr/X-Cert \(proxy-asserted/, 'text: the proxy-asserted header');
+like(line_of($blk{p0}, qr/backend sees:/), qr/backend sees:\s+none\b/, 'text: none');
 
 # ---- invalid configuration ----
 $conf->{sites}{api}{routes}[3]{upstream} = 'apj';

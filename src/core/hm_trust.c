@@ -597,7 +597,7 @@ hm_trust_text_sees(FILE *out, const hm_conf_site_t *site,
         n++;
     }
     if (n == 0) {
-        fprintf(out, "no client identity (the proxy's address only)");
+        fprintf(out, "none (no client identity: the proxy's address only)");
     }
     fprintf(out, "\n");
 }
