@@ -433,6 +433,26 @@ sub fingerprint {
     }
     ok(wait_for(sub { my $l = Hamlyn::Test::_slurp("$dir/access2.log"); ($l =~ tr/\n//) >= 4 }, 5),
        'reload: the workers log requests to the new access log');
+
+    # USR1 after a logrotate-style rename: the master and the workers
+    # write to new files (a worker's own error line: a bad request).
+    rename "$dir/error2.log", "$dir/error2.log.1" or die;
+    rename "$dir/access2.log", "$dir/access2.log.1" or die;
+    ($rc, $out) = $t->hamlyn('-s', 'reopen', '-c', $t->conf_path);
+    is($rc, 0, 'reopen: -s reopen exits 0') or diag($out);
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /log files reopened/ }, 5),
+       'reopen: the master writes to the new error log');
+    my $w = ($t->worker_pids)[0];
+    my $raw = $t->raw_tls("GET /fixed HTTP/1.1\r\nHost: a.test\r\nBad header\r\n\r\n",
+                          port => $p, sni => 'a.test');
+    like($raw // '', qr/^HTTP\/1\.1 400 /, 'reopen: a bad request gets 400');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /\[info\] $w#c\d+ .*invalid request/ }, 5),
+       'reopen: the worker writes to the new error log');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/access2.log") =~ /"status":400/ }, 5),
+       'reopen: the worker writes to the new access log');
+    unlike(Hamlyn::Test::_slurp("$dir/error2.log.1"), qr/invalid request/,
+           'reopen: nothing more in the renamed error log');
+
     delete $c->{runtime}{error_log};
     delete $c->{runtime}{access_log};
     pop @{ $c->{listeners}[0]{listen} };
