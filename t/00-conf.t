@@ -237,7 +237,8 @@ like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "h
 $f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
 ($rc, $out) = check_t($f);
 is($rc, 1, 'duplicate keys: exit 1');
-like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key/m, 'duplicate key: line and reason');
+like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key near '"sites"'$/m,
+     'duplicate key: line, reason and the key as jansson quotes it (no backslashes added)');
 
 $f = $t->write_conf(qq({"sites": {"s": {"server_names": ["a.test"]));
 ($rc, $out) = check_t($f);

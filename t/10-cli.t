@@ -126,6 +126,10 @@ $conf = $t->write_conf(good_conf($port, $t->port));
 ($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $conf);
 is($rc, 1, '-s quit without a running master exits 1');
 like($out, qr/pid file .*hamlyn\.pid/, '-s: the pid file is named');
+($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $t->dir . '/nowhere.json');
+is($rc, 1, '-s with a missing configuration file exits 1');
+like($out, qr/nowhere\.json cannot be read as JSON \(unable to open .*No such file or directory\)/,
+     '-s: why the file cannot be read');
 ($rc, $out) = $t->hamlyn('-s', 'bogus', '-c', $conf);
 is($rc, 2, '-s with an unknown signal exits 2');
 like($out, qr/invalid signal "bogus"/, '-s: unknown signal named');

@@ -221,6 +221,20 @@ report('v2 with 3000 bytes of TLVs', tls_raw(pp, b'GET /big-tlv HTTP/1.1\r\nHost
                                             pre=PP2 + b'\x21\x11' + struct.pack('>H', len(blk)) + blk))
 report('bad v1 port', plain(pp, b'PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n' + h))
 report('no header on pp listener', plain(pp, h))
+# a forged application-data record after a TLS 1.2 handshake: the fatal
+# alert (record type 21, visible in TLS 1.2) comes back before the close
+c12 = ctx()
+c12.maximum_version = ssl.TLSVersion.TLSv1_2
+s = c12.wrap_socket(socket.create_connection(('127.0.0.1', main), timeout=5),
+                    server_hostname='a.test')
+raw = socket.socket(fileno=os.dup(s.fileno()))
+raw.sendall(b'\x17\x03\x03\x00\x28' + os.urandom(40))
+out, how = drain(raw, 3)
+types = []
+while len(out) >= 5:
+    types.append(out[0])
+    out = out[5 + struct.unpack('>H', out[3:5])[0]:]
+report('forged record', {'types': types, 'how': how})
 time.sleep(0.5)
 stop = True
 th.join(15)
@@ -301,6 +315,17 @@ like($by_path{'/local'}{client} // '', qr/^127\.0\.0\.1:/, 'LOCAL: the socket ad
 my %out;
 $out{$_->{outcome} // ''}++ for @$al;
 cmp_ok($out{bad_proxy_protocol} // 0, '>=', 2, 'bad_proxy_protocol outcomes in the access log');
+
+# --- TLS protocol errors after the handshake: alert and an info line
+$x = r('forged record');
+is_deeply($x->{types}, [21], 'a forged record after the handshake: a TLS alert comes back');
+is($x->{how}, 'closed', 'and the connection is closed');
+like($log->(), qr/\[info\] [^\n]*sni=a\.test: TLS error from the client: [^\n]*\(while waiting for a request\)/,
+     'logged at info as the client\'s TLS error');
+my $reneg = $t->s_client(port => $p, servername => 'a.test', args => ['-tls1_2'],
+                         input => "R\n", timeout => 5);
+like($reneg, qr/alert no renegotiation/, 'a renegotiation attempt gets the no_renegotiation alert');
+ok($t->wait_error_log(qr/TLS error from the client: no renegotiation/, 3), 'and is logged');
 
 # --- the well-behaved client never noticed
 $x = r('good');

@@ -374,6 +374,10 @@ is($s->{m}{hamlyn_worker_restarts_total}, 0, 'no worker restart yet');
 
 # Bytes: at least what the access log says the passthrough connections moved.
 my $log = $t->wait_access_log(1);
+# The totals above are sums over both workers: the traffic reached both.
+my %by_pid = map { ($_->{pid} // 0) => 1 } @$log;
+is(scalar(keys %by_pid), 2, 'the traffic counted above was served by both workers')
+    or diag(join ' ', sort keys %by_pid);
 my ($in, $outb) = (0, 0);
 for (grep { ($_->{mode} // '') eq 'passthrough' } @$log) {
     $in += $_->{bytes_in} // 0;

@@ -2162,6 +2162,22 @@ static void
 client_eof(hm_http_conn_t *hc, ssize_t code)
 {
     hc->cs_eof = 1;
+    if (code == HM_STREAM_ETLS && hc->state != HC_TUNNEL) {
+        /* not an end but the client's TLS protocol error (a renegotiation
+         * attempt, a bad record): say so, once; the stream sent the
+         * alert */
+        hm_log_info(&hc->c->log, "TLS error from the client%s: %s",
+                    hc->state == HC_REQ && !hc->req_done
+                    ? " in the middle of a request"
+                    : hc->state == HC_HEAD && hc->in_len > 0
+                    ? " in the middle of a request head" : "",
+                    hm_stream_error(hc->cs));
+        if (hc->state == HC_REQ && !hc->req_done) {
+            hc->outcome = "client_closed";
+        }
+        hc_close(hc);
+        return;
+    }
     switch (hc->state) {
     case HC_TUNNEL:
         tunnel_eof(hc, 1);
