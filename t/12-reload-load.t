@@ -382,6 +382,89 @@ sub queue_result {
     is($body, "new body\n", 'upgrade: the new master serves the reloaded configuration');
 }
 
+# ---- what a reload changes, as a client sees it ----------------------------
+# The certificate file replaced in place (same path), a new site on a new
+# listen address, a route's status, the log paths; then the address goes
+# away again.
+sub fingerprint {
+    my ($port, $sni) = @_;
+    my $out = `echo | openssl s_client -connect 127.0.0.1:$port -servername $sni 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+    return $out =~ /=(\S+)/ ? $1 : '';
+}
+{
+    system('cp', "$certs/a.test.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test.key", "$dir/cur.key") == 0 or die;
+    my $c = conf(workers => 1);
+    $c->{certificates}{a} = { cert => "$dir/cur.pem", key => "$dir/cur.key" };
+    $t->write_conf($c);
+    my $n = () = $t->error_log =~ /configuration reloaded/g;
+    $t->signal('HUP');
+    ok(wait_for(sub { (() = $t->error_log =~ /configuration reloaded/g) > $n }, 5),
+       'reload: the certificate moved to cur.pem');
+    my $ecdsa = fingerprint($p, 'a.test');
+    ok($ecdsa, "reload: a certificate is served ($ecdsa)");
+    system('cp', "$certs/a.test-rsa.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test-rsa.key", "$dir/cur.key") == 0 or die;
+    my $p2 = $t->port;
+    push @{ $c->{listeners}[0]{listen} }, "127.0.0.1:$p2";
+    $c->{certificates}{b} = { cert => "$certs/b.test.pem", key => "$certs/b.test.key" };
+    $c->{sites}{b} = { server_names => ['b.test'], mode => 'terminate',
+                       tls => { certificates => ['b'] },
+                       routes => [ { match => { path_prefix => '/' }, status => 418,
+                                     body => "tea\n" } ] };
+    push @{ $c->{listeners}[0]{sites} }, 'b';
+    $c->{sites}{a}{routes}[0]{status} = 503;
+    $c->{runtime}{error_log} = { path => "$dir/error2.log", level => 'info' };
+    $c->{runtime}{access_log} = { path => "$dir/access2.log" };
+    $t->write_conf($c);
+    my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, 'reload: -s reload exits 0') or diag($out);
+    ok(wait_for(sub { -s "$dir/error2.log" && Hamlyn::Test::_slurp("$dir/error2.log") =~ /configuration reloaded/ }, 5),
+       'reload: the new error log gets the master\'s lines');
+    my $rsa = fingerprint($p, 'a.test');
+    ok($rsa && $rsa ne $ecdsa, 'reload: the certificate file replaced in place is served');
+    for my $port ($p, $p2) {
+        my ($code, $body) = $t->curl('--resolve', "b.test:$port:127.0.0.1", '--cacert',
+                                     "$certs/ca.pem", "https://b.test:$port/");
+        is("$code $body", "418 tea\n", "reload: the new site answers on :$port");
+        ($code) = $t->curl('--resolve', "a.test:$port:127.0.0.1", '--cacert',
+                           "$certs/ca.pem", "https://a.test:$port/fixed");
+        is($code, 503, "reload: the changed route status on :$port");
+    }
+    ok(wait_for(sub { my $l = Hamlyn::Test::_slurp("$dir/access2.log"); ($l =~ tr/\n//) >= 4 }, 5),
+       'reload: the workers log requests to the new access log');
+
+    # USR1 after a logrotate-style rename: the master and the workers
+    # write to new files (a worker's own error line: a bad request).
+    rename "$dir/error2.log", "$dir/error2.log.1" or die;
+    rename "$dir/access2.log", "$dir/access2.log.1" or die;
+    ($rc, $out) = $t->hamlyn('-s', 'reopen', '-c', $t->conf_path);
+    is($rc, 0, 'reopen: -s reopen exits 0') or diag($out);
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /log files reopened/ }, 5),
+       'reopen: the master writes to the new error log');
+    my $w = ($t->worker_pids)[0];
+    my $raw = $t->raw_tls("GET /fixed HTTP/1.1\r\nHost: a.test\r\nBad header\r\n\r\n",
+                          port => $p, sni => 'a.test');
+    like($raw // '', qr/^HTTP\/1\.1 400 /, 'reopen: a bad request gets 400');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /\[info\] $w#c\d+ .*invalid request/ }, 5),
+       'reopen: the worker writes to the new error log');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/access2.log") =~ /"status":400/ }, 5),
+       'reopen: the worker writes to the new access log');
+    unlike(Hamlyn::Test::_slurp("$dir/error2.log.1"), qr/invalid request/,
+           'reopen: nothing more in the renamed error log');
+
+    delete $c->{runtime}{error_log};
+    delete $c->{runtime}{access_log};
+    pop @{ $c->{listeners}[0]{listen} };
+    $t->write_conf($c);
+    $t->signal('HUP');
+    ok(wait_for(sub { !IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p2", Timeout => 1) }, 10),
+       'reload: the removed address is closed');
+    my ($code) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
+                          "$certs/ca.pem", "https://a.test:$p/fixed");
+    is($code, 503, 'reload: the remaining address serves');
+}
+
 # ---- roll-back of an upgrade leaves nothing behind ----------------------------
 # The binary at the master's path is a copy; replaced by a script that
 # starts a background child (which inherits the listening sockets) and
