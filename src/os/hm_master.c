@@ -1100,6 +1100,7 @@ master_upgrade_abort(const char *why)
     if (upgrade_pid > 0) {
         (void) kill(upgrade_pid, SIGKILL);
     }
+    hm_listen_steer(master_cycle, nworkers);   /* it may have re-steered */
     if (oldbin_path != NULL && rt->pid_file != NULL
         && rename(oldbin_path, rt->pid_file) < 0)
     {
