@@ -302,4 +302,42 @@ $out = $t2->s_client(port => $p2, servername => 'a.test', input => "", args => [
 like($out, qr/^Reused,/m, 'ticket key file: the session resumes after a restart (same keys)');
 $t2->stop;
 
+# A second instance sharing the key file resumes the session too, unless
+# its site of the same name asks for client certificates: a session made
+# without one must not get past client_auth "required" (nor "optional":
+# the backend would learn nothing of the missing certificate's reason).
+my $t3 = Hamlyn::Test->new(name => '30-tls-keys2');
+my $p3 = $t3->port;
+my %c3 = %c2;
+$c3{listeners} = [ { name => 'main', listen => ["127.0.0.1:$p3"], sites => [qw(a)] } ];
+$t3->write_conf(\%c3);
+$t3->run or BAIL_OUT('hamlyn (second instance, ticket keys) did not start');
+$out = $t3->s_client(port => $p3, servername => 'a.test', input => "", args => ['-sess_in', "$dir/sess2"]);
+like($out, qr/^Reused,/m, 'ticket key file: another instance sharing it resumes the session');
+$t3->stop;
+for my $mode (qw(required optional)) {
+    my $a = JSON::PP->new->decode(JSON::PP->new->encode($conf{sites}{a}));
+    $a->{tls}{client_auth} = { mode => $mode, ca => "$certs/client-ca.pem" };
+    $c3{sites} = { a => $a };
+    $t3->write_conf(\%c3);
+    $t3->run or BAIL_OUT("hamlyn (client_auth $mode, ticket keys) did not start");
+    for my $v ('-tls1_2', '-tls1_3') {
+        unlink "$dir/sess3";
+        $t2->run or BAIL_OUT('hamlyn (ticket keys) did not restart');
+        $t2->s_client(port => $p2, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                      expect => qr/\r\n\r\n/, args => [$v, '-sess_out', "$dir/sess3"]);
+        $t2->stop;
+        ok(-s "$dir/sess3", "$v: session of the instance without client_auth saved");
+        $out = $t3->s_client(port => $p3, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                             expect => qr/\r\n\r\n|alert/, args => [$v, '-sess_in', "$dir/sess3"]);
+        unlike($out, qr/^Reused,/m, "$v: ... does not resume where client_auth is $mode");
+        if ($mode eq 'required') {
+            unlike($out, qr{HTTP/1\.1 200}, "$v: ... and gets no answer without a certificate");
+        } else {
+            like($out, qr{HTTP/1\.1 200}, "$v: ... and gets a full handshake");
+        }
+    }
+    $t3->stop;
+}
+
 done_testing;

@@ -532,6 +532,35 @@ alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen,
 /* ---- site init -------------------------------------------------------- */
 
 /*
+ * The session ID context of a site: SHA-256 of its name, its client_auth
+ * mode and the bytes of its client CA file.  BoringSSL resumes only
+ * sessions of the same context, so a ticket never crosses into another
+ * site, nor into this site once its client_auth changed.
+ */
+static void
+session_id_context(const hm_conf_site_t *site, uint8_t *sid)
+{
+    SHA256_CTX sha;
+    FILE      *f;
+    uint8_t    buf[4096], mode = (uint8_t) site->tls.client_auth;
+    size_t     n;
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, site->name, strlen(site->name) + 1);
+    SHA256_Update(&sha, &mode, 1);
+    if (mode != HM_CLIENT_AUTH_NONE && site->tls.client_auth_ca != NULL) {
+        f = fopen(site->tls.client_auth_ca, "rb");
+        if (f != NULL) {
+            while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+                SHA256_Update(&sha, buf, n);
+            }
+            fclose(f);
+        }
+    }
+    SHA256_Final(sid, &sha);
+}
+
+/*
  * Builds site->tls_ctx for a terminating site.  Certificates come from
  * hm_tls_cert_load() (cert->tls is an hm_tls_cert_t).  Returns HM_OK, or
  * HM_ERROR with a reason in err.
@@ -718,8 +747,11 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         SSL_CTX_set_verify_depth(ctx, 8);
     }
 
-    /* Sessions: stateless tickets only, bound to this site. */
-    SHA256((const uint8_t *) site->name, strlen(site->name), sid);
+    /* Sessions: stateless tickets only, bound to this site and to its
+     * client certificate policy (a ticket key file outlives reloads and
+     * may be shared with other instances: a session made where no
+     * certificate was asked for must not resume where one is required). */
+    session_id_context(site, sid);
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     ts->tickets = tickets_get(conf, err, errlen);
