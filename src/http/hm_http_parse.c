@@ -645,11 +645,12 @@ method_id(hm_str_t n)
 
 /* Validates the fields and derives framing and connection semantics. */
 static int
-check_fields(hm_http_msg_t *m)
+check_fields(hm_http_msg_t *m, const char *head_end)
 {
     hm_http_header_t *h;
     int have_cl = 0, have_te = 0, have_host = 0;
     size_t i, j;
+    const char *q, *line_end;
 
     for (i = 0; i < m->nheaders; i++) {
         h = &m->headers[i];
@@ -675,6 +676,30 @@ check_fields(hm_http_msg_t *m)
             if (!is_fchar(h->value.data[j])) {
                 m->error = "invalid character (NUL, CR, LF or control) in "
                            "a header value";
+                return HM_ERROR;
+            }
+        }
+        /* The line is name ':' OWS value OWS CRLF and nothing else: what
+         * http-parser skips around the value (it takes a bare CR and the
+         * byte after it for a line end or a fold) must be OWS.  The line
+         * ends before the next field (on_header_field checked the CRLF)
+         * or before the final CRLF CRLF. */
+        line_end = (i + 1 < m->nheaders ? m->headers[i + 1].name.data
+                                        : head_end - 2) - 2;
+        q = h->name.data + h->name.len;
+        if (q >= line_end || *q != ':') {
+            m->error = "malformed header line";
+            return HM_ERROR;
+        }
+        for (q++; q < line_end; q++) {
+            if (h->value.len > 0 && q == h->value.data) {
+                q += h->value.len;
+                if (q >= line_end) {
+                    break;
+                }
+            }
+            if (!is_ows(*q)) {
+                m->error = "bare CR in the head";
                 return HM_ERROR;
             }
         }
@@ -895,7 +920,7 @@ hm_http_parse_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf,
             }
         }
     }
-    if (check_fields(m) != HM_OK) {
+    if (check_fields(m, buf + end) != HM_OK) {
         return HM_ERROR;
     }
     m->error_status = 0;

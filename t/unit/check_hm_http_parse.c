@@ -174,6 +174,13 @@ START_TEST(bare_cr_in_field_lines)
     expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\rZ\r\n\r\n");
     expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r\r\n\r\n");
     expect_400("GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n");
+    /* a bare CR that http-parser takes for a fold, with or without a
+     * value around it */
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX:   \r      g: ched\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: \r  \r\nY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\r  b\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nX: \r \r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r \r\n\r\n");
 }
 END_TEST
 
