@@ -233,11 +233,31 @@ like($out, qr/^\Q$f\E: sites\.p\.limits\.idle_timeout: unknown key \(did you mea
 like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "health_check"\?\)$/m,
      'a near spelling is suggested');
 
+# A key behind a pass phrase is said to be one; another file that holds
+# no key is not (the hint was given for both).
+system("openssl pkey -in '$certs/a.test.key' -aes256 -passout pass:x -out '$dir/enc.key' 2>/dev/null") == 0
+    or die "openssl pkey failed";
+$f = $t->write_conf({
+    certificates => { e => { cert => "$certs/a.test.pem", key => "$dir/enc.key" },
+                      w => { cert => "$certs/a.test.pem", key => "$certs/a.test.pem" } },
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'an encrypted key and a key file without a key: exit 1');
+like($out, qr/^\Q$f\E: certificates\.e\.key: the private key in the "key" file is encrypted: only unencrypted keys are read/m,
+     'the encrypted key is named as such');
+like($out, qr/^\Q$f\E: certificates\.w\.key: no PEM private key found in "key" file \(/m,
+     'a certificate given as key: no key found');
+unlike($out, qr/certificates\.w\.key: .*encrypt/, '... without a word about encryption');
+
 # Duplicate keys, truncated JSON, a top level that is not an object.
 $f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
 ($rc, $out) = check_t($f);
 is($rc, 1, 'duplicate keys: exit 1');
-like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key/m, 'duplicate key: line and reason');
+like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key near '"sites"'$/m,
+     'duplicate key: line, reason and the key as jansson quotes it (no backslashes added)');
 
 $f = $t->write_conf(qq({"sites": {"s": {"server_names": ["a.test"]));
 ($rc, $out) = check_t($f);

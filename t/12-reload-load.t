@@ -382,6 +382,89 @@ sub queue_result {
     is($body, "new body\n", 'upgrade: the new master serves the reloaded configuration');
 }
 
+# ---- what a reload changes, as a client sees it ----------------------------
+# The certificate file replaced in place (same path), a new site on a new
+# listen address, a route's status, the log paths; then the address goes
+# away again.
+sub fingerprint {
+    my ($port, $sni) = @_;
+    my $out = `echo | openssl s_client -connect 127.0.0.1:$port -servername $sni 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+    return $out =~ /=(\S+)/ ? $1 : '';
+}
+{
+    system('cp', "$certs/a.test.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test.key", "$dir/cur.key") == 0 or die;
+    my $c = conf(workers => 1);
+    $c->{certificates}{a} = { cert => "$dir/cur.pem", key => "$dir/cur.key" };
+    $t->write_conf($c);
+    my $n = () = $t->error_log =~ /configuration reloaded/g;
+    $t->signal('HUP');
+    ok(wait_for(sub { (() = $t->error_log =~ /configuration reloaded/g) > $n }, 5),
+       'reload: the certificate moved to cur.pem');
+    my $ecdsa = fingerprint($p, 'a.test');
+    ok($ecdsa, "reload: a certificate is served ($ecdsa)");
+    system('cp', "$certs/a.test-rsa.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test-rsa.key", "$dir/cur.key") == 0 or die;
+    my $p2 = $t->port;
+    push @{ $c->{listeners}[0]{listen} }, "127.0.0.1:$p2";
+    $c->{certificates}{b} = { cert => "$certs/b.test.pem", key => "$certs/b.test.key" };
+    $c->{sites}{b} = { server_names => ['b.test'], mode => 'terminate',
+                       tls => { certificates => ['b'] },
+                       routes => [ { match => { path_prefix => '/' }, status => 418,
+                                     body => "tea\n" } ] };
+    push @{ $c->{listeners}[0]{sites} }, 'b';
+    $c->{sites}{a}{routes}[0]{status} = 503;
+    $c->{runtime}{error_log} = { path => "$dir/error2.log", level => 'info' };
+    $c->{runtime}{access_log} = { path => "$dir/access2.log" };
+    $t->write_conf($c);
+    my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, 'reload: -s reload exits 0') or diag($out);
+    ok(wait_for(sub { -s "$dir/error2.log" && Hamlyn::Test::_slurp("$dir/error2.log") =~ /configuration reloaded/ }, 5),
+       'reload: the new error log gets the master\'s lines');
+    my $rsa = fingerprint($p, 'a.test');
+    ok($rsa && $rsa ne $ecdsa, 'reload: the certificate file replaced in place is served');
+    for my $port ($p, $p2) {
+        my ($code, $body) = $t->curl('--resolve', "b.test:$port:127.0.0.1", '--cacert',
+                                     "$certs/ca.pem", "https://b.test:$port/");
+        is("$code $body", "418 tea\n", "reload: the new site answers on :$port");
+        ($code) = $t->curl('--resolve', "a.test:$port:127.0.0.1", '--cacert',
+                           "$certs/ca.pem", "https://a.test:$port/fixed");
+        is($code, 503, "reload: the changed route status on :$port");
+    }
+    ok(wait_for(sub { my $l = Hamlyn::Test::_slurp("$dir/access2.log"); ($l =~ tr/\n//) >= 4 }, 5),
+       'reload: the workers log requests to the new access log');
+
+    # USR1 after a logrotate-style rename: the master and the workers
+    # write to new files (a worker's own error line: a bad request).
+    rename "$dir/error2.log", "$dir/error2.log.1" or die;
+    rename "$dir/access2.log", "$dir/access2.log.1" or die;
+    ($rc, $out) = $t->hamlyn('-s', 'reopen', '-c', $t->conf_path);
+    is($rc, 0, 'reopen: -s reopen exits 0') or diag($out);
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /log files reopened/ }, 5),
+       'reopen: the master writes to the new error log');
+    my $w = ($t->worker_pids)[0];
+    my $raw = $t->raw_tls("GET /fixed HTTP/1.1\r\nHost: a.test\r\nBad header\r\n\r\n",
+                          port => $p, sni => 'a.test');
+    like($raw // '', qr/^HTTP\/1\.1 400 /, 'reopen: a bad request gets 400');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /\[info\] $w#c\d+ .*invalid request/ }, 5),
+       'reopen: the worker writes to the new error log');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/access2.log") =~ /"status":400/ }, 5),
+       'reopen: the worker writes to the new access log');
+    unlike(Hamlyn::Test::_slurp("$dir/error2.log.1"), qr/invalid request/,
+           'reopen: nothing more in the renamed error log');
+
+    delete $c->{runtime}{error_log};
+    delete $c->{runtime}{access_log};
+    pop @{ $c->{listeners}[0]{listen} };
+    $t->write_conf($c);
+    $t->signal('HUP');
+    ok(wait_for(sub { !IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p2", Timeout => 1) }, 10),
+       'reload: the removed address is closed');
+    my ($code) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
+                          "$certs/ca.pem", "https://a.test:$p/fixed");
+    is($code, 503, 'reload: the remaining address serves');
+}
+
 # ---- roll-back of an upgrade leaves nothing behind ----------------------------
 # The binary at the master's path is a copy; replaced by a script that
 # starts a background child (which inherits the listening sockets) and
@@ -395,15 +478,18 @@ sub queue_result {
     mkdir "$ud/bin" or die;
     system('cp', $t->top . '/hamlyn', "$ud/bin/hamlyn") == 0 or die;
     local $ENV{HAMLYN_BIN} = "$ud/bin/hamlyn";
-    $u->write_conf({
-        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
-        listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
-        sites => { a => { server_names => ['a.test'], mode => 'terminate',
-                          tls => { certificates => ['a'] },
-                          routes => [ { match => { path_prefix => '/' }, status => 200,
-                                        body => "ok\n" } ] } },
-        runtime => { workers => 1, shutdown_timeout_s => 2 },
-    });
+    my $uconf = sub {
+        return {
+            certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+            listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
+            sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                              tls => { certificates => ['a'] },
+                              routes => [ { match => { path_prefix => '/' }, status => 200,
+                                            body => "ok\n" } ] } },
+            runtime => { workers => $_[0], shutdown_timeout_s => 2 },
+        };
+    };
+    $u->write_conf($uconf->(2));
     $u->run or BAIL_OUT('hamlyn (copy) did not start');
     my $m = $u->master_pid;
     open my $sh, '>', "$ud/bin/new" or die;
@@ -439,6 +525,10 @@ sub queue_result {
     close $sh;
     chmod 0755, "$ud/bin/new";
     rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    # ... with a configuration of 1 worker: the new master has already
+    # steered the shared sockets' new connections to its one worker's
+    # socket when it fails; the old master steers them back over its 2.
+    $u->write_conf($uconf->(1));
     my $before = () = $u->error_log =~ /binary upgrade failed/g;
     $u->signal('USR2');
     ok(wait_for(sub { (() = $u->error_log =~ /binary upgrade failed/g) > $before }, 10),
@@ -449,6 +539,22 @@ sub queue_result {
     ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
                               "$certs/ca.pem", "https://a.test:$up/");
     is($body, "ok\n", 'workers that cannot start: the old master serves');
+    my $nlog = scalar @{ $u->access_log };
+    my $res = `python3 -c '
+import socket, ssl
+ctx = ssl.create_default_context(cafile="$certs/ca.pem")
+for i in range(40):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $up), timeout=5), server_hostname="a.test")
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: a.test\\r\\nConnection: close\\r\\n\\r\\n")
+    while s.recv(4096):
+        pass
+    s.close()
+print("done")'`;
+    like($res, qr/done/, 'workers that cannot start: 40 more requests');
+    my $lines = $u->wait_access_log($nlog + 40, 5);
+    my %pids = map { $_->{pid} => 1 } @{$lines}[$nlog .. $#$lines];
+    is(scalar(keys %pids), 2, 'workers that cannot start: both old workers get new connections again')
+        or diag(explain(\%pids));
     $u->signal('QUIT');
     is($u->wait_exit(10), 0, 'roll-back: QUIT exits 0');
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$up", Timeout => 2);

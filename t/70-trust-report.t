@@ -109,7 +109,7 @@ like(line_of($out, qr/upstream api:/),
 like(line_of($out, qr/upstream old:/), qr/plaintext/, 'plaintext leg');
 like(line_of($out, qr/RISK: plaintext to upstream old/), qr/"\Q$plain_risk\E"/,
      'plaintext risk quoted on a RISK: line');
-like(line_of($out, qr/upstream self:/), qr/NOT verified/, 'verify-off leg');
+like(line_of($out, qr/upstream self:/), qr/verify off: certificate NOT verified/, 'verify-off leg, in the words of CLI.md');
 like(line_of($out, qr/RISK: .*upstream self/), qr/"\Q$verify_risk\E"/,
      'verify-off risk quoted on a RISK: line');
 is(scalar(() = $out =~ /RISK:/g), 2, 'exactly two RISK lines');
@@ -260,8 +260,15 @@ is($rc, 0, 'second text report exits 0');
 like(line_of($out, qr/upstream ver:/), qr/TLS verified.*no mTLS|TLS verified.*no client certificate/,
      'text: verified without mTLS');
 like(line_of($out, qr/upstream ver:/), qr/\Q$pin\E/, 'text: the pin');
+like(line_of($out, qr/upstream pinned:/), qr/verify off, pinned: chain not verified \(pins \Q$pin\E\)/,
+     'text: verify off with pins');
 like(line_of($out, qr/RISK: .*upstream pinned/), qr/"pinned self-signed key"/, 'text: the pinned leg\'s risk');
 like(line_of($out, qr/RISK: .*upstream plain/), qr/"same host"/, 'text: the plaintext risk');
+# the three identities of CLI.md, in words, on the "backend sees" lines
+my %blk = map { my $n = $_; ($n => ($out =~ /(  site \Q$n\E .*?)(?:\n\n|\z)/s)[0] // '') } qw(pt v p0 ap);
+like(line_of($blk{pt}, qr/backend sees:/), qr/real client certificate/, 'text: passthrough: real client certificate');
+like(line_of($blk{ap}, qr/backend sees:/), qr/X-Cert \(proxy-asserted/, 'text: the proxy-asserted header');
+like(line_of($blk{p0}, qr/backend sees:/), qr/backend sees:\s+none\b/, 'text: none');
 
 # ---- invalid configuration ----
 $conf->{sites}{api}{routes}[3]{upstream} = 'apj';

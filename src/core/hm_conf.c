@@ -122,11 +122,13 @@ plain_key(const char *k)
 
 /*
  * Appends src to dst (capacity cap, current length *len) with control
- * and non-ASCII bytes, quotes and backslashes escaped; stops at max
- * source bytes, adding "..." when cut.  Always NUL-terminates.
+ * and non-ASCII bytes escaped, and with quotes set, quotes and backslashes
+ * too (a value printed between quotes); stops at max source bytes, adding
+ * "..." when cut.  Always NUL-terminates.
  */
 static void
-escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
+escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max,
+            int quotes)
 {
     size_t i;
     int    n;
@@ -138,7 +140,7 @@ escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
             n = snprintf(dst + *len, cap - *len, "...");
         } else if (c < 0x20 || c >= 0x7f) {
             n = snprintf(dst + *len, cap - *len, "\\x%02x", c);
-        } else if (c == '"' || c == '\\') {
+        } else if (quotes && (c == '"' || c == '\\')) {
             n = snprintf(dst + *len, cap - *len, "\\%c", c);
         } else {
             n = snprintf(dst + *len, cap - *len, "%c", c);
@@ -163,7 +165,7 @@ quote_n(char *buf, size_t cap, const char *s, size_t max)
     buf[0] = '"';
     buf[1] = '\0';
     len = 1;
-    escape_into(buf, cap - 1, &len, s, max);
+    escape_into(buf, cap - 1, &len, s, max, 1);
     buf[len++] = '"';
     buf[len] = '\0';
     return buf;
@@ -2983,9 +2985,9 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
             size_t tlen = 0;
 
             /* jansson quotes the input near the error: keep it on one
-             * line. */
+             * line (its own quotes stay as they are). */
             text[0] = '\0';
-            escape_into(text, sizeof(text), &tlen, jerr.text, 200);
+            escape_into(text, sizeof(text), &tlen, jerr.text, 200, 0);
             fprintf(err, "%s: line %d column %d: %s\n", name, jerr.line,
                     jerr.column, text);
         }
