@@ -478,15 +478,18 @@ sub fingerprint {
     mkdir "$ud/bin" or die;
     system('cp', $t->top . '/hamlyn', "$ud/bin/hamlyn") == 0 or die;
     local $ENV{HAMLYN_BIN} = "$ud/bin/hamlyn";
-    $u->write_conf({
-        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
-        listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
-        sites => { a => { server_names => ['a.test'], mode => 'terminate',
-                          tls => { certificates => ['a'] },
-                          routes => [ { match => { path_prefix => '/' }, status => 200,
-                                        body => "ok\n" } ] } },
-        runtime => { workers => 1, shutdown_timeout_s => 2 },
-    });
+    my $uconf = sub {
+        return {
+            certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+            listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
+            sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                              tls => { certificates => ['a'] },
+                              routes => [ { match => { path_prefix => '/' }, status => 200,
+                                            body => "ok\n" } ] } },
+            runtime => { workers => $_[0], shutdown_timeout_s => 2 },
+        };
+    };
+    $u->write_conf($uconf->(2));
     $u->run or BAIL_OUT('hamlyn (copy) did not start');
     my $m = $u->master_pid;
     open my $sh, '>', "$ud/bin/new" or die;
@@ -522,6 +525,10 @@ sub fingerprint {
     close $sh;
     chmod 0755, "$ud/bin/new";
     rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    # ... with a configuration of 1 worker: the new master has already
+    # steered the shared sockets' new connections to its one worker's
+    # socket when it fails; the old master steers them back over its 2.
+    $u->write_conf($uconf->(1));
     my $before = () = $u->error_log =~ /binary upgrade failed/g;
     $u->signal('USR2');
     ok(wait_for(sub { (() = $u->error_log =~ /binary upgrade failed/g) > $before }, 10),
@@ -532,6 +539,22 @@ sub fingerprint {
     ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
                               "$certs/ca.pem", "https://a.test:$up/");
     is($body, "ok\n", 'workers that cannot start: the old master serves');
+    my $nlog = scalar @{ $u->access_log };
+    my $res = `python3 -c '
+import socket, ssl
+ctx = ssl.create_default_context(cafile="$certs/ca.pem")
+for i in range(40):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $up), timeout=5), server_hostname="a.test")
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: a.test\\r\\nConnection: close\\r\\n\\r\\n")
+    while s.recv(4096):
+        pass
+    s.close()
+print("done")'`;
+    like($res, qr/done/, 'workers that cannot start: 40 more requests');
+    my $lines = $u->wait_access_log($nlog + 40, 5);
+    my %pids = map { $_->{pid} => 1 } @{$lines}[$nlog .. $#$lines];
+    is(scalar(keys %pids), 2, 'workers that cannot start: both old workers get new connections again')
+        or diag(explain(\%pids));
     $u->signal('QUIT');
     is($u->wait_exit(10), 0, 'roll-back: QUIT exits 0');
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$up", Timeout => 2);

@@ -436,18 +436,20 @@ master_signal_workers(int signo)
     }
 }
 
-/* Old-generation workers still running (forgets the list when none). */
+/* Old-generation workers still running; the list keeps only those (with
+ * reloads coming faster than old workers finish it would otherwise only
+ * grow). */
 static int
 master_old_live(void)
 {
     int i, n = 0;
 
     for (i = 0; i < nold; i++) {
-        n += old_pids[i] != 0;
+        if (old_pids[i] != 0) {
+            old_pids[n++] = old_pids[i];
+        }
     }
-    if (n == 0) {
-        nold = 0;
-    }
+    nold = n;
     return n;
 }
 
@@ -1098,6 +1100,7 @@ master_upgrade_abort(const char *why)
     if (upgrade_pid > 0) {
         (void) kill(upgrade_pid, SIGKILL);
     }
+    hm_listen_steer(master_cycle, nworkers);   /* it may have re-steered */
     if (oldbin_path != NULL && rt->pid_file != NULL
         && rename(oldbin_path, rt->pid_file) < 0)
     {
