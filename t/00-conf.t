@@ -252,6 +252,19 @@ like($out, qr/^\Q$f\E: certificates\.w\.key: no PEM private key found in "key" f
      'a certificate given as key: no key found');
 unlike($out, qr/certificates\.w\.key: .*encrypt/, '... without a word about encryption');
 
+# A listener whose sites list repeats a name: its other sites and its
+# default_site are still checked in the same run.
+$f = $t->write_conf({
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p', 'p', 'ghost'], default_site => 'zzz' }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'a repeated site on a listener: exit 1');
+like($out, qr/^\Q$f\E: listeners\[0\]\.sites\[1\]: "p" is listed twice$/m, '... the repeat');
+like($out, qr/^\Q$f\E: listeners\[0\]\.sites\[2\]: no site named "ghost"$/m, '... and the dangling name beside it');
+like($out, qr/^\Q$f\E: listeners\[0\]\.default_site: no site named "zzz"$/m, '... and the default_site');
+
 # Duplicate keys, truncated JSON, a top level that is not an object.
 $f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
 ($rc, $out) = check_t($f);

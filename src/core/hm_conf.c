@@ -654,16 +654,17 @@ typedef const char *(*check_pt)(const char *s);
 /*
  * An array of strings, each checked by check (if any).  Returns 1 and
  * sets *out / *n when present and valid, 0 when absent, -1 on error.  On
- * an error in an element, *out / *n still get the valid elements (each
- * once), so that the checks across sections (server names shared by the
- * sites of a listener) report their errors in the same run.
+ * an error in an element, *out / *n still describe the array, each bad or
+ * repeated element NULL, so that the checks that use the others (server
+ * names shared by the sites of a listener, a listener's default_site)
+ * report their errors in the same run.
  */
 static int
 conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
           char ***out, size_t *n)
 {
     json_t     *arr, *v;
-    size_t      i, j, old, old2;
+    size_t      i, old, old2;
     char      **list;
     const char *why;
     char        q[128];
@@ -711,15 +712,9 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
     }
     path_pop(cx, old);
     if (bad) {
-        /* keep the valid ones (bad and repeated elements are NULL) */
-        for (i = 0, j = 0; i < json_array_size(arr); i++) {
-            if (list[i] != NULL) {
-                list[j++] = list[i];
-            }
-        }
-        list[j] = NULL;
+        /* the valid ones at their index; bad and repeated ones NULL */
         *out = list;
-        *n = j;
+        *n = json_array_size(arr);
         return -1;
     }
     *out = list;
@@ -2561,6 +2556,8 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
         path_pop(cx, old);
     }
     has_sites = json_object_get(l, "sites") != NULL;
+    names = NULL;
+    n = 0;
     if (ls->redirect_to_https) {
         /* plaintext HTTP: no ClientHello to bound (these would be
          * ignored) */
@@ -2583,14 +2580,22 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     } else if (!has_sites) {
         cerr(cx, "a listener needs \"sites\" (or \"http\": "
              "{\"redirect_to_https\": true})");
-    } else if (conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL,
-                         &names, &n) == 1)
-    {
+    } else {
+        /* -1 with a repeated or bad name: the others still count */
+        conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL, &names,
+                  &n);
+    }
+    if (names != NULL) {
         ls->sites = pcalloc(cx, (n + 1)
                                              * sizeof(hm_conf_site_t *));
         old = path_key(cx, "sites");
         for (i = 0; i < n; i++) {
-            hm_conf_site_t *s = hm_conf_site_find(cx->conf, names[i]);
+            hm_conf_site_t *s;
+
+            if (names[i] == NULL) {
+                continue;
+            }
+            s = hm_conf_site_find(cx->conf, names[i]);
             if (s == NULL) {
                 old2 = path_index(cx, i);
                 cerr(cx, "no site named %s", quote(q, sizeof(q), names[i]));
