@@ -302,13 +302,17 @@ hm_tls_ca_check(const char *path, char *err, size_t errlen)
 /*
  * Checks a TLS 1.2 cipher list string the way the TLS layer will use it
  * (SSL_CTX_set_strict_cipher_list: an unknown name is an error).  HM_OK or
- * HM_ERROR with a reason.
+ * HM_ERROR with a reason naming the first element that is refused on its
+ * own (an unknown name), else the TLS library's reason.
  */
 int
 hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
 {
-    SSL_CTX *ctx;
-    int      ok;
+    SSL_CTX    *ctx;
+    const char *p, *e;
+    char        one[128];
+    size_t      n;
+    int         ok;
 
     ctx = SSL_CTX_new(TLS_method());
     if (ctx == NULL) {
@@ -316,10 +320,27 @@ hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
         return HM_ERROR;
     }
     ok = SSL_CTX_set_strict_cipher_list(ctx, ciphers);
-    SSL_CTX_free(ctx);
-    if (!ok) {
-        tls_reason(err, errlen, "invalid cipher list");
-        return HM_ERROR;
+    if (ok) {
+        SSL_CTX_free(ctx);
+        return HM_OK;
     }
-    return HM_OK;
+    tls_reason(err, errlen, "invalid cipher list");
+    for (p = ciphers; *p != '\0'; p = e) {
+        p += strspn(p, ":, []|!+-");
+        e = p + strcspn(p, ":, []|");
+        n = (size_t) (e - p);
+        if (n == 0 || n >= sizeof(one) || *p == '@') {
+            continue;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (!SSL_CTX_set_strict_cipher_list(ctx, one)) {
+            ERR_clear_error();
+            snprintf(err, errlen, "invalid cipher list: unknown cipher "
+                     "\"%s\"", one);
+            break;
+        }
+    }
+    SSL_CTX_free(ctx);
+    return HM_ERROR;
 }
