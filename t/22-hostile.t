@@ -201,6 +201,7 @@ report('nul bytes over tls', tls_raw(main, b'\0' * 64))
 report('h2 frame over tls', tls_raw(main, b'\x00\x00\x12\x04\x00\x00\x00\x00\x00'))
 report('40 KiB hello on terminate site', plain(main, records(hello('a.test', 40000), 16384)))
 report('40 KiB hello on passthrough site', plain(main, records(hello('pt.test', 40000), 16384), idle=1))
+report('16 KiB hello in 1-byte records', plain(main, records(hello('pt.test', 16000), 1), idle=1))
 report('v1 then request', tls_raw(pp, b'GET /v1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n', pre=v1))
 req = b'GET /v2 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'
 # v2 with TLVs sent a byte at a time before the handshake
@@ -290,6 +291,11 @@ like($log->(), qr/\[info\] [^\n]*sni=a\.test: TLS handshake failed: ClientHello 
 unlike($log->(), qr/cannot start the TLS handshake/, 'not as a server-side failure');
 $x = r('40 KiB hello on passthrough site');
 like(substr($x->{out}, 0, 1), qr/^\x16/, '40 KiB ClientHello to a passthrough site: the backend answers');
+
+$x = r('16 KiB hello in 1-byte records');
+like($x->{out}, qr/^\x15\x03\x03\x00\x02\x02\x32/, '16 KiB ClientHello in 1-byte records (96 KiB): decode_error alert');
+like($log->(), qr/ClientHello not complete after \d+ bytes \(client_hello_max_bytes 65536, record headers included\)/,
+     'logged with what was counted (not "larger than 65536 bytes")');
 
 # --- inbound PROXY protocol on a TLS listener
 $x = r('v1 then request');

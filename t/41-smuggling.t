@@ -74,6 +74,8 @@ my @cases = (
     ['empty header name', "GET /a HTTP/1.1\r\n${H}: 1\r\n\r\n"],
     ['NUL in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\x002\r\n\r\n"],
     ['CR in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\r2\r\n\r\n"],
+    ['bare CR hides Transfer-Encoding', "POST /a HTTP/1.1\r\n${H}X: \rTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n"],
+    ['bare CR as a line end', "GET /a HTTP/1.1\r\n${H}X:\rY: 1\r\n\r\n"],
     ['control char in value', "GET /a HTTP/1.1\r\n${H}X-A: 1\x012\r\n\r\n"],
     ['bare LF', "GET /a HTTP/1.1\n${H}\n"],
     ['bare LF in headers', "GET /a HTTP/1.1\r\nHost: a.test\nX-A: 1\r\n\r\n"],

@@ -390,8 +390,18 @@ preread_process(hm_pt_t *pt)
     for (loops = 0; loops < 64; loops++) {
         if (c->preread_len == c->preread_cap) {
             rc = preread_grow(pt);
+            if (rc == HM_ERROR) {
+                hm_log_error(&c->log, "out of memory for the ClientHello");
+                send_alert(pt, HM_TLS_ALERT_INTERNAL_ERROR);
+                hm__pt_close(pt, "no_memory");
+                return;
+            }
             if (rc != HM_OK) {
-                hm_log_info(&c->log, "ClientHello larger than %zu bytes",
+                /* the hello itself may be smaller: record headers count
+                 * (a hello in 1-byte records is six times its size) */
+                hm_log_info(&c->log, "ClientHello not complete after %zu "
+                            "bytes (client_hello_max_bytes %zu, record "
+                            "headers included)", c->preread_len,
                             c->listener->client_hello_max_bytes);
                 send_alert(pt, HM_TLS_ALERT_DECODE_ERROR);
                 hm__pt_close(pt, "bad_hello");

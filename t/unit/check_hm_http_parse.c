@@ -132,6 +132,11 @@ START_TEST(junk_refused_before_the_line_ends)
         { "GET /a\tb", 9, 7 },
         { "GET /a\rb", 9, 8 },           /* the CR is no longer last */
         { "\r\nGE\x7fT", 7, 5 },
+        /* in a header line, after a complete request line */
+        { "GET / HTTP/1.1\r\nHost: a\r\nX\0", 27, 27 },
+        { "GET / HTTP/1.1\r\nHost: a\x01b", 25, 24 },
+        { "GET / HTTP/1.1\r\nHost: a\rb", 25, 25 },  /* CR not last */
+        { "GET / HTTP/1.1\r\nX: \x7f", 20, 20 },
     };
     /* valid heads, cut anywhere, stay HM_AGAIN to the last byte; header
      * values may hold HTAB and obs-text */
@@ -152,6 +157,30 @@ START_TEST(junk_refused_before_the_line_ends)
         ck_assert_int_ne(feed_bytes(ok[i], strlen(ok[i]), &at), HM_ERROR);
         ck_assert_uint_eq(at, strlen(ok[i]));
     }
+}
+END_TEST
+
+START_TEST(bare_cr_in_field_lines)
+{
+    /* http-parser (not strict) takes CR + any byte for a line end */
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: \rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX:\rY: 1\r\n\r\n");
+    expect_400("POST / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: "
+               "chunked\r\nContent-Length: 3\r\n\r\n");
+    expect_400("POST / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: "
+               "chunked\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\rZ\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n");
+    /* a bare CR that http-parser takes for a fold, with or without a
+     * value around it */
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX:   \r      g: ched\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: \r  \r\nY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\r  b\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nX: \r \r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r \r\n\r\n");
 }
 END_TEST
 
@@ -636,6 +665,7 @@ http_parse_suite(void)
     tcase_add_test(tc, simple_get);
     tcase_add_test(tc, incremental_and_truncated);
     tcase_add_test(tc, junk_refused_before_the_line_ends);
+    tcase_add_test(tc, bare_cr_in_field_lines);
     tcase_add_test(tc, host_shapes);
     tcase_add_test(tc, leading_empty_lines);
     tcase_add_test(tc, head_too_large);
