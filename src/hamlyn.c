@@ -177,10 +177,20 @@ find_pid_file(const char *path, const char **why)
     const char   *v;
     char         *abs, *dir, *slash, *res = NULL;
     size_t        n;
+    static char   reason[256];
 
     root = json_load_file(path, 0, &jerr);
     if (root == NULL) {
-        *why = "cannot be read as JSON";
+        /* with jansson's reason: a missing file, or where the syntax
+         * breaks */
+        if (jerr.line > 0) {
+            snprintf(reason, sizeof(reason), "cannot be read as JSON "
+                     "(line %d: %s)", jerr.line, jerr.text);
+        } else {
+            snprintf(reason, sizeof(reason), "cannot be read as JSON (%s)",
+                     jerr.text);
+        }
+        *why = reason;
         return NULL;
     }
     rt = json_object_get(root, "runtime");

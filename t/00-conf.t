@@ -213,11 +213,64 @@ like($out, qr/^\Q$f\E: runtime\.tls_session_ticket_keys: "\Q$dir\E\/bad\.keys" l
      '... named with its path and line, beside the other errors');
 like($out, qr/^\Q$f\E: runtime\.workerz: unknown key \(did you mean "workers"\?\)$/m, '... and the other error');
 
+# Unknown keys get a suggestion: a near spelling, or the key with its
+# unit (the commonest slip: "connect_timeout" for "connect_timeout_ms").
+$f = $t->write_conf({
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"], connect_timeout => 100,
+                           healthcheck => {} } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'], client_hello_timeout => 5 }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt',
+                      limits => { idle_timeout => 5 } } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'unknown keys: exit 1');
+like($out, qr/^\Q$f\E: upstreams\.pt\.connect_timeout: unknown key \(did you mean "connect_timeout_ms"\?\)$/m,
+     'a key without its unit: the key with it is suggested');
+like($out, qr/^\Q$f\E: listeners\[0\]\.client_hello_timeout: unknown key \(did you mean "client_hello_timeout_ms"\?\)$/m,
+     '... also for a long key');
+like($out, qr/^\Q$f\E: sites\.p\.limits\.idle_timeout: unknown key \(did you mean "idle_timeout_ms"\?\)$/m,
+     '... in limits');
+like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "health_check"\?\)$/m,
+     'a near spelling is suggested');
+
+# A key behind a pass phrase is said to be one; another file that holds
+# no key is not (the hint was given for both).
+system("openssl pkey -in '$certs/a.test.key' -aes256 -passout pass:x -out '$dir/enc.key' 2>/dev/null") == 0
+    or die "openssl pkey failed";
+$f = $t->write_conf({
+    certificates => { e => { cert => "$certs/a.test.pem", key => "$dir/enc.key" },
+                      w => { cert => "$certs/a.test.pem", key => "$certs/a.test.pem" } },
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'an encrypted key and a key file without a key: exit 1');
+like($out, qr/^\Q$f\E: certificates\.e\.key: the private key in the "key" file is encrypted: only unencrypted keys are read/m,
+     'the encrypted key is named as such');
+like($out, qr/^\Q$f\E: certificates\.w\.key: no PEM private key found in "key" file \(/m,
+     'a certificate given as key: no key found');
+unlike($out, qr/certificates\.w\.key: .*encrypt/, '... without a word about encryption');
+
+# A listener whose sites list repeats a name: its other sites and its
+# default_site are still checked in the same run.
+$f = $t->write_conf({
+    upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p', 'p', 'ghost'], default_site => 'zzz' }],
+    sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 1, 'a repeated site on a listener: exit 1');
+like($out, qr/^\Q$f\E: listeners\[0\]\.sites\[1\]: "p" is listed twice$/m, '... the repeat');
+like($out, qr/^\Q$f\E: listeners\[0\]\.sites\[2\]: no site named "ghost"$/m, '... and the dangling name beside it');
+like($out, qr/^\Q$f\E: listeners\[0\]\.default_site: no site named "zzz"$/m, '... and the default_site');
+
 # Duplicate keys, truncated JSON, a top level that is not an object.
 $f = $t->write_conf(qq({"sites": {},\n "sites": {}, "listeners": []}\n));
 ($rc, $out) = check_t($f);
 is($rc, 1, 'duplicate keys: exit 1');
-like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key/m, 'duplicate key: line and reason');
+like($out, qr/^\Q$f\E: line 2 column \d+: duplicate object key near '"sites"'$/m,
+     'duplicate key: line, reason and the key as jansson quotes it (no backslashes added)');
 
 $f = $t->write_conf(qq({"sites": {"s": {"server_names": ["a.test"]));
 ($rc, $out) = check_t($f);

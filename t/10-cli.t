@@ -126,6 +126,10 @@ $conf = $t->write_conf(good_conf($port, $t->port));
 ($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $conf);
 is($rc, 1, '-s quit without a running master exits 1');
 like($out, qr/pid file .*hamlyn\.pid/, '-s: the pid file is named');
+($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $t->dir . '/nowhere.json');
+is($rc, 1, '-s with a missing configuration file exits 1');
+like($out, qr/nowhere\.json cannot be read as JSON \(unable to open .*No such file or directory\)/,
+     '-s: why the file cannot be read');
 ($rc, $out) = $t->hamlyn('-s', 'bogus', '-c', $conf);
 is($rc, 2, '-s with an unknown signal exits 2');
 like($out, qr/invalid signal "bogus"/, '-s: unknown signal named');
@@ -213,6 +217,66 @@ ok(!kill(0, $dpid), '-s stop: the daemon exited');
 ok(!-e $pidf, '-s stop: the pid file was removed');
 ok(!connects($port), '-s stop: the port is closed');
 like($t->error_log, qr/fast shutdown/, 'the error log records the fast shutdown');
+
+# --- runtime.user/group with a key only root can read, and -s reopen.
+# The master (root) reads the key, binds and opens the logs; the workers
+# run as nobody:nogroup and still serve TLS with it, write the access log,
+# and after the logs were moved away, -s reopen gives them new files.
+SKIP: {
+    skip 'runtime.user needs a root master', 9 if $> != 0;
+    my ($nuid) = (getpwnam('nobody'))[2];
+    my ($ngid) = (getgrnam('nogroup'))[2];
+    skip 'no nobody:nogroup', 9 unless defined $nuid && defined $ngid;
+    my $u = Hamlyn::Test->new(name => '10-cli-user');
+    my $certs = $u->certs;
+    my $d = $u->dir;
+    for my $x (qw(pem key)) {
+        open my $in, '<', "$certs/a.test.$x" or die; local $/; my $data = <$in>; close $in;
+        open my $o, '>', "$d/a.$x" or die; print $o $data; close $o;
+    }
+    chmod 0600, "$d/a.key";
+    chown 0, 0, "$d/a.key";
+    my $p = $u->port;
+    $u->write_conf({
+        runtime => { workers => 2, user => 'nobody', group => 'nogroup' },
+        certificates => { a => { cert => 'a.pem', key => 'a.key' } },
+        listeners => [{ listen => ["127.0.0.1:$p"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [{ status => 200, body => "hi\n" }] } },
+    });
+    $u->run or BAIL_OUT('hamlyn did not start');
+    my @w = $u->worker_pids;
+    my $ids = join ' ', map {
+        my $st = Hamlyn::Test::_slurp("/proc/$_/status") // '';
+        ($st =~ /^Uid:\s*(\d+)/m ? $1 : '?') . ':' . ($st =~ /^Gid:\s*(\d+)/m ? $1 : '?')
+    } @w;
+    is($ids, join(' ', ("$nuid:$ngid") x 2), 'both workers run as nobody:nogroup');
+    my ($code, $body) = $u->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1",
+                                 "https://a.test:$p/");
+    is($code, 200, 'TLS with a key only root can read (mode 0600)');
+    is($body, "hi\n", '... the fixed answer');
+    ok($u->wait_access_log(1), 'the workers write the access log');
+    my $acc = "$d/access.log";
+    rename $acc, "$acc.1" or die "rename: $!";
+    rename "$d/error.log", "$d/error.log.1" or die "rename: $!";
+    my ($src, $sout) = $u->hamlyn('-s', 'reopen', '-c', $u->conf_path);
+    is($src, 0, '-s reopen exits 0') or diag($sout);
+    my $end = time + 10;
+    sleep 0.05 until -e $acc || time > $end;
+    ok(-e $acc, '-s reopen: a new access log');
+    is((stat $acc)[4], $nuid, '... owned by the workers\' user');
+    for (1 .. 4) {
+        $u->curl('--cacert', "$certs/ca.pem", '--resolve', "a.test:$p:127.0.0.1", "https://a.test:$p/$_");
+    }
+    $end = time + 10;
+    sleep 0.05 until (-s $acc // 0) > 0 && scalar(() = (Hamlyn::Test::_slurp($acc) // '') =~ /\n/g) >= 4
+                     || time > $end;
+    my @lines = grep { /\S/ } split /\n/, Hamlyn::Test::_slurp($acc) // '';
+    is(scalar @lines, 4, 'the workers write the new access log after the reopen');
+    like(Hamlyn::Test::_slurp("$d/error.log") // '', qr/log files reopened/, 'a new error log too');
+    $u->stop;
+}
 
 sub getsid {
     my $s = Hamlyn::Test::_slurp("/proc/$$/stat");

@@ -2,9 +2,11 @@
 # 11-process.t: the master/worker process model against the real binary:
 # worker count and CPU pinning, IPv4 and IPv6 listening, one SO_REUSEPORT
 # socket per worker kept by the master, restart of a killed worker on the
-# same sockets (and crash-loop backoff), USR1 log reopening, HUP/USR2
-# refused with a log line, QUIT/-s quit graceful stop with exit 0, TERM
-# fast stop, workers dying with their master, and runtime.user.
+# same sockets (and crash-loop backoff), USR1 log reopening, HUP reload
+# (refused with every error for a broken file), USR2 binary upgrade and
+# its roll-back, QUIT/-s quit graceful stop with exit 0, TERM fast stop,
+# workers dying with their master, and runtime.user.  Under load:
+# t/12-reload-load.t.
 use strict;
 use warnings;
 use lib 't/lib';

@@ -12,6 +12,8 @@ use Hamlyn::Test;
 use Test::More;
 use IPC::Open2;
 use JSON::PP;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 $SIG{PIPE} = 'IGNORE';
@@ -36,7 +38,7 @@ sub conf {
             a => { server_names => ['a.test'], mode => 'terminate',
                    tls => { certificates => ['a'] },
                    routes => [ { match => { path_prefix => '/fixed' }, status => 200,
-                                 body => "fixed\n" },
+                                 body => $o{body} // "fixed\n" },
                                { match => { path_prefix => '/' }, upstream => 'be' } ] },
             p => { server_names => ['backend.test'], mode => 'passthrough',
                    upstream => 'echo' },
@@ -351,6 +353,224 @@ sub queue_result {
     my $r2 = under_load(1, sub { }, 2, 0, 0);
     ok($r2->{ok} > 10 && !$r2->{failed} && !$r2->{refused}, 'fewer workers: serving on')
         or diag(explain($r2));
+}
+
+# ---- binary upgrade under load, then a reload of the new master ------------
+{
+    my $pf = "$dir/hamlyn.pid";
+    my $m = $t->master_pid;
+    my $n;
+    my $r = under_load(3, sub {
+        $t->signal('USR2');
+        wait_for(sub { ($n = $t->master_pid) && $n != $m }, 10);
+    });
+    ok($n && $n != $m, 'upgrade: a new master took over the pid file');
+    is($r->{refused}, 0, 'upgrade: no connection refused');
+    is($r->{failed}, 0, 'upgrade: no request failed') or diag(explain($r->{errors}));
+    ok($r->{ok} > 50, "upgrade: $r->{ok} answers");
+    my $st;
+    ok(wait_for(sub { waitpid($m, WNOHANG) == $m and defined($st = $?) }, 10),
+       'upgrade: the old master is gone');
+    is($st, 0, 'upgrade: ... with exit status 0');
+    $t->write_conf(conf(workers => 1, body => "new body\n"));
+    my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, 'upgrade: -s reload reaches the new master') or diag($out);
+    ok($t->wait_error_log(qr/\[info\] $n: configuration reloaded: 1 worker/),
+       'upgrade: the new master reloaded');
+    my ($code, $body) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
+                                 "$certs/ca.pem", "https://a.test:$p/fixed");
+    is($body, "new body\n", 'upgrade: the new master serves the reloaded configuration');
+}
+
+# ---- what a reload changes, as a client sees it ----------------------------
+# The certificate file replaced in place (same path), a new site on a new
+# listen address, a route's status, the log paths; then the address goes
+# away again.
+sub fingerprint {
+    my ($port, $sni) = @_;
+    my $out = `echo | openssl s_client -connect 127.0.0.1:$port -servername $sni 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+    return $out =~ /=(\S+)/ ? $1 : '';
+}
+{
+    system('cp', "$certs/a.test.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test.key", "$dir/cur.key") == 0 or die;
+    my $c = conf(workers => 1);
+    $c->{certificates}{a} = { cert => "$dir/cur.pem", key => "$dir/cur.key" };
+    $t->write_conf($c);
+    my $n = () = $t->error_log =~ /configuration reloaded/g;
+    $t->signal('HUP');
+    ok(wait_for(sub { (() = $t->error_log =~ /configuration reloaded/g) > $n }, 5),
+       'reload: the certificate moved to cur.pem');
+    my $ecdsa = fingerprint($p, 'a.test');
+    ok($ecdsa, "reload: a certificate is served ($ecdsa)");
+    system('cp', "$certs/a.test-rsa.pem", "$dir/cur.pem") == 0 or die;
+    system('cp', "$certs/a.test-rsa.key", "$dir/cur.key") == 0 or die;
+    my $p2 = $t->port;
+    push @{ $c->{listeners}[0]{listen} }, "127.0.0.1:$p2";
+    $c->{certificates}{b} = { cert => "$certs/b.test.pem", key => "$certs/b.test.key" };
+    $c->{sites}{b} = { server_names => ['b.test'], mode => 'terminate',
+                       tls => { certificates => ['b'] },
+                       routes => [ { match => { path_prefix => '/' }, status => 418,
+                                     body => "tea\n" } ] };
+    push @{ $c->{listeners}[0]{sites} }, 'b';
+    $c->{sites}{a}{routes}[0]{status} = 503;
+    $c->{runtime}{error_log} = { path => "$dir/error2.log", level => 'info' };
+    $c->{runtime}{access_log} = { path => "$dir/access2.log" };
+    $t->write_conf($c);
+    my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
+    is($rc, 0, 'reload: -s reload exits 0') or diag($out);
+    ok(wait_for(sub { -s "$dir/error2.log" && Hamlyn::Test::_slurp("$dir/error2.log") =~ /configuration reloaded/ }, 5),
+       'reload: the new error log gets the master\'s lines');
+    my $rsa = fingerprint($p, 'a.test');
+    ok($rsa && $rsa ne $ecdsa, 'reload: the certificate file replaced in place is served');
+    for my $port ($p, $p2) {
+        my ($code, $body) = $t->curl('--resolve', "b.test:$port:127.0.0.1", '--cacert',
+                                     "$certs/ca.pem", "https://b.test:$port/");
+        is("$code $body", "418 tea\n", "reload: the new site answers on :$port");
+        ($code) = $t->curl('--resolve', "a.test:$port:127.0.0.1", '--cacert',
+                           "$certs/ca.pem", "https://a.test:$port/fixed");
+        is($code, 503, "reload: the changed route status on :$port");
+    }
+    ok(wait_for(sub { my $l = Hamlyn::Test::_slurp("$dir/access2.log"); ($l =~ tr/\n//) >= 4 }, 5),
+       'reload: the workers log requests to the new access log');
+
+    # USR1 after a logrotate-style rename: the master and the workers
+    # write to new files (a worker's own error line: a bad request).
+    rename "$dir/error2.log", "$dir/error2.log.1" or die;
+    rename "$dir/access2.log", "$dir/access2.log.1" or die;
+    ($rc, $out) = $t->hamlyn('-s', 'reopen', '-c', $t->conf_path);
+    is($rc, 0, 'reopen: -s reopen exits 0') or diag($out);
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /log files reopened/ }, 5),
+       'reopen: the master writes to the new error log');
+    my $w = ($t->worker_pids)[0];
+    my $raw = $t->raw_tls("GET /fixed HTTP/1.1\r\nHost: a.test\r\nBad header\r\n\r\n",
+                          port => $p, sni => 'a.test');
+    like($raw // '', qr/^HTTP\/1\.1 400 /, 'reopen: a bad request gets 400');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/error2.log") =~ /\[info\] $w#c\d+ .*invalid request/ }, 5),
+       'reopen: the worker writes to the new error log');
+    ok(wait_for(sub { Hamlyn::Test::_slurp("$dir/access2.log") =~ /"status":400/ }, 5),
+       'reopen: the worker writes to the new access log');
+    unlike(Hamlyn::Test::_slurp("$dir/error2.log.1"), qr/invalid request/,
+           'reopen: nothing more in the renamed error log');
+
+    delete $c->{runtime}{error_log};
+    delete $c->{runtime}{access_log};
+    pop @{ $c->{listeners}[0]{listen} };
+    $t->write_conf($c);
+    $t->signal('HUP');
+    ok(wait_for(sub { !IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p2", Timeout => 1) }, 10),
+       'reload: the removed address is closed');
+    my ($code) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
+                          "$certs/ca.pem", "https://a.test:$p/fixed");
+    is($code, 503, 'reload: the remaining address serves');
+}
+
+# ---- roll-back of an upgrade leaves nothing behind ----------------------------
+# The binary at the master's path is a copy; replaced by a script that
+# starts a background child (which inherits the listening sockets) and
+# exits 1.  The old master keeps serving and kills the child too: a
+# leftover holding the sockets kept the port accepting after the master
+# stopped (connections queued for nobody) and held it against a restart.
+{
+    my $u = Hamlyn::Test->new(name => '12-reload-load-rollback');
+    my $ud = $u->dir;
+    my $up = $u->port;
+    mkdir "$ud/bin" or die;
+    system('cp', $t->top . '/hamlyn', "$ud/bin/hamlyn") == 0 or die;
+    local $ENV{HAMLYN_BIN} = "$ud/bin/hamlyn";
+    my $uconf = sub {
+        return {
+            certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+            listeners => [ { name => 'l', listen => ["127.0.0.1:$up"], sites => ['a'] } ],
+            sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                              tls => { certificates => ['a'] },
+                              routes => [ { match => { path_prefix => '/' }, status => 200,
+                                            body => "ok\n" } ] } },
+            runtime => { workers => $_[0], shutdown_timeout_s => 2 },
+        };
+    };
+    $u->write_conf($uconf->(2));
+    $u->run or BAIL_OUT('hamlyn (copy) did not start');
+    my $m = $u->master_pid;
+    open my $sh, '>', "$ud/bin/new" or die;
+    print $sh "#!/bin/sh\nsleep 30 &\necho \$! > $ud/child.pid\nexit 1\n";
+    close $sh;
+    chmod 0755, "$ud/bin/new";
+    rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    $u->signal('USR2');
+    ok($u->wait_error_log(qr/binary upgrade failed: new master \d+ exited with status 1 before it was ready/),
+       'roll-back: logged with the reason');
+    my $child = Hamlyn::Test::_slurp("$ud/child.pid") =~ /(\d+)/ ? $1 : 0;
+    ok($child, "roll-back: the script started a child ($child)");
+    ok(wait_for(sub { !kill(0, $child) }, 5), 'roll-back: the child was killed with the new master');
+    is($u->master_pid, $m, 'roll-back: the pid file names the old master');
+    my ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
+                                 "$certs/ca.pem", "https://a.test:$up/");
+    is($body, "ok\n", 'roll-back: the old master serves');
+
+    # A new binary whose master starts but whose workers cannot (the real
+    # binary with epoll_create1() failing, through LD_PRELOAD): the new
+    # master reported ready as soon as it had forked them, the old master
+    # left, and nothing served.  Now "ready" waits until every worker
+    # accepts; a worker dying first fails the start, and the old master
+    # keeps serving.
+    my $shim = "$ud/noepoll.so";
+    open my $c, '>', "$ud/noepoll.c" or die;
+    print $c "#include <errno.h>\nint epoll_create1(int f) { (void) f; errno = EMFILE; return -1; }\n";
+    close $c;
+    is(system('cc', '-shared', '-fPIC', '-o', $shim, "$ud/noepoll.c"), 0, 'a shim without epoll built');
+    system('cp', $t->top . '/hamlyn', "$ud/bin/real") == 0 or die;
+    open $sh, '>', "$ud/bin/new" or die;
+    print $sh "#!/bin/sh\nLD_PRELOAD=$shim exec $ud/bin/real \"\$@\"\n";
+    close $sh;
+    chmod 0755, "$ud/bin/new";
+    rename "$ud/bin/new", "$ud/bin/hamlyn" or die;
+    # ... with a configuration of 1 worker: the new master has already
+    # steered the shared sockets' new connections to its one worker's
+    # socket when it fails; the old master steers them back over its 2.
+    $u->write_conf($uconf->(1));
+    my $before = () = $u->error_log =~ /binary upgrade failed/g;
+    $u->signal('USR2');
+    ok(wait_for(sub { (() = $u->error_log =~ /binary upgrade failed/g) > $before }, 10),
+       'workers that cannot start: the upgrade is rolled back');
+    like($u->error_log, qr/worker \d+ \(slot 0\) exited with status 2 before it was accepting; stopping/,
+         'workers that cannot start: the new master says why');
+    is($u->master_pid, $m, 'workers that cannot start: the pid file names the old master');
+    ($code, $body) = $u->curl('--resolve', "a.test:$up:127.0.0.1", '--cacert',
+                              "$certs/ca.pem", "https://a.test:$up/");
+    is($body, "ok\n", 'workers that cannot start: the old master serves');
+    my $nlog = scalar @{ $u->access_log };
+    my $res = `python3 -c '
+import socket, ssl
+ctx = ssl.create_default_context(cafile="$certs/ca.pem")
+for i in range(40):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $up), timeout=5), server_hostname="a.test")
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: a.test\\r\\nConnection: close\\r\\n\\r\\n")
+    while s.recv(4096):
+        pass
+    s.close()
+print("done")'`;
+    like($res, qr/done/, 'workers that cannot start: 40 more requests');
+    my $lines = $u->wait_access_log($nlog + 40, 5);
+    my %pids = map { $_->{pid} => 1 } @{$lines}[$nlog .. $#$lines];
+    is(scalar(keys %pids), 2, 'workers that cannot start: both old workers get new connections again')
+        or diag(explain(\%pids));
+    $u->signal('QUIT');
+    is($u->wait_exit(10), 0, 'roll-back: QUIT exits 0');
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$up", Timeout => 2);
+    ok(!$s, 'roll-back: the port is closed after the stop (no process holds it)');
+    kill 'KILL', $child if $child && kill(0, $child);
+
+    # The same for -d: the starting process exits 1 when the daemon's
+    # workers cannot start (it said 0 once the workers were forked).
+    {
+        local $ENV{LD_PRELOAD} = $shim;
+        my ($rc, $out) = $u->hamlyn('-d', '-c', $u->conf_path);
+        is($rc, 1, '-d with workers that cannot start: exit 1') or diag($out);
+        like($out, qr/the daemon did not start/, '-d: ... and says so');
+    }
+    ok(!-e "$ud/hamlyn.pid" || !kill(0, Hamlyn::Test::_slurp("$ud/hamlyn.pid") =~ /(\d+)/ ? $1 : 0),
+       '-d: no daemon left running');
 }
 
 done_testing;

@@ -201,6 +201,7 @@ report('nul bytes over tls', tls_raw(main, b'\0' * 64))
 report('h2 frame over tls', tls_raw(main, b'\x00\x00\x12\x04\x00\x00\x00\x00\x00'))
 report('40 KiB hello on terminate site', plain(main, records(hello('a.test', 40000), 16384)))
 report('40 KiB hello on passthrough site', plain(main, records(hello('pt.test', 40000), 16384), idle=1))
+report('16 KiB hello in 1-byte records', plain(main, records(hello('pt.test', 16000), 1), idle=1))
 report('v1 then request', tls_raw(pp, b'GET /v1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n', pre=v1))
 req = b'GET /v2 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'
 # v2 with TLVs sent a byte at a time before the handshake
@@ -215,8 +216,26 @@ out, how = drain(s, 3)
 report('v2 split bytewise then request', {'out': out.decode('latin-1'), 'how': how})
 report('v2 LOCAL then request', tls_raw(pp, b'GET /local HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n',
                                        pre=PP2 + b'\x20\x00\x00\x00'))
+blk = (bytes([192, 0, 2, 9, 198, 51, 100, 1]) + struct.pack('>HH', 40003, 443)
+       + b'\xe0' + struct.pack('>H', 3000) + b'x' * 3000)
+report('v2 with 3000 bytes of TLVs', tls_raw(pp, b'GET /big-tlv HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n',
+                                            pre=PP2 + b'\x21\x11' + struct.pack('>H', len(blk)) + blk))
 report('bad v1 port', plain(pp, b'PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n' + h))
 report('no header on pp listener', plain(pp, h))
+# a forged application-data record after a TLS 1.2 handshake: the fatal
+# alert (record type 21, visible in TLS 1.2) comes back before the close
+c12 = ctx()
+c12.maximum_version = ssl.TLSVersion.TLSv1_2
+s = c12.wrap_socket(socket.create_connection(('127.0.0.1', main), timeout=5),
+                    server_hostname='a.test')
+raw = socket.socket(fileno=os.dup(s.fileno()))
+raw.sendall(b'\x17\x03\x03\x00\x28' + os.urandom(40))
+out, how = drain(raw, 3)
+types = []
+while len(out) >= 5:
+    types.append(out[0])
+    out = out[5 + struct.unpack('>H', out[3:5])[0]:]
+report('forged record', {'types': types, 'how': how})
 time.sleep(0.5)
 stop = True
 th.join(15)
@@ -273,6 +292,11 @@ unlike($log->(), qr/cannot start the TLS handshake/, 'not as a server-side failu
 $x = r('40 KiB hello on passthrough site');
 like(substr($x->{out}, 0, 1), qr/^\x16/, '40 KiB ClientHello to a passthrough site: the backend answers');
 
+$x = r('16 KiB hello in 1-byte records');
+like($x->{out}, qr/^\x15\x03\x03\x00\x02\x02\x32/, '16 KiB ClientHello in 1-byte records (96 KiB): decode_error alert');
+like($log->(), qr/ClientHello not complete after \d+ bytes \(client_hello_max_bytes 65536, record headers included\)/,
+     'logged with what was counted (not "larger than 65536 bytes")');
+
 # --- inbound PROXY protocol on a TLS listener
 $x = r('v1 then request');
 is(status($x), 200, 'PROXY v1 then TLS: served');
@@ -280,6 +304,7 @@ $x = r('v2 split bytewise then request');
 is(status($x), 200, 'PROXY v2 with TLVs, one byte per packet, then TLS: served');
 $x = r('v2 LOCAL then request');
 is(status($x), 200, 'PROXY v2 LOCAL then TLS: served');
+is(status(r('v2 with 3000 bytes of TLVs')), 200, 'PROXY v2 with 3000 bytes of TLVs (nginx takes 4096): served');
 is(r('bad v1 port')->{how}, 'closed', 'PROXY v1 with port 65536: closed');
 is(r('no header on pp listener')->{how}, 'closed', 'no PROXY header where one is required: closed');
 like($log->(), qr/bad PROXY protocol header: bad port in PROXY v1 line/, 'bad port logged');
@@ -291,10 +316,22 @@ for my $l (@$al) {
 }
 is($by_path{'/v1'}{client}, '192.0.2.7:40001', 'v1: the client address is the one from the header');
 is($by_path{'/v2'}{client}, '192.0.2.8:40002', 'v2: the client address is the one from the header');
+is($by_path{'/big-tlv'}{client}, '192.0.2.9:40003', 'v2 with big TLVs: the address from the header');
 like($by_path{'/local'}{client} // '', qr/^127\.0\.0\.1:/, 'LOCAL: the socket address is kept');
 my %out;
 $out{$_->{outcome} // ''}++ for @$al;
 cmp_ok($out{bad_proxy_protocol} // 0, '>=', 2, 'bad_proxy_protocol outcomes in the access log');
+
+# --- TLS protocol errors after the handshake: alert and an info line
+$x = r('forged record');
+is_deeply($x->{types}, [21], 'a forged record after the handshake: a TLS alert comes back');
+is($x->{how}, 'closed', 'and the connection is closed');
+like($log->(), qr/\[info\] [^\n]*sni=a\.test: TLS error from the client: [^\n]*\(while waiting for a request\)/,
+     'logged at info as the client\'s TLS error');
+my $reneg = $t->s_client(port => $p, servername => 'a.test', args => ['-tls1_2'],
+                         input => "R\n", timeout => 5);
+like($reneg, qr/alert no renegotiation/, 'a renegotiation attempt gets the no_renegotiation alert');
+ok($t->wait_error_log(qr/TLS error from the client: no renegotiation/, 3), 'and is logged');
 
 # --- the well-behaved client never noticed
 $x = r('good');

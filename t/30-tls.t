@@ -32,6 +32,15 @@ sh("openssl ocsp -issuer $certs/ca.pem -cert $certs/a.test-ecdsa.pem -no_nonce -
 sh("openssl ocsp -index $dir/index.txt -rsigner $certs/ca.pem -rkey $certs/ca.key -CA $certs/ca.pem"
    . " -reqin $dir/ocsp.req -respout $dir/a.ocsp -ndays 2");
 ok(-s "$dir/a.ocsp", 'OCSP response generated with openssl ocsp');
+# ... and one for a.test-rsa (a site pairs it with an ECDSA certificate
+# without a response)
+my ($rserial) = sh("openssl x509 -in $certs/a.test-rsa.pem -noout -serial") =~ /serial=(\w+)/;
+open $ix, '>', "$dir/index-rsa.txt" or die;
+print $ix "V\t351231000000Z\t\t$rserial\tunknown\t/CN=a.test\n";
+close $ix;
+sh("openssl ocsp -issuer $certs/ca.pem -cert $certs/a.test-rsa.pem -no_nonce -reqout $dir/ocsp-rsa.req");
+sh("openssl ocsp -index $dir/index-rsa.txt -rsigner $certs/ca.pem -rkey $certs/ca.key -CA $certs/ca.pem"
+   . " -reqin $dir/ocsp-rsa.req -respout $dir/a-rsa.ocsp -ndays 2");
 
 # --- a ticket key file (80-byte key, base64 per line) for the second instance
 open my $tk, '>', "$dir/tickets.keys" or die;
@@ -47,6 +56,8 @@ my %conf = (
         'a-ecdsa' => { cert => "$certs/a.test-ecdsa.pem", key => "$certs/a.test-ecdsa.key",
                        ocsp => "$dir/a.ocsp" },
         'a-rsa'   => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key" },
+        'a-rsa-o' => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key",
+                       ocsp => "$dir/a-rsa.ocsp" },
         'b'       => { cert => "$certs/b.test.pem", key => "$certs/b.test.key" },
         'wild'    => { cert => "$certs/wild.test.pem", key => "$certs/wild.test.key" },
     },
@@ -54,7 +65,7 @@ my %conf = (
                    h  => { servers => ["127.0.0.1:$be_http->{port}"],
                            plaintext => { accepted_risk => 'test backend on loopback' } } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"],
-                     sites => [qw(a b m pt r)] } ],
+                     sites => [qw(a b m pt r s)] } ],
     sites => {
         a  => { server_names => ['a.test'], mode => 'terminate',
                 tls => { certificates => ['a-ecdsa', 'a-rsa'], handshake_timeout_ms => 1000 },
@@ -73,6 +84,10 @@ my %conf = (
                 tls => { certificates => ['a-ecdsa', 'a-rsa'],
                          ciphers => 'ECDHE-RSA-AES128-GCM-SHA256' },
                 routes => [ { status => 200, body => "site r\n" } ] },
+        # an ECDSA certificate without OCSP response beside an RSA one with
+        s  => { server_names => ['s.test'], mode => 'terminate',
+                tls => { certificates => ['b', 'a-rsa-o'] },
+                routes => [ { status => 200, body => "site s\n" } ] },
     },
 );
 $t->write_conf(\%conf);
@@ -98,6 +113,13 @@ $out = sc(name => 'a.test', args => ['-brief', '-tls1_2']);
 like($out, qr/Ciphersuite: ECDHE-ECDSA-/, 'TLS 1.2 client with ECDSA suites gets ECDSA');
 $out = sc(name => 'a.test', args => ['-brief', '-tls1_3']);
 like($out, qr/Protocol version: TLSv1\.3/, 'TLS 1.3 handshake');
+# TLS 1.3 binds an ECDSA scheme to its curve: a client offering
+# ecdsa_secp384r1_sha384 (and RSA) cannot take the P-256 key: RSA, no failure
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_3', '-sigalgs', 'ECDSA+SHA384:RSA-PSS+SHA256']);
+like($out, qr/(?:Peer )?signature type: RSA-PSS/i,
+     'TLS 1.3 client with ECDSA P-384 and RSA schemes only gets the RSA certificate');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_3', '-sigalgs', 'ECDSA+SHA256:RSA-PSS+SHA256']);
+like($out, qr/(?:Peer )?signature type: ECDSA/i, '... with ecdsa_secp256r1_sha256 the ECDSA one');
 
 # A TLS 1.2 cipher list without ECDSA suites: TLS 1.2 clients get the RSA
 # certificate (the ECDSA one would leave no shared cipher), TLS 1.3 ones
@@ -129,6 +151,20 @@ like($out, qr{Verification: OK|Verify return code: 0}, '... and the handshake co
 $out = sc(name => 'a.test', args => ['-status']);
 like($out, qr/OCSP Response Status: successful/, 'OCSP response stapled for the ECDSA cert');
 like($out, qr/Cert Status: good/, '... saying good');
+like($out, qr/Serial Number: \Q$serial\E/i, '... for the ECDSA certificate');
+# the ECDSA certificate's response is never stapled to the RSA one
+$out = sc(name => 'a.test', args => ['-status', '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256']);
+like($out, qr/OCSP response: no response sent/, 'RSA certificate without OCSP file: no staple (TLS 1.3)');
+$out = sc(name => 'a.test', args => ['-status', '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']);
+like($out, qr/OCSP response: no response sent/, '... nor with TLS 1.2');
+$out = sc(name => 's.test', args => ['-status', '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256']);
+like($out, qr/Serial Number: \Q$rserial\E/i, 'RSA certificate with OCSP file: its own response stapled');
+$out = sc(name => 's.test', args => ['-status', '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']);
+like($out, qr/Serial Number: \Q$rserial\E/i, '... also with TLS 1.2');
+$out = sc(name => 's.test', args => ['-status']);
+like($out, qr/OCSP response: no response sent/, '... and the ECDSA one beside it, without a file, none');
+$out = sc(name => 'b.test', args => ['-status']);
+like($out, qr/OCSP response: no response sent/, 'single certificate without OCSP file: no staple');
 
 # --- session resumption (tickets), TLS 1.3 and TLS 1.2
 for my $v ('-tls1_3', '-tls1_2') {
@@ -265,5 +301,43 @@ $t2->run or BAIL_OUT('hamlyn (ticket keys) did not restart');
 $out = $t2->s_client(port => $p2, servername => 'a.test', input => "", args => ['-sess_in', "$dir/sess2"]);
 like($out, qr/^Reused,/m, 'ticket key file: the session resumes after a restart (same keys)');
 $t2->stop;
+
+# A second instance sharing the key file resumes the session too, unless
+# its site of the same name asks for client certificates: a session made
+# without one must not get past client_auth "required" (nor "optional":
+# the backend would learn nothing of the missing certificate's reason).
+my $t3 = Hamlyn::Test->new(name => '30-tls-keys2');
+my $p3 = $t3->port;
+my %c3 = %c2;
+$c3{listeners} = [ { name => 'main', listen => ["127.0.0.1:$p3"], sites => [qw(a)] } ];
+$t3->write_conf(\%c3);
+$t3->run or BAIL_OUT('hamlyn (second instance, ticket keys) did not start');
+$out = $t3->s_client(port => $p3, servername => 'a.test', input => "", args => ['-sess_in', "$dir/sess2"]);
+like($out, qr/^Reused,/m, 'ticket key file: another instance sharing it resumes the session');
+$t3->stop;
+for my $mode (qw(required optional)) {
+    my $a = JSON::PP->new->decode(JSON::PP->new->encode($conf{sites}{a}));
+    $a->{tls}{client_auth} = { mode => $mode, ca => "$certs/client-ca.pem" };
+    $c3{sites} = { a => $a };
+    $t3->write_conf(\%c3);
+    $t3->run or BAIL_OUT("hamlyn (client_auth $mode, ticket keys) did not start");
+    for my $v ('-tls1_2', '-tls1_3') {
+        unlink "$dir/sess3";
+        $t2->run or BAIL_OUT('hamlyn (ticket keys) did not restart');
+        $t2->s_client(port => $p2, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                      expect => qr/\r\n\r\n/, args => [$v, '-sess_out', "$dir/sess3"]);
+        $t2->stop;
+        ok(-s "$dir/sess3", "$v: session of the instance without client_auth saved");
+        $out = $t3->s_client(port => $p3, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                             expect => qr/\r\n\r\n|alert/, args => [$v, '-sess_in', "$dir/sess3"]);
+        unlike($out, qr/^Reused,/m, "$v: ... does not resume where client_auth is $mode");
+        if ($mode eq 'required') {
+            unlike($out, qr{HTTP/1\.1 200}, "$v: ... and gets no answer without a certificate");
+        } else {
+            like($out, qr{HTTP/1\.1 200}, "$v: ... and gets a full handshake");
+        }
+    }
+    $t3->stop;
+}
 
 done_testing;

@@ -109,7 +109,7 @@ like(line_of($out, qr/upstream api:/),
 like(line_of($out, qr/upstream old:/), qr/plaintext/, 'plaintext leg');
 like(line_of($out, qr/RISK: plaintext to upstream old/), qr/"\Q$plain_risk\E"/,
      'plaintext risk quoted on a RISK: line');
-like(line_of($out, qr/upstream self:/), qr/NOT verified/, 'verify-off leg');
+like(line_of($out, qr/upstream self:/), qr/verify off: certificate NOT verified/, 'verify-off leg, in the words of CLI.md');
 like(line_of($out, qr/RISK: .*upstream self/), qr/"\Q$verify_risk\E"/,
      'verify-off risk quoted on a RISK: line');
 is(scalar(() = $out =~ /RISK:/g), 2, 'exactly two RISK lines');
@@ -193,6 +193,82 @@ is(scalar @{ $doc->{accepted_risks} // [] }, 2, 'two accepted risks listed');
     my $d = eval { decode_json($json) } // {};
     is($d->{config}, $abs, 'config: absolute path of a -c relative to /');
 }
+
+# ---- the other combinations ----
+# terminate -> TLS verified without mTLS but with pins; verify off with
+# pins (no chain); a client_cert_header without client certificates (the
+# backend never sees one: stripped only); forwarded off (no identity at
+# all) and append; passthrough without PROXY protocol.
+my $pin = 'sha256/' . ('A' x 43) . '=';
+my $conf2 = {
+    certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    upstreams => {
+        pt     => { servers => ['127.0.0.1:9'] },
+        ver    => { servers => ['127.0.0.1:8443'],
+                    tls => { server_name => 'backend.test', ca => "$certs/ca.pem", pins => [$pin] } },
+        pinned => { servers => ['127.0.0.1:8444'],
+                    tls => { verify => JSON::PP::false, pins => [$pin],
+                             accepted_risk => 'pinned self-signed key' } },
+        plain  => { servers => ['127.0.0.1:8080'], plaintext => { accepted_risk => 'same host' } },
+    },
+    listeners => [ { name => 'l2', listen => ["127.0.0.1:$port"], sites => [qw(pt v p0 ap)] } ],
+    sites => {
+        pt => { server_names => ['pt.test'], mode => 'passthrough', upstream => 'pt' },
+        v  => { server_names => ['v.test'], mode => 'terminate', tls => { certificates => ['a'] },
+                headers => { client_cert_header => 'X-Cert' }, upstream => 'ver' },
+        p0 => { server_names => ['p0.test'], mode => 'terminate', tls => { certificates => ['a'] },
+                headers => { forwarded => 'off' }, upstream => 'plain' },
+        ap => { server_names => ['ap.test'], mode => 'terminate',
+                tls => { certificates => ['a'],
+                         client_auth => { mode => 'required', ca => "$certs/client-ca.pem" } },
+                headers => { forwarded => 'append', client_cert_header => 'X-Cert' },
+                upstream => 'pinned' },
+    },
+};
+$t->write_conf($conf2);
+($rc, $out) = $t->hamlyn('--trust-report=json', '-c', $file);
+is($rc, 0, 'second report exits 0') or diag($out);
+my $d2 = eval { decode_json($out) } // {};
+my %s2 = map { $_->{name} => $_ } @{ $d2->{listeners}[0]{sites} // [] };
+is_deeply($s2{pt}{backend_sees}, ['real_client_certificate'],
+          'passthrough without PROXY protocol: the real client certificate only');
+my $lv = $s2{v}{legs}[0] // {};
+is($lv->{kind}, 'tls_verified', 'verified leg without mTLS');
+ok(!$lv->{mtls}, '... no mTLS');
+is($lv->{client_certificate}, undef, '... no client certificate');
+is_deeply($lv->{pins}, [$pin], '... its pins');
+ok(!(grep { $_ eq 'header:X-Cert' } @{ $s2{v}{backend_sees} }),
+   'client_cert_header without client certificates: the backend never sees it');
+ok((grep { $_ eq 'X-Cert' } @{ $s2{v}{stripped_headers} }), '... but the client\'s copy is stripped');
+is_deeply($s2{p0}{backend_sees}, ['none'], 'forwarded off, no client certificate: none');
+is($s2{p0}{legs}[0]{kind}, 'plaintext', 'plaintext leg');
+is($s2{p0}{legs}[0]{accepted_risk}, 'same host', '... with its accepted risk');
+ok(!(grep { /^X-Forwarded|^Forwarded$/ } @{ $s2{p0}{stripped_headers} }),
+   'forwarded off: the forwarding headers pass');
+my $la = $s2{ap}{legs}[0] // {};
+is($la->{kind}, 'tls_unverified', 'verify off with pins: unverified chain');
+is_deeply($la->{pins}, [$pin], '... checked against the pins');
+is($la->{accepted_risk}, 'pinned self-signed key', '... with its accepted risk');
+ok((grep { $_ eq 'header:X-Cert' } @{ $s2{ap}{backend_sees} }),
+   'client_auth required + client_cert_header: the proxy-asserted header');
+is($s2{ap}{forwarded}, 'append', 'forwarded append');
+ok(!(grep { $_ eq 'X-Forwarded-For' } @{ $s2{ap}{stripped_headers} }),
+   'forwarded append: X-Forwarded-For is not stripped');
+is(scalar @{ $d2->{accepted_risks} }, 2, 'two accepted risks');
+($rc, $out) = $t->hamlyn('--trust-report', '-c', $file);
+is($rc, 0, 'second text report exits 0');
+like(line_of($out, qr/upstream ver:/), qr/TLS verified.*no mTLS|TLS verified.*no client certificate/,
+     'text: verified without mTLS');
+like(line_of($out, qr/upstream ver:/), qr/\Q$pin\E/, 'text: the pin');
+like(line_of($out, qr/upstream pinned:/), qr/verify off, pinned: chain not verified \(pins \Q$pin\E\)/,
+     'text: verify off with pins');
+like(line_of($out, qr/RISK: .*upstream pinned/), qr/"pinned self-signed key"/, 'text: the pinned leg\'s risk');
+like(line_of($out, qr/RISK: .*upstream plain/), qr/"same host"/, 'text: the plaintext risk');
+# the three identities of CLI.md, in words, on the "backend sees" lines
+my %blk = map { my $n = $_; ($n => ($out =~ /(  site \Q$n\E .*?)(?:\n\n|\z)/s)[0] // '') } qw(pt v p0 ap);
+like(line_of($blk{pt}, qr/backend sees:/), qr/real client certificate/, 'text: passthrough: real client certificate');
+like(line_of($blk{ap}, qr/backend sees:/), qr/X-Cert \(proxy-asserted/, 'text: the proxy-asserted header');
+like(line_of($blk{p0}, qr/backend sees:/), qr/backend sees:\s+none\b/, 'text: none');
 
 # ---- invalid configuration ----
 $conf->{sites}{api}{routes}[3]{upstream} = 'apj';

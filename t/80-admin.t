@@ -374,6 +374,10 @@ is($s->{m}{hamlyn_worker_restarts_total}, 0, 'no worker restart yet');
 
 # Bytes: at least what the access log says the passthrough connections moved.
 my $log = $t->wait_access_log(1);
+# The totals above are sums over both workers: the traffic reached both.
+my %by_pid = map { ($_->{pid} // 0) => 1 } @$log;
+is(scalar(keys %by_pid), 2, 'the traffic counted above was served by both workers')
+    or diag(join ' ', sort keys %by_pid);
 my ($in, $outb) = (0, 0);
 for (grep { ($_->{mode} // '') eq 'passthrough' } @$log) {
     $in += $_->{bytes_in} // 0;
@@ -452,6 +456,21 @@ is($s->{m}{hamlyn_worker_restarts_total}, 0, 'upgrade: the new master counts fro
 is_deeply(eval { decode_json($body) }, $cli, 'upgrade: /trust unchanged');
 ($code, undef, $h) = $t->curl('-H', 'Host: a.test', "http://127.0.0.1:$pr/after");
 is($h->{location}, 'https://a.test/after', 'upgrade: the redirect listener still answers');
+
+# A request target of quotes or backslashes (each escaped to two bytes)
+# still gets its access-log line, cut at 2048 bytes; it used to overflow
+# the line, which was then dropped: a way to stay out of the log.
+for my $ch ('"', '\\') {
+    my $target = '/q' . ($ch x 3000);
+    my $rq = $t->tls_client(connect => "127.0.0.1:$p", servername => 'a.test', no_verify => 1,
+                            send => "GET $target HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                            timeout => 10);
+    my $l;
+    ok(wait_for(sub { ($l) = grep { index($_->{path} // '', '/q' . $ch x 10) == 0 } @{ $t->access_log }; $l }),
+       "a target of 3000 '$ch': logged") or diag(explain($rq));
+    is(length($l->{path} // ''), 2048, '... cut at 2048 bytes');
+    is($l->{status}, 200, '... with its status');
+}
 
 $t->stop;
 unlike($t->error_log, qr/\[(?:alert|crit)\]|AddressSanitizer|assert/i, 'no crash in the error log');

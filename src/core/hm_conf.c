@@ -122,11 +122,13 @@ plain_key(const char *k)
 
 /*
  * Appends src to dst (capacity cap, current length *len) with control
- * and non-ASCII bytes, quotes and backslashes escaped; stops at max
- * source bytes, adding "..." when cut.  Always NUL-terminates.
+ * and non-ASCII bytes escaped, and with quotes set, quotes and backslashes
+ * too (a value printed between quotes); stops at max source bytes, adding
+ * "..." when cut.  Always NUL-terminates.
  */
 static void
-escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
+escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max,
+            int quotes)
 {
     size_t i;
     int    n;
@@ -138,7 +140,7 @@ escape_into(char *dst, size_t cap, size_t *len, const char *src, size_t max)
             n = snprintf(dst + *len, cap - *len, "...");
         } else if (c < 0x20 || c >= 0x7f) {
             n = snprintf(dst + *len, cap - *len, "\\x%02x", c);
-        } else if (c == '"' || c == '\\') {
+        } else if (quotes && (c == '"' || c == '\\')) {
             n = snprintf(dst + *len, cap - *len, "\\%c", c);
         } else {
             n = snprintf(dst + *len, cap - *len, "%c", c);
@@ -163,7 +165,7 @@ quote_n(char *buf, size_t cap, const char *s, size_t max)
     buf[0] = '"';
     buf[1] = '\0';
     len = 1;
-    escape_into(buf, cap - 1, &len, s, max);
+    escape_into(buf, cap - 1, &len, s, max, 1);
     buf[len++] = '"';
     buf[len] = '\0';
     return buf;
@@ -346,10 +348,23 @@ in_list(const char *s, const char *const *list)
     return 0;
 }
 
+/* Whether key names allowed without its unit suffix (allowed is key +
+ * "_ms", "_s" or "_bytes"). */
+static int
+unit_of(const char *allowed, const char *key)
+{
+    static const char *const units[] = { "_ms", "_s", "_bytes", NULL };
+    size_t                   n = strlen(key);
+
+    return n > 0 && strncmp(allowed, key, n) == 0
+           && in_list(allowed + n, units);
+}
+
 /*
  * Reports every key of obj that is not in allowed: keys in unsupported
  * are features not built in this release ("not supported yet"); the
- * others are unknown, with a suggestion when one allowed key is close.
+ * others are unknown, with a suggestion when one allowed key is close or
+ * is the key with its unit ("read_timeout" for "read_timeout_ms").
  */
 static void
 check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
@@ -372,6 +387,10 @@ check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
         best = NULL;
         bestd = 3;
         for (a = allowed; *a != NULL; a++) {
+            if (unit_of(*a, key)) {
+                best = *a;          /* "connect_timeout": the unit is */
+                break;              /* missing */
+            }
             d = edit_distance(key, *a);
             if (d < bestd && d <= strlen(*a) / 3 + 1) {
                 bestd = d;
@@ -635,16 +654,17 @@ typedef const char *(*check_pt)(const char *s);
 /*
  * An array of strings, each checked by check (if any).  Returns 1 and
  * sets *out / *n when present and valid, 0 when absent, -1 on error.  On
- * an error in an element, *out / *n still get the valid elements (each
- * once), so that the checks across sections (server names shared by the
- * sites of a listener) report their errors in the same run.
+ * an error in an element, *out / *n still describe the array, each bad or
+ * repeated element NULL, so that the checks that use the others (server
+ * names shared by the sites of a listener, a listener's default_site)
+ * report their errors in the same run.
  */
 static int
 conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
           char ***out, size_t *n)
 {
     json_t     *arr, *v;
-    size_t      i, j, old, old2;
+    size_t      i, old, old2;
     char      **list;
     const char *why;
     char        q[128];
@@ -692,15 +712,9 @@ conf_strv(cx_t *cx, json_t *obj, const char *key, int flags, check_pt check,
     }
     path_pop(cx, old);
     if (bad) {
-        /* keep the valid ones (bad and repeated elements are NULL) */
-        for (i = 0, j = 0; i < json_array_size(arr); i++) {
-            if (list[i] != NULL) {
-                list[j++] = list[i];
-            }
-        }
-        list[j] = NULL;
+        /* the valid ones at their index; bad and repeated ones NULL */
         *out = list;
-        *n = j;
+        *n = json_array_size(arr);
         return -1;
     }
     *out = list;
@@ -2542,6 +2556,8 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
         path_pop(cx, old);
     }
     has_sites = json_object_get(l, "sites") != NULL;
+    names = NULL;
+    n = 0;
     if (ls->redirect_to_https) {
         /* plaintext HTTP: no ClientHello to bound (these would be
          * ignored) */
@@ -2564,14 +2580,22 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     } else if (!has_sites) {
         cerr(cx, "a listener needs \"sites\" (or \"http\": "
              "{\"redirect_to_https\": true})");
-    } else if (conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL,
-                         &names, &n) == 1)
-    {
+    } else {
+        /* -1 with a repeated or bad name: the others still count */
+        conf_strv(cx, l, "sites", STRV_NONEMPTY | STRV_UNIQUE, NULL, &names,
+                  &n);
+    }
+    if (names != NULL) {
         ls->sites = pcalloc(cx, (n + 1)
                                              * sizeof(hm_conf_site_t *));
         old = path_key(cx, "sites");
         for (i = 0; i < n; i++) {
-            hm_conf_site_t *s = hm_conf_site_find(cx->conf, names[i]);
+            hm_conf_site_t *s;
+
+            if (names[i] == NULL) {
+                continue;
+            }
+            s = hm_conf_site_find(cx->conf, names[i]);
             if (s == NULL) {
                 old2 = path_index(cx, i);
                 cerr(cx, "no site named %s", quote(q, sizeof(q), names[i]));
@@ -2966,9 +2990,9 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
             size_t tlen = 0;
 
             /* jansson quotes the input near the error: keep it on one
-             * line. */
+             * line (its own quotes stay as they are). */
             text[0] = '\0';
-            escape_into(text, sizeof(text), &tlen, jerr.text, 200);
+            escape_into(text, sizeof(text), &tlen, jerr.text, 200, 0);
             fprintf(err, "%s: line %d column %d: %s\n", name, jerr.line,
                     jerr.column, text);
         }

@@ -507,11 +507,12 @@ hm_trust_text_leg(FILE *out, const hm_conf_t *conf, const hm_conf_site_t *site,
 
     case HM_TRUST_TLS_UNVERIFIED:
         if (tls->npins) {
-            fprintf(out, "TLS pinned, chain not verified (pins ");
+            fprintf(out, "TLS, verify off, pinned: chain not verified "
+                    "(pins ");
             hm_trust_text_pins(out, tls);
             fprintf(out, ")");
         } else {
-            fprintf(out, "TLS, certificate NOT verified");
+            fprintf(out, "TLS, verify off: certificate NOT verified");
         }
         if (tls->server_name != NULL) {
             fprintf(out, ", SNI %s", tls->server_name);
@@ -597,7 +598,7 @@ hm_trust_text_sees(FILE *out, const hm_conf_site_t *site,
         n++;
     }
     if (n == 0) {
-        fprintf(out, "no client identity (the proxy's address only)");
+        fprintf(out, "none (no client identity: the proxy's address only)");
     }
     fprintf(out, "\n");
 }

@@ -23,7 +23,8 @@
 
 #define HM_PREREAD_FIRST     4096   /* first buffer: fits typical hellos */
 #define HM_PREREAD_SLACK     1024   /* record headers, bytes after hello */
-#define HM_PROXY_HDR_MAX     1024   /* inbound PROXY header we accept */
+#define HM_PROXY_HDR_MAX     4096   /* inbound PROXY header we accept
+                                     * (v2 with TLVs; nginx takes 4096) */
 
 static void on_client_preread(hm_ev_t *ev, uint32_t events);
 static void preread_process(hm_pt_t *pt);
@@ -389,8 +390,18 @@ preread_process(hm_pt_t *pt)
     for (loops = 0; loops < 64; loops++) {
         if (c->preread_len == c->preread_cap) {
             rc = preread_grow(pt);
+            if (rc == HM_ERROR) {
+                hm_log_error(&c->log, "out of memory for the ClientHello");
+                send_alert(pt, HM_TLS_ALERT_INTERNAL_ERROR);
+                hm__pt_close(pt, "no_memory");
+                return;
+            }
             if (rc != HM_OK) {
-                hm_log_info(&c->log, "ClientHello larger than %zu bytes",
+                /* the hello itself may be smaller: record headers count
+                 * (a hello in 1-byte records is six times its size) */
+                hm_log_info(&c->log, "ClientHello not complete after %zu "
+                            "bytes (client_hello_max_bytes %zu, record "
+                            "headers included)", c->preread_len,
                             c->listener->client_hello_max_bytes);
                 send_alert(pt, HM_TLS_ALERT_DECODE_ERROR);
                 hm__pt_close(pt, "bad_hello");

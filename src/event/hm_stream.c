@@ -576,6 +576,12 @@ stream_process_input(hm_stream_t *s)
             break;
         }
         if (r < 0 && !s->closing) {
+            if (r == HM_STREAM_ETLS && impl->out_head != NULL) {
+                /* the fatal alert for the peer's protocol error (a
+                 * renegotiation attempt, a bad record): out before the
+                 * owner closes the stream */
+                stream_flush(s);
+            }
             stream_deliver_end(s, r);
             break;
         }

@@ -32,6 +32,7 @@
 #define HM_WORKER_FAST_GRACE_MS  500    /* TERM: close callbacks, then exit */
 
 hm_worker_t *hm_worker;
+int          hm_worker_ready_fd = -1;
 
 static hm_worker_t  worker;
 static uv_signal_t  sig_quit, sig_term, sig_int, sig_usr1;
@@ -263,6 +264,13 @@ hm_worker_main(hm_cycle_t *cycle, int slot)
     }
     if (slot == 0 && hm_admin_start(w) != HM_OK) {
         exit(2);
+    }
+    if (hm_worker_ready_fd >= 0) {
+        if (write(hm_worker_ready_fd, "r", 1) != 1) {
+            /* the master gave up waiting: nothing to tell */
+        }
+        close(hm_worker_ready_fd);
+        hm_worker_ready_fd = -1;
     }
 
     uv_run(w->loop, UV_RUN_DEFAULT);

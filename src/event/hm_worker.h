@@ -26,6 +26,11 @@ extern hm_worker_t *hm_worker;      /* this process's worker, or NULL */
 /* Worker process entry (called in the child after fork); never returns. */
 void hm_worker_main(hm_cycle_t *cycle, int slot) __attribute__((noreturn));
 
+/* Added by audit-reload: when >= 0 (set by the master before the fork), a
+ * pipe on which the worker writes one byte once it accepts, then closes
+ * it: the master tells "serving" (-d, binary upgrade) only after that. */
+extern int hm_worker_ready_fd;
+
 #endif
 
 #ifndef HM_ACCEPT_API

@@ -99,6 +99,14 @@ on_header_field(http_parser *p, const char *at, size_t len)
         h->name.len += len;
         return 0;
     }
+    /* A field line starts right after a CRLF.  http-parser (not strict)
+     * takes a bare CR and whatever byte follows it for a line end: "X:
+     * \rTransfer-Encoding: chunked" became a field "ransfer-Encoding".
+     * The start line's CRLF is before the first field. */
+    if (at[-1] != '\n' || at[-2] != '\r') {
+        m->error = "bare CR in the head";
+        return 1;
+    }
     if (m->nheaders >= m->max_headers) {
         x->overflow = 1;
         return 1;
@@ -193,6 +201,33 @@ start_line_junk(const char *buf, size_t skip, size_t from, size_t len)
 }
 
 /*
+ * The same for an incomplete header line of a request (the start line is
+ * done), new bytes buf[from..len): 1 when a control character other than
+ * HTAB is there (a CR only as the last byte), or the CR that ended the
+ * previous piece is not followed by LF.  No field line may hold those, so
+ * binary junk after a request line is refused at once too.
+ */
+static int
+field_line_junk(const char *buf, size_t from, size_t len)
+{
+    size_t  i;
+    uint8_t c;
+
+    if (from > 0 && buf[from - 1] == '\r') {
+        return 1;
+    }
+    for (i = from; i < len; i++) {
+        c = (uint8_t) buf[i];
+        if ((c < 0x20 && c != '\t' && !(c == '\r' && i == len - 1))
+            || c == 0x7f)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
  * Finds the end of the head: the first empty line.  Every LF must follow a
  * CR, a CR must be followed by LF, and a line may not start with SP/HTAB
  * (obs-fold, or whitespace before the first header).  Leading empty lines
@@ -236,6 +271,12 @@ scan_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf, size_t len,
                                    len))
             {
                 m->error = "malformed request line";
+                return HM_ERROR;
+            }
+            if (m->type == HM_HTTP_REQUEST && sc->line_done
+                && field_line_junk(buf, sc->pos, len))
+            {
+                m->error = "control character in the request head";
                 return HM_ERROR;
             }
             sc->pos = len;
@@ -467,24 +508,65 @@ parse_content_length(hm_str_t v, int64_t *out)
     return HM_OK;
 }
 
+/*
+ * Host header and absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2
+ * without userinfo): reg-name or IPv4 made of token characters, or an
+ * IPv6 literal in brackets, then optionally ':' and a port of at most 5
+ * digits up to 65535 (empty allowed).  Anything else is the "invalid
+ * field value" RFC 9112 answers with 400: an unclosed '[', a second ':'
+ * outside brackets, a port with letters.
+ */
 static int
 check_host(hm_str_t v)
 {
-    size_t i;
+    size_t   i = 0, digits;
+    uint32_t port;
+    uint8_t  c;
 
     if (v.len == 0 || v.len > 255) {
         return HM_ERROR;
     }
-    for (i = 0; i < v.len; i++) {
-        uint8_t c = (uint8_t) v.data[i];
-        if (!(is_tchar(c) || c == ':' || c == '[' || c == ']')
-            || c == '/' || c == '?' || c == '@' || c == '#' || c == '\\'
-            || c == '"' || c == ',')
-        {
-            return HM_ERROR;
+    if (v.data[0] == '[') {
+        for (i = 1; i < v.len && v.data[i] != ']'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a'
+                                            && (c | 0x20) <= 'f')
+                  || c == ':' || c == '.'))
+            {
+                return HM_ERROR;
+            }
+        }
+        if (i == v.len || i == 1) {
+            return HM_ERROR;            /* no ']', or "[]" */
+        }
+        i++;
+
+    } else {
+        for ( ; i < v.len && v.data[i] != ':'; i++) {
+            c = (uint8_t) v.data[i];
+            if (!is_tchar(c) || c == '#') {
+                return HM_ERROR;
+            }
+        }
+        if (i == 0) {
+            return HM_ERROR;            /* ":443" */
         }
     }
-    return HM_OK;
+    if (i == v.len) {
+        return HM_OK;
+    }
+    if (v.data[i] != ':') {
+        return HM_ERROR;                /* "[::1]x" */
+    }
+    port = 0;
+    for (i++, digits = 0; i < v.len; i++, digits++) {
+        c = (uint8_t) v.data[i];
+        if (c < '0' || c > '9' || digits == 5) {
+            return HM_ERROR;
+        }
+        port = port * 10 + (uint32_t) (c - '0');
+    }
+    return port <= 65535 ? HM_OK : HM_ERROR;
 }
 
 /* Walks a comma-separated token list (Connection); calls back per token. */
@@ -563,11 +645,12 @@ method_id(hm_str_t n)
 
 /* Validates the fields and derives framing and connection semantics. */
 static int
-check_fields(hm_http_msg_t *m)
+check_fields(hm_http_msg_t *m, const char *head_end)
 {
     hm_http_header_t *h;
     int have_cl = 0, have_te = 0, have_host = 0;
     size_t i, j;
+    const char *q, *line_end;
 
     for (i = 0; i < m->nheaders; i++) {
         h = &m->headers[i];
@@ -593,6 +676,30 @@ check_fields(hm_http_msg_t *m)
             if (!is_fchar(h->value.data[j])) {
                 m->error = "invalid character (NUL, CR, LF or control) in "
                            "a header value";
+                return HM_ERROR;
+            }
+        }
+        /* The line is name ':' OWS value OWS CRLF and nothing else: what
+         * http-parser skips around the value (it takes a bare CR and the
+         * byte after it for a line end or a fold) must be OWS.  The line
+         * ends before the next field (on_header_field checked the CRLF)
+         * or before the final CRLF CRLF. */
+        line_end = (i + 1 < m->nheaders ? m->headers[i + 1].name.data
+                                        : head_end - 2) - 2;
+        q = h->name.data + h->name.len;
+        if (q >= line_end || *q != ':') {
+            m->error = "malformed header line";
+            return HM_ERROR;
+        }
+        for (q++; q < line_end; q++) {
+            if (h->value.len > 0 && q == h->value.data) {
+                q += h->value.len;
+                if (q >= line_end) {
+                    break;
+                }
+            }
+            if (!is_ows(*q)) {
+                m->error = "bare CR in the head";
                 return HM_ERROR;
             }
         }
@@ -813,7 +920,7 @@ hm_http_parse_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf,
             }
         }
     }
-    if (check_fields(m) != HM_OK) {
+    if (check_fields(m, buf + end) != HM_OK) {
         return HM_ERROR;
     }
     m->error_status = 0;

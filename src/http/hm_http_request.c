@@ -321,10 +321,15 @@ timer_start(hm_timer_t *t, uv_timer_cb cb, int ms)
 
 /* ---- access log --------------------------------------------------------- */
 
+/* The request target logged is cut at HM_LOG_PATH_MAX bytes; the line
+ * holds it escaped (printable ASCII only reaches here: '"' and '\\' take
+ * two bytes each) with every other key, so no request loses its line. */
+#define HM_LOG_PATH_MAX  2048
+
 static void
 hc_log_request(hm_http_conn_t *hc)
 {
-    char line[4096];
+    char line[2 * HM_LOG_PATH_MAX + 2048];
     hm_jbuf_t jb;
     size_t n;
     uint64_t now;
@@ -346,7 +351,7 @@ hc_log_request(hm_http_conn_t *hc)
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
         hm_jb_strn(&jb, "path", hc->msg.target.data,
-                   hm_min(hc->msg.target.len, 2048));
+                   hm_min(hc->msg.target.len, HM_LOG_PATH_MAX));
     } else {
         hm_jb_str(&jb, "method", NULL);
         hm_jb_str(&jb, "path", NULL);
@@ -2164,6 +2169,22 @@ static void
 client_eof(hm_http_conn_t *hc, ssize_t code)
 {
     hc->cs_eof = 1;
+    if (code == HM_STREAM_ETLS && hc->state != HC_TUNNEL) {
+        /* not an end but the client's TLS protocol error (a renegotiation
+         * attempt, a bad record): say so, once; the stream sent the
+         * alert */
+        hm_log_info(&hc->c->log, "TLS error from the client%s: %s",
+                    hc->state == HC_REQ && !hc->req_done
+                    ? " in the middle of a request"
+                    : hc->state == HC_HEAD && hc->in_len > 0
+                    ? " in the middle of a request head" : "",
+                    hm_stream_error(hc->cs));
+        if (hc->state == HC_REQ && !hc->req_done) {
+            hc->outcome = "client_closed";
+        }
+        hc_close(hc);
+        return;
+    }
     switch (hc->state) {
     case HC_TUNNEL:
         tunnel_eof(hc, 1);

@@ -243,6 +243,25 @@ listen_steer(int fd, const char *text, int workers, int nsocks)
     }
 }
 
+void
+hm_listen_steer(hm_cycle_t *cycle, int workers)
+{
+    size_t i, j;
+
+    /* Each address's sockets are contiguous in cycle->listens. */
+    for (i = 0; i < cycle->nlistens; i = j) {
+        for (j = i; j < cycle->nlistens
+                    && cycle->listens[j].addr == cycle->listens[i].addr; j++)
+        {
+            /* count them */
+        }
+        if (cycle->listens[i].fd >= 0) {
+            listen_steer(cycle->listens[i].fd, cycle->listens[i].addr->text,
+                         workers, (int) (j - i));
+        }
+    }
+}
+
 int
 hm_listen_open(hm_cycle_t *cycle, int workers)
 {
@@ -257,7 +276,7 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
     hm_listen_t        *ls;
     ssize_t            *from, j;
     const char         *what = "";
-    size_t              i, a, n = 0, k = 0, first;
+    size_t              i, a, n = 0, k = 0;
     int                 slot, nslots, fd, backlog;
 
     for (i = 0; i < conf->nlisteners; i++) {
@@ -291,7 +310,6 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
             /* The sockets of slots beyond <workers> that <old> holds
              * stay too (see the top of the file). */
             nslots = hm_max(workers, old_slots(old, &l->addrs[a]));
-            first = k;
             for (slot = 0; slot < nslots; slot++) {
                 j = find_old(old, &l->addrs[a], slot);
                 if (j < 0 && slot >= workers) {
@@ -326,11 +344,10 @@ hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers)
                 k++;
                 cycle->nlistens = k;
             }
-            listen_steer(ls[first].fd, l->addrs[a].text, workers,
-                         (int) (k - first));
         }
     }
     free(from);
+    hm_listen_steer(cycle, workers);    /* only once nothing can fail */
     return HM_OK;
 
 failed:

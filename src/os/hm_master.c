@@ -72,6 +72,11 @@ static hm_master_worker_t  *workers;
 static int                  nworkers;
 static pid_t                master_pid;
 static int                  ready_fd = -1;  /* -d: tells the parent we run */
+static int                  wready_fd = -1; /* workers say they accept */
+static int                  nwready;        /* ... this many so far */
+static int                  starting;       /* until they all did */
+static uint64_t             start_deadline_ms;
+static int                  start_failed;   /* a worker died before that */
 static int                  pid_file_written;
 static int                  daemonized;     /* stderr is the error log */
 
@@ -79,6 +84,7 @@ static int                  daemonized;     /* stderr is the error log */
 static char                *exe_path;       /* the binary, at start */
 static char               **master_argv;
 static pid_t                upgrade_pid;    /* new master, until ready */
+static pid_t                upgrade_pgid;   /* its process group */
 static int                  upgrade_fd = -1;  /* its readiness pipe */
 static uint64_t             upgrade_deadline_ms;
 static char                *oldbin_path;    /* pid_file.oldbin */
@@ -254,6 +260,10 @@ master_spawn(int slot)
             close(upgrade_fd);
             upgrade_fd = -1;
         }
+        if (wready_fd >= 0) {
+            close(wready_fd);
+            wready_fd = -1;
+        }
         hm_listen_close_others(master_cycle, slot);
         hm_admin_child(slot);
         hm_metrics_attach(mslot);
@@ -385,6 +395,16 @@ master_reap(int stopping)
             hm_log_info(NULL, "worker %d (slot %d) %s", (int) pid, slot, how);
             continue;
         }
+        if (starting) {
+            /* Starting (-d, binary upgrade) and not all accepting yet:
+             * no restart; this start failed, and the parent (or the old
+             * master, which then keeps serving) is told by our exit. */
+            hm_log_error(NULL, "worker %d (slot %d) %s before it was "
+                         "accepting; stopping", (int) pid, slot, how);
+            start_failed = 1;
+            sig_term = 1;
+            continue;
+        }
         now = hm_now_ms();
         lived = now - w->started_ms;
         w->restart_at_ms = now + (uint64_t) hm__master_backoff(&w->backoff_ms,
@@ -416,18 +436,20 @@ master_signal_workers(int signo)
     }
 }
 
-/* Old-generation workers still running (forgets the list when none). */
+/* Old-generation workers still running; the list keeps only those (with
+ * reloads coming faster than old workers finish it would otherwise only
+ * grow). */
 static int
 master_old_live(void)
 {
     int i, n = 0;
 
     for (i = 0; i < nold; i++) {
-        n += old_pids[i] != 0;
+        if (old_pids[i] != 0) {
+            old_pids[n++] = old_pids[i];
+        }
     }
-    if (n == 0) {
-        nold = 0;
-    }
+    nold = n;
     return n;
 }
 
@@ -1030,6 +1052,10 @@ master_upgrade_start(void)
         return;
     }
     if (pid == 0) {
+        /* Its own process group until it is ready: a roll-back kills the
+         * group, so nothing it started (a wrapper script's children)
+         * keeps our listening sockets open. */
+        (void) setpgid(0, 0);
         fds = hm_listen_export(master_cycle, 1);
         fcntl(p[1], F_SETFD, 0);
         snprintf(num, sizeof(num), "%d", p[1]);
@@ -1044,8 +1070,10 @@ master_upgrade_start(void)
     }
 
     close(p[1]);
+    (void) setpgid(pid, pid);       /* both sides: no race with exec */
     upgrade_fd = p[0];
     upgrade_pid = pid;
+    upgrade_pgid = pid;
     upgrade_deadline_ms = hm_now_ms() + HM_UPGRADE_READY_MS;
     hm_log_info(NULL, "binary upgrade: started %s as new master %d",
                 exe_path, (int) pid);
@@ -1062,9 +1090,17 @@ master_upgrade_abort(const char *why)
         close(upgrade_fd);
         upgrade_fd = -1;
     }
-    if (upgrade_pid > 0 && kill(upgrade_pid, 0) == 0) {
-        kill(upgrade_pid, SIGTERM);
+    /* The new master, its workers and whatever else it started: none may
+     * live on with copies of our listening sockets (they would keep the
+     * ports open after we stop, and hold them against a restart). */
+    if (upgrade_pgid > 0) {
+        (void) kill(-upgrade_pgid, SIGKILL);
+        upgrade_pgid = 0;
     }
+    if (upgrade_pid > 0) {
+        (void) kill(upgrade_pid, SIGKILL);
+    }
+    hm_listen_steer(master_cycle, nworkers);   /* it may have re-steered */
     if (oldbin_path != NULL && rt->pid_file != NULL
         && rename(oldbin_path, rt->pid_file) < 0)
     {
@@ -1108,6 +1144,7 @@ master_upgrade_readable(void)
         close(upgrade_fd);
         upgrade_fd = -1;
         upgraded_away = 1;
+        upgrade_pgid = 0;
         hm_log_info(NULL, "binary upgrade: new master %d is serving; "
                     "draining the old workers", (int) upgrade_pid);
         sig_quit = 1;
@@ -1128,6 +1165,45 @@ master_upgrade_readable(void)
     }
     master_upgrade_abort("the new master closed its readiness pipe without "
                          "being ready");
+}
+
+/*
+ * -d or binary upgrade: tells the waiting parent (or old master) "R" once
+ * every worker has said it accepts (hm_worker_ready_fd), not as soon as
+ * they are forked: a new binary whose workers die at start is then rolled
+ * back instead of taking over.  Reads the workers' pipe.
+ */
+static void
+master_workers_readable(void)
+{
+    char    buf[64];
+    ssize_t n;
+
+    n = read(wready_fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    nwready += n > 0 ? (int) n : 0;
+    if (n > 0 && nwready < nworkers) {
+        return;
+    }
+    close(wready_fd);
+    wready_fd = -1;
+    if (nwready < nworkers) {
+        /* EOF: every worker closed its end, not all of them ready; the
+         * ones that did not have exited, and master_reap() fails the
+         * start when it collects them. */
+        return;
+    }
+    starting = 0;
+    if (ready_fd < 0) {
+        return;
+    }
+    if (write(ready_fd, "R", 1) != 1) {
+        /* the parent is gone: nothing to tell */
+    }
+    close(ready_fd);
+    ready_fd = -1;
 }
 
 /*
@@ -1159,7 +1235,7 @@ master_loop(void)
     hm_conf_runtime_t *rt;
     sigset_t           none;
     struct timespec    ts;
-    struct pollfd      pfd;
+    struct pollfd      pfd[2];
     uint64_t           now, wake, deadline = 0;
     int                stopping = 0, live = nworkers, slot, timed;
 
@@ -1212,7 +1288,9 @@ master_loop(void)
             hm_log_info(NULL, "log files reopened");
             master_signal_workers(SIGUSR1);
         }
-        if (sig_reload) {
+        /* A HUP or USR2 while the first workers start waits until they
+         * all accept (wready_fd), which they count on. */
+        if (sig_reload && !starting) {
             sig_reload = 0;
             if (stopping) {
                 hm_log_warn(NULL, "reload ignored: shutting down");
@@ -1225,7 +1303,7 @@ master_loop(void)
                 continue;           /* rt changed */
             }
         }
-        if (sig_upgrade) {
+        if (sig_upgrade && !starting) {
             sig_upgrade = 0;
             if (stopping) {
                 hm_log_warn(NULL, "binary upgrade ignored: shutting down");
@@ -1289,6 +1367,19 @@ master_loop(void)
                 wake = upgrade_deadline_ms;
             }
         }
+        if (starting && !stopping) {
+            if (now >= start_deadline_ms) {
+                hm_log_error(NULL, "%d of %d workers not accepting within "
+                             "%d s; stopping", nworkers - nwready, nworkers,
+                             HM_DAEMON_READY_S);
+                start_failed = 1;
+                sig_term = 1;
+                continue;
+            }
+            if (wake == 0 || start_deadline_ms < wake) {
+                wake = start_deadline_ms;
+            }
+        }
 
         timed = wake != 0;
         if (timed) {
@@ -1297,17 +1388,22 @@ master_loop(void)
             ts.tv_sec = (time_t) (wake / 1000);
             ts.tv_nsec = (long) (wake % 1000) * 1000000;
         }
-        pfd.fd = upgrade_fd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
-        if (ppoll(&pfd, upgrade_fd >= 0 ? 1 : 0, timed ? &ts : NULL, &none)
-            < 0)
-        {
+        /* A closed fd (-1) is ignored by poll. */
+        pfd[0].fd = upgrade_fd;
+        pfd[1].fd = wready_fd;
+        pfd[0].events = pfd[1].events = POLLIN;
+        pfd[0].revents = pfd[1].revents = 0;
+        if (ppoll(pfd, 2, timed ? &ts : NULL, &none) < 0) {
             if (errno != EINTR) {
                 hm_log_error(NULL, "ppoll() failed: %s", strerror(errno));
             }
-        } else if (upgrade_fd >= 0 && pfd.revents != 0) {
+            continue;
+        }
+        if (upgrade_fd >= 0 && pfd[0].revents != 0) {
             master_upgrade_readable();
+        }
+        if (wready_fd >= 0 && pfd[1].revents != 0) {
+            master_workers_readable();
         }
     }
 }
@@ -1320,7 +1416,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     const char        *env;
     char               addrs[1024], exe[4096];
     ssize_t            n;
-    int                i, slot, rc, inherited;
+    int                i, slot, rc, inherited, p[2];
 
     master_cycle = cycle;
     master_pid = getpid();
@@ -1423,19 +1519,41 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
 
     master_log_risks(cycle->conf);
 
+    if (upgraded_from) {
+        /* Back into the old master's process group (ours was only for a
+         * roll-back, which now kills us and, by their parent-death
+         * signal, our workers), with the workers: a terminal's ^C or a
+         * group kill reaches them as before the upgrade. */
+        (void) setpgid(0, getpgid(getppid()));
+    }
     hm_admin_commit(cycle->conf);
     hm_metrics_generation((unsigned) nworkers, 0);
     master_metrics_rows(cycle->conf);
     workers = hm_xcalloc((size_t) nworkers, sizeof(hm_master_worker_t));
+    if (ready_fd >= 0) {
+        if (pipe2(p, O_CLOEXEC) == 0) {
+            wready_fd = p[0];
+            hm_worker_ready_fd = p[1];
+            starting = 1;
+            start_deadline_ms = hm_now_ms() + HM_DAEMON_READY_S * 1000;
+        } else {
+            hm_log_warn(NULL, "pipe() failed: %s; reporting ready before "
+                        "the workers accept", strerror(errno));
+        }
+    }
     for (slot = 0; slot < nworkers; slot++) {
         master_spawn(slot);
+    }
+    if (hm_worker_ready_fd >= 0) {
+        close(hm_worker_ready_fd);  /* the workers hold it now */
+        hm_worker_ready_fd = -1;
     }
     hm_listen_describe(cycle, addrs, sizeof(addrs));
     hm_log_info(NULL, "hamlyn %s started, %d worker%s, listening on %s%s",
                 HAMLYN_VERSION, nworkers, nworkers == 1 ? "" : "s", addrs,
                 upgraded_from ? " (binary upgrade)" : "");
 
-    if (ready_fd >= 0) {
+    if (ready_fd >= 0 && wready_fd < 0) {
         if (write(ready_fd, "R", 1) != 1) {
             /* the parent is gone: nothing to tell */
         }
@@ -1460,5 +1578,5 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     old_pids = NULL;
     nold = 0;
     hm_cycle_unref(cycle);
-    return 0;
+    return start_failed ? 1 : 0;
 }

@@ -66,6 +66,15 @@ int hm_listen_reuse(hm_cycle_t *cycle, hm_cycle_t *old, int workers);
 int hm_listen_inherited(hm_cycle_t *from);
 void hm_listen_inherited_free(hm_cycle_t *from);
 
+/*
+ * Added by audit-reload: points each address's SO_REUSEPORT group of
+ * <cycle> at its first <workers> sockets (when it holds more, after a
+ * reload or upgrade to fewer workers), or back to the kernel's hash.  The
+ * program belongs to the group, which an upgrade shares between two
+ * masters: the old one calls this again after a roll-back.
+ */
+void hm_listen_steer(hm_cycle_t *cycle, int workers);
+
 /* Binary upgrade, old master's side: formats HAMLYN_FDS for <cycle> into
  * a malloc'd string and clears FD_CLOEXEC on its sockets when <for_exec>
  * (call that in the child, right before exec). */

@@ -42,6 +42,8 @@
 
 #include <openssl/base64.h>
 #include <openssl/bytestring.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -85,6 +87,12 @@ typedef struct {
     EVP_PKEY        *rsa_key;       /* own reference */
     uint8_t         *rsa_ocsp;      /* own copy or NULL */
     size_t           rsa_ocsp_len;
+    uint8_t         *ecdsa_ocsp;    /* own copy or NULL (with rsa only:
+                                       set per connection, never on
+                                       the SSL_CTX) */
+    size_t           ecdsa_ocsp_len;
+    uint16_t         ecdsa_sigalg13;    /* the TLS 1.3 scheme of the
+                                           ECDSA key's curve */
     uint8_t         *alpn;          /* wire format */
     size_t           alpn_len;
     hm_tickets_t    *tickets;
@@ -439,9 +447,12 @@ u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
 /*
  * Decides from the raw ClientHello whether the client can take an ECDSA
  * certificate: with TLS 1.3 on offer, its signature_algorithms must list
- * an ECDSA scheme; with TLS 1.2 only, it must also offer an ECDHE-ECDSA
- * cipher suite that the site's cipher list enables (ts->ecdsa_suites).
- * Clients that cannot get the RSA chain instead.
+ * the ECDSA scheme of the key's curve (TLS 1.3 binds the curve:
+ * ecdsa_secp384r1_sha384 alone cannot be served with a P-256 key); with
+ * TLS 1.2 only, any ECDSA scheme, and an ECDHE-ECDSA cipher suite that
+ * the site's cipher list enables (ts->ecdsa_suites).  Clients that cannot
+ * get the RSA chain instead.  The OCSP response of the chosen
+ * certificate is stapled when the client asked for one (status_request).
  */
 static enum ssl_select_cert_result_t
 select_cert_cb(const SSL_CLIENT_HELLO *ch)
@@ -449,7 +460,7 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     static const uint16_t ecdsa_sigalgs[] = { 0x0403, 0x0503, 0x0603, 0x0203 };
     static const uint16_t tls13[] = { 0x0304 };
     hm_tls_site_t        *ts;
-    const uint8_t        *ext;
+    const uint8_t        *ext, *ocsp;
     size_t                extlen;
     CBS                   cbs, list;
     uint8_t               vlen;
@@ -471,8 +482,9 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     if (SSL_early_callback_ctx_extension_get(ch, 0x000d, &ext, &extlen)) {
         CBS_init(&cbs, ext, extlen);
         if (CBS_get_u16_length_prefixed(&cbs, &list)) {
-            ecdsa_ok = u16_list_has(&list, ecdsa_sigalgs,
-                                    hm_nelem(ecdsa_sigalgs));
+            ecdsa_ok = has13 ? u16_list_has(&list, &ts->ecdsa_sigalg13, 1)
+                             : u16_list_has(&list, ecdsa_sigalgs,
+                                            hm_nelem(ecdsa_sigalgs));
         } else {
             ecdsa_ok = 0;
         }
@@ -490,9 +502,13 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
             ERR_clear_error();
             return ssl_select_cert_error;
         }
-        if (ts->rsa_ocsp != NULL) {
-            SSL_set_ocsp_response(ch->ssl, ts->rsa_ocsp, ts->rsa_ocsp_len);
-        }
+    }
+    ocsp = ecdsa_ok ? ts->ecdsa_ocsp : ts->rsa_ocsp;
+    if (ocsp != NULL
+        && SSL_early_callback_ctx_extension_get(ch, 0x0005, &ext, &extlen))
+    {
+        SSL_set_ocsp_response(ch->ssl, ocsp, ecdsa_ok ? ts->ecdsa_ocsp_len
+                                                      : ts->rsa_ocsp_len);
     }
     return ssl_select_cert_success;
 }
@@ -514,6 +530,35 @@ alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen,
 }
 
 /* ---- site init -------------------------------------------------------- */
+
+/*
+ * The session ID context of a site: SHA-256 of its name, its client_auth
+ * mode and the bytes of its client CA file.  BoringSSL resumes only
+ * sessions of the same context, so a ticket never crosses into another
+ * site, nor into this site once its client_auth changed.
+ */
+static void
+session_id_context(const hm_conf_site_t *site, uint8_t *sid)
+{
+    SHA256_CTX sha;
+    FILE      *f;
+    uint8_t    buf[4096], mode = (uint8_t) site->tls.client_auth;
+    size_t     n;
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, site->name, strlen(site->name) + 1);
+    SHA256_Update(&sha, &mode, 1);
+    if (mode != HM_CLIENT_AUTH_NONE && site->tls.client_auth_ca != NULL) {
+        f = fopen(site->tls.client_auth_ca, "rb");
+        if (f != NULL) {
+            while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+                SHA256_Update(&sha, buf, n);
+            }
+            fclose(f);
+        }
+    }
+    SHA256_Final(sid, &sha);
+}
 
 /*
  * Builds site->tls_ctx for a terminating site.  Certificates come from
@@ -598,7 +643,10 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         goto failed;
     }
     cert_buffers_free(bufs, n);
-    if (def->ocsp != NULL
+    /* With an RSA certificate beside it, the ECDSA one's OCSP response is
+     * stapled per connection (select_cert_cb): on the SSL_CTX it would
+     * also be sent for the RSA certificate. */
+    if (def->ocsp != NULL && (ts->rsa == NULL || ts->ecdsa == NULL)
         && !SSL_CTX_set_ocsp_response(ctx, def->ocsp, def->ocsp_len))
     {
         err_from_queue(err, errlen, "certificates: OCSP response");
@@ -612,6 +660,26 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
             ts->rsa_ocsp = hm_xmalloc(ts->rsa->ocsp_len);
             memcpy(ts->rsa_ocsp, ts->rsa->ocsp, ts->rsa->ocsp_len);
             ts->rsa_ocsp_len = ts->rsa->ocsp_len;
+        }
+        if (def == ts->ecdsa && def->ocsp != NULL && def->ocsp_len > 0) {
+            ts->ecdsa_ocsp = hm_xmalloc(def->ocsp_len);
+            memcpy(ts->ecdsa_ocsp, def->ocsp, def->ocsp_len);
+            ts->ecdsa_ocsp_len = def->ocsp_len;
+        }
+        switch (def == ts->ecdsa
+                ? EC_GROUP_get_curve_name(EC_KEY_get0_group(
+                      EVP_PKEY_get0_EC_KEY(def->key)))
+                : NID_undef)
+        {
+        case NID_secp384r1:
+            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP384R1_SHA384;
+            break;
+        case NID_secp521r1:
+            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP521R1_SHA512;
+            break;
+        default:
+            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP256R1_SHA256;
+            break;
         }
         /* The TLS 1.2 suites an ECDSA certificate can serve here: those
          * of the site's cipher list (a list of RSA suites only leaves
@@ -679,8 +747,11 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         SSL_CTX_set_verify_depth(ctx, 8);
     }
 
-    /* Sessions: stateless tickets only, bound to this site. */
-    SHA256((const uint8_t *) site->name, strlen(site->name), sid);
+    /* Sessions: stateless tickets only, bound to this site and to its
+     * client certificate policy (a ticket key file outlives reloads and
+     * may be shared with other instances: a session made where no
+     * certificate was asked for must not resume where one is required). */
+    session_id_context(site, sid);
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     ts->tickets = tickets_get(conf, err, errlen);
@@ -714,6 +785,7 @@ hm_tls_site_cleanup(hm_conf_site_t *site)
         cert_buffers_free(ts->rsa_chain, ts->rsa_nchain);
         EVP_PKEY_free(ts->rsa_key);
         free(ts->rsa_ocsp);
+        free(ts->ecdsa_ocsp);
         free(ts->alpn);
         free(ts);
         SSL_CTX_set_ex_data(ctx, hm_tls_site_index, NULL);

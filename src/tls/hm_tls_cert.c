@@ -222,8 +222,12 @@ hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen)
     tc->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (tc->key == NULL) {
-        tls_reason(err, errlen, "no PEM private key found in \"key\" file "
-                   "(encrypted keys are not supported)");
+        /* the hint only where it applies: a key behind a pass phrase */
+        tls_reason(err, errlen,
+                   ERR_GET_REASON(ERR_peek_error()) == PEM_R_BAD_PASSWORD_READ
+                   ? "the private key in the \"key\" file is encrypted: "
+                     "only unencrypted keys are read"
+                   : "no PEM private key found in \"key\" file");
         goto failed;
     }
     tc->key_type = EVP_PKEY_id(tc->key);

@@ -132,6 +132,11 @@ START_TEST(junk_refused_before_the_line_ends)
         { "GET /a\tb", 9, 7 },
         { "GET /a\rb", 9, 8 },           /* the CR is no longer last */
         { "\r\nGE\x7fT", 7, 5 },
+        /* in a header line, after a complete request line */
+        { "GET / HTTP/1.1\r\nHost: a\r\nX\0", 27, 27 },
+        { "GET / HTTP/1.1\r\nHost: a\x01b", 25, 24 },
+        { "GET / HTTP/1.1\r\nHost: a\rb", 25, 25 },  /* CR not last */
+        { "GET / HTTP/1.1\r\nX: \x7f", 20, 20 },
     };
     /* valid heads, cut anywhere, stay HM_AGAIN to the last byte; header
      * values may hold HTAB and obs-text */
@@ -151,6 +156,67 @@ START_TEST(junk_refused_before_the_line_ends)
     for (i = 0; i < hm_nelem(ok); i++) {
         ck_assert_int_ne(feed_bytes(ok[i], strlen(ok[i]), &at), HM_ERROR);
         ck_assert_uint_eq(at, strlen(ok[i]));
+    }
+}
+END_TEST
+
+START_TEST(bare_cr_in_field_lines)
+{
+    /* http-parser (not strict) takes CR + any byte for a line end */
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: \rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX:\rY: 1\r\n\r\n");
+    expect_400("POST / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: "
+               "chunked\r\nContent-Length: 3\r\n\r\n");
+    expect_400("POST / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: "
+               "chunked\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\rY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\rZ\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n");
+    /* a bare CR that http-parser takes for a fold, with or without a
+     * value around it */
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX:   \r      g: ched\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: \r  \r\nY: 1\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a\r  b\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nX: \r \r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/1.1\r\nHost: a\r\nX: a \r \r\n\r\n");
+}
+END_TEST
+
+START_TEST(host_shapes)
+{
+    static const char *ok[] = {
+        "a.test", "A.Test", "a.test:443", "a.test:", "a.test:65535",
+        "127.0.0.1:8443", "[::1]", "[::1]:443", "[2001:db8::a:b]:0",
+        "[::ffff:10.0.0.1]", "[::1]:", "a%2etest", "xn--bcher-kva.test", "_a-b.test",
+    };
+    static const char *bad[] = {
+        "[::1", "[::1]x", "[]", "[zz::1]", "[::1%eth0]", "::1",
+        ":443", "a.test:99999", "a.test:443000", "a.test:4a3", "a:1:2",
+        "a.test#x", "a/b", "a@b", "a b", "a.test]", "a[b]",
+    };
+    char buf[512];
+    hm_http_msg_t m;
+    size_t i;
+
+    for (i = 0; i < hm_nelem(ok); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused Host: %s", ok[i]);
+        snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\nHost: a\r\n"
+                 "\r\n", ok[i]);
+        ck_assert_msg(req(buf, &m) == HM_OK, "refused authority %s", ok[i]);
+    }
+    for (i = 0; i < hm_nelem(bad); i++) {
+        snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 bad[i]);
+        expect_400(buf);
+        if (strchr(bad[i], '/') == NULL && strchr(bad[i], '#') == NULL) {
+            snprintf(buf, sizeof(buf), "GET https://%s/ HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n", bad[i]);
+            expect_400(buf);
+        }
     }
 }
 END_TEST
@@ -599,6 +665,8 @@ http_parse_suite(void)
     tcase_add_test(tc, simple_get);
     tcase_add_test(tc, incremental_and_truncated);
     tcase_add_test(tc, junk_refused_before_the_line_ends);
+    tcase_add_test(tc, bare_cr_in_field_lines);
+    tcase_add_test(tc, host_shapes);
     tcase_add_test(tc, leading_empty_lines);
     tcase_add_test(tc, head_too_large);
     tcase_add_test(tc, too_many_headers);

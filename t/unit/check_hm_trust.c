@@ -451,14 +451,14 @@ START_TEST(text_verify_off)
     s = render(0);
     /* pinned, chain not verified */
     l = line_with(s, "upstream self:");
-    ck_assert_ptr_nonnull(strstr(l, "pinned, chain not verified"));
+    ck_assert_ptr_nonnull(strstr(l, "verify off, pinned: chain not verified"));
     ck_assert_ptr_nonnull(strstr(l, "GET,POST /appliance/ [x-canary: 1]"));
     l = line_with(s, "RISK: chain not verified to upstream self");
     ck_assert_ptr_nonnull(l);
     ck_assert_ptr_nonnull(strstr(l, "\"self-signed appliance, pinned\""));
     /* no pins */
     l = line_with(s, "upstream insecure:");
-    ck_assert_ptr_nonnull(strstr(l, "certificate NOT verified"));
+    ck_assert_ptr_nonnull(strstr(l, "verify off: certificate NOT verified"));
     l = line_with(s, "RISK: certificate not verified to upstream insecure");
     ck_assert_ptr_nonnull(l);
     ck_assert_ptr_nonnull(strstr(l, "\"lab network, to be fixed by Q3\""));
