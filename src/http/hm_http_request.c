@@ -1267,9 +1267,16 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
     hc_send_local(hc, 502, NULL, NULL, 0, 0);
 }
 
+/* A write to the upstream failed.  When it carried request body bytes
+ * (req_body_feed()), the bytes it took from the client are not accounted
+ * as read: the client connection closes after the 502, or they would be
+ * parsed as the next request. */
 static void
 up_write_failed(hm_http_conn_t *hc)
 {
+    if (hc->req_fwd > 0) {
+        hc->close_after = 1;
+    }
     if (hc->resp_state == RS_HEAD && hc->rh_len == 0) {
         up_failed_early(hc, "failed while sending the request");
         return;
