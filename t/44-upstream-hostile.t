@@ -133,6 +133,35 @@ for my $case (qw(junk body204)) {
 like($t->error_log, qr/\[warn\].*upstream "h" \S+: sent data after the end of the response, connection not reused/,
      'extra bytes logged at warn');
 
+# ---- a pooled connection that dies under a POST with a body --------------
+# The upstream answers, then closes at once; a pipelined POST may take the
+# pooled connection before its FIN is seen, and fail while its body goes
+# out (502: not idempotent, not retried).  The body bytes the failed write
+# took must never be parsed as the client's next request: here the body
+# is itself a request, which neither the upstream nor the client may see
+# answered (a third, real request follows).
+
+{
+    my $smuggled = "GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    my ($rounds, $bad, $raced) = (6, 0, 0);
+    for my $i (1 .. $rounds) {
+        my $out = $t->raw_tls("GET /close204/$i HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                              . "POST /ok/$i HTTP/1.1\r\nHost: a.test\r\nContent-Length: "
+                              . length($smuggled) . "\r\n\r\n$smuggled"
+                              . "GET /ok/last HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                              port => $p, idle => 3);
+        my @st = $out =~ m{HTTP/1\.1 (\d{3}) }g;
+        $raced++ if grep { $_ == 502 } @st;
+        unless (@st <= 3 && $out =~ /\[\[EOF\]\]$/) {
+            $bad++;
+            diag($out);
+        }
+    }
+    my $log = do { local $/; open my $f, '<', $h->{log} or die; <$f> };
+    unlike($log, qr{/smuggled}, 'a failed POST body never reaches the upstream as a request');
+    is($bad, 0, "... nor the client as an answer ($raced of $rounds rounds raced)");
+}
+
 # ---- TLS upstream: close_notify vs a bare FIN ------------------------------
 
 SKIP: {

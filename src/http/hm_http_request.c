@@ -645,6 +645,11 @@ client_timeout(uv_timer_t *t)
             break;
         }
         hm_log_debug(&hc->c->log, "client idle timeout");
+        if (hc->nrequests == 0) {
+            /* nothing sent within header_timeout_ms: no request to log,
+             * but the connection ends in a timeout (connections_total) */
+            hc->c->outcome = "timeout";
+        }
         hc_close(hc);
         break;
     case HC_HEAD:
@@ -1262,9 +1267,16 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
     hc_send_local(hc, 502, NULL, NULL, 0, 0);
 }
 
+/* A write to the upstream failed.  When it carried request body bytes
+ * (req_body_feed()), the bytes it took from the client are not accounted
+ * as read: the client connection closes after the 502, or they would be
+ * parsed as the next request. */
 static void
 up_write_failed(hm_http_conn_t *hc)
 {
+    if (hc->req_fwd > 0) {
+        hc->close_after = 1;
+    }
     if (hc->resp_state == RS_HEAD && hc->rh_len == 0) {
         up_failed_early(hc, "failed while sending the request");
         return;
@@ -2198,10 +2210,14 @@ client_eof(hm_http_conn_t *hc, ssize_t code)
         if (hc->in_len > 0) {
             hm_log_info(&hc->c->log, "client closed the connection in the "
                         "middle of a request head");
+            hc->c->outcome = "client_closed";
         }
-        hc_close(hc);
-        return;
+        /* fall through */
     default:
+        if (hc->nrequests == 0 && hc->c->outcome == NULL) {
+            /* gone before its first request (connections_total) */
+            hc->c->outcome = "client_closed";
+        }
         hc_close(hc);
     }
 }

@@ -171,6 +171,10 @@ def _hostile_cases():
                  + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED", "keep"),
         "body204": (b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\nSMUGGLED",
                     "keep"),
+        # a complete response, then the server closes at once: the next
+        # request may still find the connection in the pool (its FIN not
+        # yet seen) and fail on it
+        "close204": (b"HTTP/1.1 204 No Content\r\n\r\n", "close"),
         # a head dripped a byte at a time, or behind a stream of interim
         # responses ("paced": one piece every 50 ms, about 3 s in all)
         "drip": ([bytes([c]) for c in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 20
@@ -273,6 +277,16 @@ class Handler(socketserver.BaseRequestHandler):
             end = buf.index(b"\r\n\r\n") + 4
             head, buf = buf[:end], buf[end:]
             count += 1
+            clen = 0
+            for h in head.split(b"\r\n")[1:]:
+                if h.lower().startswith(b"content-length:"):
+                    clen = int(h.split(b":", 1)[1])
+            while len(buf) < clen:
+                d = self.sock.recv(65536)
+                if not d:
+                    return
+                buf += d
+            buf = buf[clen:]
             line = head.split(b"\r\n", 1)[0]
             with LOG_LOCK:
                 if self.opt.log:
