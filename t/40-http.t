@@ -153,6 +153,32 @@ $t->run or BAIL_OUT('hamlyn did not start');
     }
 }
 
+# Every client copy goes, whatever its case and however often it comes:
+# the five forwarding headers (replace), set_request names (replaced, not
+# duplicated) and strip_request names and prefixes.
+SKIP: {
+    skip 'forwarded/strip/set need headers_sanitise', 7 unless $HS;
+    my $out = raw("GET /dups HTTP/1.1\r\nHost: a.test\r\n"
+                  . "forwarded: for=1.1.1.1\r\nFORWARDED: for=2.2.2.2\r\n"
+                  . "x-forwarded-for: 1.1.1.1\r\nX-FORWARDED-FOR: 2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n"
+                  . "x-forwarded-proto: http\r\nX-Forwarded-PROTO: http\r\n"
+                  . "x-forwarded-host: evil.test\r\nX-FORWARDED-HOST: evil2.test\r\n"
+                  . "x-real-ip: 1.1.1.1\r\nX-REAL-IP: 2.2.2.2\r\n"
+                  . "x-edge: client\r\nX-EDGE: client2\r\n"
+                  . "x-user-id: 1\r\nX-USER-ID: 2\r\nx-internal-a: 1\r\nX-INTERNAL-B: 2\r\n"
+                  . "Connection: close\r\n\r\n");
+    my ($body) = $out =~ /\r\n\r\n(\{.*\})/s;
+    my $j = backend_json($body // '');
+    my @names = map { lc $_->[0] } @{ $j->{headers} // [] };
+    is_deeply([hdr($j, 'x-forwarded-for')], ['127.0.0.1'], 'duplicates in any case: one X-Forwarded-For, ours');
+    is_deeply([hdr($j, 'forwarded')], ['for=127.0.0.1;proto=https;host=a.test'], '... one Forwarded, ours');
+    is_deeply([hdr($j, 'x-forwarded-proto')], ['https'], '... one X-Forwarded-Proto');
+    is_deeply([hdr($j, 'x-forwarded-host')], ['a.test'], '... one X-Forwarded-Host (the Host)');
+    is_deeply([hdr($j, 'x-real-ip')], [], '... no X-Real-IP');
+    is_deeply([hdr($j, 'x-edge')], ['hamlyn'], 'set_request replaces every client copy, once');
+    is_deeply([grep { /^x-(?:user-id|internal-)/ } @names], [], 'strip_request names and prefixes in any case');
+}
+
 SKIP: {
     skip 'no IPv6 loopback', 3 unless $HAVE6;
     my ($code, $body) = $t->curl('-k', '-g', "https://[::1]:$p/v6");
