@@ -612,4 +612,59 @@ SKIP: {
 }
 
 $t->stop;
+
+# ---- response headers: set_response replaces, strip_response in any
+# case and by prefix, hop-by-hop and Connection-named fields dropped ----
+SKIP: {
+    skip 'set_response/strip_response need headers_sanitise', 6 unless $HS;
+    my $tr = Hamlyn::Test->new(name => '40-http-resp');
+    my ($rp, $up) = ($tr->port, $tr->port);
+    my $resp = "HTTP/1.1 200 OK\r\nServer: be\r\nSERVER: be2\r\nX-Powered-By: php\r\n"
+             . "x-powered-by-extra: 1\r\nStrict-Transport-Security: max-age=1\r\n"
+             . "strict-transport-security: max-age=2\r\nConnection: X-Foo\r\nX-Foo: bar\r\n"
+             . "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Keep: 1\r\n"
+             . "Content-Length: 3\r\n\r\nabc";
+    my $pid = fork // die;
+    if (!$pid) {
+        exec 'python3', '-c', 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); s.settimeout(30)
+while True:
+    c, _ = s.accept(); c.settimeout(5); b = b""
+    while b"\r\n\r\n" not in b:
+        d = c.recv(65536)
+        if not d: break
+        b += d
+    c.sendall(sys.argv[2].encode()); c.close()', $up, $resp;
+        exit 127;
+    }
+    my $c = conf();
+    $c->{upstreams}{be}{servers} = ["127.0.0.1:$up"];
+    $c->{listeners}[0]{listen} = ["127.0.0.1:$rp"];
+    $c->{sites}{a}{headers}{strip_response} = ['server', 'X-POWERED-*'];
+    $c->{sites}{a}{limits}{max_requests} = 100;
+    $tr->write_conf($c);
+    $tr->run or BAIL_OUT('hamlyn (response headers) did not start');
+    my $out = '';
+    for (1 .. 20) {     # until the one-shot backend listens
+        $out = $tr->raw_tls("GET /r HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", port => $rp);
+        last if $out =~ m{^HTTP/1\.1 200 };
+        sleep 0.1;
+    }
+    my ($head) = split /\r\n\r\n/, $out;
+    my @f = map { [ split /:\s*/, $_, 2 ] } grep { /:/ } split /\r\n/, $head // '';
+    my @names = map { lc $_->[0] } @f;
+    like($out, qr{^HTTP/1\.1 200 .*\r\n\r\nabc}s, 'response relayed');
+    is_deeply([map { $_->[1] } grep { lc $_->[0] eq 'strict-transport-security' } @f], ['max-age=60'],
+              'set_response replaces both upstream copies, once');
+    is_deeply([grep { /^(?:server|x-powered-)/ } @names], [], 'strip_response: names and prefixes in any case');
+    is_deeply([grep { /^(?:x-foo|keep-alive|proxy-connection)$/ } @names], [],
+              'hop-by-hop and Connection-named response fields dropped');
+    ok((grep { $_ eq 'x-keep' } @names), 'end-to-end response field kept');
+    is(scalar(grep { $_ eq 'connection' } @names), 1, 'one Connection header, the proxy\'s');
+    $tr->stop;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
 done_testing;
