@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -260,6 +261,59 @@ failed:
     hm_tls_cert_free(cert);
     ERR_clear_error();
     return HM_ERROR;
+}
+
+/*
+ * Writes "<what> <t + days + secs as RFC 3339 UTC>" to msg, where days and
+ * secs are the ASN1_TIME_diff() of a certificate date from t.
+ */
+static void
+date_msg(char *msg, size_t msglen, const char *what, time_t t, int days,
+         int secs)
+{
+    struct tm tm;
+    char      when[32];
+
+    t += (time_t) days * 86400 + secs;
+    if (gmtime_r(&t, &tm) == NULL
+        || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    {
+        snprintf(when, sizeof(when), "(unprintable date)");
+    }
+    snprintf(msg, msglen, "%s %s", what, when);
+}
+
+int
+hm_tls_cert_check_dates(const hm_conf_cert_t *cert, char *msg,
+                        size_t msglen)
+{
+    const hm_tls_cert_t *tc = cert->tls;
+    ASN1_TIME           *now;
+    time_t               t = time(NULL);
+    int                  days, secs, rc = HM_OK;
+
+    if (tc == NULL || tc->leaf == NULL) {
+        return HM_OK;
+    }
+    now = ASN1_TIME_set(NULL, t);
+    if (now == NULL) {
+        return HM_OK;               /* out of memory: no verdict */
+    }
+    if (ASN1_TIME_diff(&days, &secs, now, X509_get0_notBefore(tc->leaf))
+        && (days > 0 || secs > 0))
+    {
+        date_msg(msg, msglen, "certificate not valid before", t, days, secs);
+        rc = HM_DECLINED;
+    } else if (ASN1_TIME_diff(&days, &secs, now,
+                              X509_get0_notAfter(tc->leaf))
+               && (days < 0 || secs < 0))
+    {
+        date_msg(msg, msglen, "certificate expired on", t, days, secs);
+        rc = HM_DECLINED;
+    }
+    ASN1_TIME_free(now);
+    ERR_clear_error();
+    return rc;
 }
 
 /*
