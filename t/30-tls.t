@@ -296,6 +296,14 @@ ok($t->wait_error_log(qr/\[info\].*TLS handshake failed: .*(certificate|cert)/),
    'client certificate failure logged at info with a reason');
 ok($t->wait_error_log(qr/TLS handshake failed: .*(unsupported protocol|version)/i),
    'version refusal logged with a reason');
+# A TLS 1.3 client refusing our certificate sends its alert before it has
+# keys (in clear text): logged as that alert, not as "bad packet length".
+$out = $t->s_client(port => $p, servername => 'r.test', ca => '', input => "",
+                    args => ['-tls1_3', '-verify_return_error']);
+like($out, qr/verify error|unable to get local issuer/i, 'a TLS 1.3 client without our CA refuses the certificate');
+ok($t->wait_error_log(qr/sni=r\.test: TLS handshake failed: tlsv1 alert unknown ca/),
+   '... logged as its alert (unknown ca)');
+unlike($t->error_log, qr/bad packet length/, '... not as "bad packet length"');
 $t->stop;
 
 # --- ticket key file: tickets survive a restart (same keys), and a ticket
