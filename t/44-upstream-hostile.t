@@ -7,7 +7,8 @@
 #     two Content-Lengths, a head over the size limit, too many fields) and
 #     a bad chunk size arriving with the head: the proxy's own 502 (short
 #     body, right Content-Length), nothing of the upstream's bytes, the
-#     reason in the log, and the upstream connection is not reused;
+#     reason in the log, and the upstream connection is not reused (a
+#     status outside 100..599 too, RFC 9110 15);
 #   - a body cut off (Content-Length or chunked): the client connection
 #     closes, no fake last chunk;
 #   - read_timeout_ms bounds the whole response head, however slowly it
@@ -71,6 +72,7 @@ sub conn_requests {
 
 my %bad = (
     badstatus => qr/sent an invalid response head: /,
+    status704 => qr/sent an invalid response head: invalid status code \(outside 100\.\.599\)/,
     nul       => qr/sent an invalid response head: invalid character/,
     barecr    => qr/sent an invalid response head: \S/,
     fold      => qr/sent an invalid response head: obs-fold/,
