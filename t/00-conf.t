@@ -371,6 +371,23 @@ is($rc, 0, 'tls.accepted_risk with verify true: still valid') or diag($out);
 like($out, qr/^\Q$f\E: upstreams\.be\.tls\.accepted_risk: warning: ignored while "verify" is true/m,
      '... with a warning naming its path');
 
+# A certificate out of its validity dates loads (nginx takes it too: the
+# operator may be about to replace it) with a warning naming the path and
+# the date, so -t and a reload say why clients fail their handshakes.
+$f = $t->write_conf({
+    certificates => { old => { cert => "$certs/expired.pem", key => "$certs/expired.key" },
+                      a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+    listeners => [{ name => 'pub', listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                      tls => { certificates => ['old', 'a'] },
+                      routes => [{ match => { path_prefix => '/' }, status => 204 }] } },
+});
+($rc, $out) = check_t($f);
+is($rc, 0, 'expired certificate: still valid') or diag($out);
+like($out, qr/^\Q$f\E: certificates\.old\.cert: warning: certificate expired on 2021-01-01T00:00:00Z/m,
+     '... with a warning naming its path and the date');
+unlike($out, qr/certificates\.a\.cert: warning/, '... and none for the valid one');
+
 # A site no listener lists, and one server address listed twice: both
 # load (nginx takes either), each with a warning naming its path.
 $f = $t->write_conf({

@@ -187,6 +187,13 @@ def report(name, r):
 
 th = threading.Thread(target=good_client, daemon=True)
 th.start()
+# a partial head on the redirect listener: 408 after its fixed 10 s (runs
+# while the rest goes on)
+partial = {}
+def partial_head():
+    partial.update(plain(rd, b'GET / HTTP/1.1\r\nHost: a', idle=12))
+tp = threading.Thread(target=partial_head, daemon=True)
+tp.start()
 v1 = b'PROXY TCP4 192.0.2.7 198.51.100.1 40001 443\r\n'
 blk = (bytes([192, 0, 2, 8, 198, 51, 100, 1]) + struct.pack('>HH', 40002, 443)
        + b'\x01\x00\x08http/1.1' + b'\x04\x00\x00' + b'\x03\x00\x00')
@@ -239,6 +246,8 @@ report('forged record', {'types': types, 'how': how})
 time.sleep(0.5)
 stop = True
 th.join(15)
+tp.join(15)
+report('partial head on redirect listener', partial)
 report('good', {'n': good['n'], 'bad': good['bad']})
 PY
 close $fh;
@@ -271,6 +280,9 @@ like($log->(), qr/bad request: a $ppmsg \(while redirecting/, 'and logged as suc
 $x = r('nul bytes on redirect listener');
 is(status($x), 400, 'NUL bytes on the redirect listener: 400');
 cmp_ok($x->{secs}, '<', 2, 'at once (not after the 10 s header timeout)');
+$x = r('partial head on redirect listener');
+is(status($x), 408, 'a partial head on the redirect listener: 408 after the header timeout');
+cmp_ok($x->{secs}, '>', 9, 'after the 10 s');
 $x = r('tls hello on redirect listener');
 is(status($x), 400, 'a TLS ClientHello on the redirect listener: 400');
 cmp_ok($x->{secs}, '<', 2, 'at once');

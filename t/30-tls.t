@@ -286,7 +286,7 @@ $t->stop;
 my $t2 = Hamlyn::Test->new(name => '30-tls-keys');
 my $p2 = $t2->port;
 my %c2 = %conf;
-$c2{runtime} = { tls_session_ticket_keys => "$dir/tickets.keys" };
+$c2{runtime} = { tls_session_ticket_keys => "$dir/tickets.keys", workers => 2 };
 $c2{listeners} = [ { name => 'main', listen => ["127.0.0.1:$p2"], sites => [qw(a)] } ];
 $c2{sites} = { a => $conf{sites}{a} };
 delete $c2{upstreams};
@@ -300,6 +300,26 @@ $t2->stop;
 $t2->run or BAIL_OUT('hamlyn (ticket keys) did not restart');
 $out = $t2->s_client(port => $p2, servername => 'a.test', input => "", args => ['-sess_in', "$dir/sess2"]);
 like($out, qr/^Reused,/m, 'ticket key file: the session resumes after a restart (same keys)');
+
+# Two workers: TLS 1.2 session IDs (a client that takes no ticket) and TLS
+# 1.3 tickets resume whichever worker gets the next connection.
+for my $v (['-tls1_2', '-no_ticket'], ['-tls1_3']) {
+    my $what = join ' ', @$v;
+    unlink "$dir/sess4";
+    $out = $t2->s_client(port => $p2, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                         expect => qr/\r\n\r\n/, args => [@$v, '-sess_out', "$dir/sess4"]);
+    like($out, qr/^New,/m, "$what, 2 workers: full handshake first");
+    like($out, qr/Session-ID: [0-9A-F]{64}/, "$what: the server gave the session an ID") if $v->[0] eq '-tls1_2';
+    my $reused = 0;
+    for (1 .. 10) {
+        $out = $t2->s_client(port => $p2, servername => 'a.test', input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                             expect => qr/\r\n\r\n/, args => [@$v, '-sess_in', "$dir/sess4"]);
+        $reused++ if $out =~ /^Reused,/m;
+    }
+    is($reused, 10, "$what, 2 workers: 10 of 10 later connections resumed");
+}
+my %pids = map { ($_->{pid} // 0) => 1 } grep { ($_->{sni} // '') eq 'a.test' } @{ $t2->access_log };
+note('connections served by workers ' . join(', ', sort keys %pids));
 $t2->stop;
 
 # A second instance sharing the key file resumes the session too, unless

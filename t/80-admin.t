@@ -457,6 +457,52 @@ is_deeply(eval { decode_json($body) }, $cli, 'upgrade: /trust unchanged');
 ($code, undef, $h) = $t->curl('-H', 'Host: a.test', "http://127.0.0.1:$pr/after");
 is($h->{location}, 'https://a.test/after', 'upgrade: the redirect listener still answers');
 
+# A terminating connection that ends before its first request counts as
+# client_closed, not ok: a TLS handshake and nothing, or part of a head.
+{
+    my $s0 = scrape();
+    my $cc0 = conns($s0, 'main', 'client_closed') // 0;
+    my $ok0 = conns($s0, 'main', 'ok') // 0;
+    my $py = <<'PY';
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for data in (b"", b"GET /x HT"):
+    c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                        server_hostname="a.test")
+    if data:
+        c.sendall(data)
+        time.sleep(0.1)
+    c.close()
+PY
+    system('python3', '-c', $py, $p, "$certs/ca.pem") == 0 or diag('python client failed');
+    my $s1;
+    ok(wait_for(sub { $s1 = scrape(); (conns($s1, 'main', 'client_closed') // 0) == $cc0 + 2 }),
+       'connections gone before their first request: client_closed') or diag($s1->{body});
+    is(conns($s1, 'main', 'ok'), $ok0, '... not ok');
+
+    # and one that sends nothing within header_timeout_ms: timeout
+    my %c3 = %{ $t->conf };
+    $c3{sites}{a}{limits} = { header_timeout_ms => 300 };
+    $t->write_conf(\%c3);
+    $t->signal('HUP');
+    ok(wait_for(sub { (() = $t->error_log =~ /configuration reloaded/g) >= 2 }), 'reloaded with header_timeout_ms 300');
+    my $to0 = conns($s1, 'main', 'timeout') // 0;
+    my $py2 = <<'PY';
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="a.test")
+c.settimeout(5)
+try:
+    c.recv(10)
+except Exception:
+    pass
+PY
+    system('python3', '-c', $py2, $p, "$certs/ca.pem") == 0 or diag('python client failed');
+    ok(wait_for(sub { $s1 = scrape(); (conns($s1, 'main', 'timeout') // 0) == $to0 + 1 }),
+       'a connection that sent nothing within header_timeout_ms: timeout') or diag($s1->{body});
+    is(conns($s1, 'main', 'ok'), $ok0, '... not ok');
+}
+
 # A request target of quotes or backslashes (each escaped to two bytes)
 # still gets its access-log line, cut at 2048 bytes; it used to overflow
 # the line, which was then dropped: a way to stay out of the log.

@@ -1623,6 +1623,9 @@ decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
         return;
     }
     hm_pool_cleanup_add(cx->pool, cert_cleanup, c);
+    if (hm_tls_cert_check_dates(c, why, sizeof(why)) != HM_OK) {
+        cwarn_at(cx, "cert", "%s: clients will refuse it", why);
+    }
 }
 
 static void

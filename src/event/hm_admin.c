@@ -74,6 +74,7 @@ static struct {
 } admin = { { NULL, -1, 0 }, NULL, 0, 0, NULL, NULL };
 
 static void hreq_on_event(hm_ev_t *ev, uint32_t events);
+static void hreq_error(hm_hreq_t *r, int status, const char *extra);
 
 /* ---- the open admin requests --------------------------------------------- */
 
@@ -161,6 +162,15 @@ hreq_on_timer(uv_timer_t *t)
 
     if (r->state == HM_HREQ_LINGER) {
         hreq_close(r, NULL);
+        return;
+    }
+    if (r->state == HM_HREQ_READING && r->pp_done && r->in_len > 0) {
+        /* a request was started: 408, as terminating sites answer it
+         * (the write gets the same bound) */
+        hm_log_info(&r->c->log, "client timed out sending the request head");
+        r->c->outcome = "timeout";
+        uv_timer_start(&r->timer, hreq_on_timer, HM_HREQ_HEADER_TIMEOUT, 0);
+        hreq_error(r, 408, NULL);
         return;
     }
     hm_log_info(&r->c->log, "client timed out %s",

@@ -645,6 +645,11 @@ client_timeout(uv_timer_t *t)
             break;
         }
         hm_log_debug(&hc->c->log, "client idle timeout");
+        if (hc->nrequests == 0) {
+            /* nothing sent within header_timeout_ms: no request to log,
+             * but the connection ends in a timeout (connections_total) */
+            hc->c->outcome = "timeout";
+        }
         hc_close(hc);
         break;
     case HC_HEAD:
@@ -2213,10 +2218,14 @@ client_eof(hm_http_conn_t *hc, ssize_t code)
         if (hc->in_len > 0) {
             hm_log_info(&hc->c->log, "client closed the connection in the "
                         "middle of a request head");
+            hc->c->outcome = "client_closed";
         }
-        hc_close(hc);
-        return;
+        /* fall through */
     default:
+        if (hc->nrequests == 0 && hc->c->outcome == NULL) {
+            /* gone before its first request (connections_total) */
+            hc->c->outcome = "client_closed";
+        }
         hc_close(hc);
     }
 }

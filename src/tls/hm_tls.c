@@ -15,6 +15,8 @@
  * connection is built here: the select-certificate callback only swaps in
  * the pre-built RSA chain for clients that cannot take ECDSA.
  *
+ * Sessions: stateless tickets, and for TLS 1.2 clients that take none a
+ * session ID cache shared by all workers (see "session ID cache").
  * Session tickets: every site of one configuration shares one key set.
  * runtime.tls_session_ticket_keys names a file of keys (one base64 key per
  * line: 80 bytes = 16 name + 32 HMAC-SHA256 + 32 AES-256 key, or 48 bytes =
@@ -36,7 +38,10 @@
 #include "hm_tls_int.h"
 #include "hm_tls_hello.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -422,6 +427,135 @@ ticket_key_cb(SSL *ssl, uint8_t *name, uint8_t *iv, EVP_CIPHER_CTX *ectx,
     return 0;
 }
 
+/* ---- session ID cache (TLS 1.2 clients without tickets) --------------- */
+
+/*
+ * BoringSSL gives a TLS 1.2 session an ID only when the client does not
+ * take a ticket; those sessions are kept here, in one mapping shared by
+ * the master and every worker (mapped by the first hm_tls_site_init, in
+ * the master, before any fork, and kept for the master's life: reloads
+ * reuse it, and the session ID context keeps a session in its site).
+ * Direct-mapped: the slot is picked by the random session ID, a new
+ * session overwrites the slot's old one.  A slot is taken with a
+ * try-lock, never waited for: a busy slot is a miss, and a worker that
+ * died holding one costs that slot only.  Sessions larger than a slot
+ * (long client certificate chains) are not kept.
+ */
+#define HM_SESS_SLOTS      1024
+#define HM_SESS_SLOT_SIZE  4096
+
+typedef struct {
+    uint32_t lock;
+    uint32_t len;                   /* 0: empty */
+    int64_t  expires;               /* unix time */
+    uint8_t  id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+    uint8_t  data[HM_SESS_SLOT_SIZE - 48];
+} hm_sess_slot_t;
+
+static hm_sess_slot_t *hm_sess_cache;
+
+static hm_sess_slot_t *
+sess_slot_lock(const uint8_t *id, unsigned len)
+{
+    hm_sess_slot_t *slot;
+    uint32_t        h = 0, unlocked = 0;
+    unsigned        i;
+
+    if (hm_sess_cache == NULL || len != SSL_MAX_SSL_SESSION_ID_LENGTH) {
+        return NULL;
+    }
+    for (i = 0; i < 4; i++) {
+        h = (h << 8) | id[i];
+    }
+    slot = &hm_sess_cache[h % HM_SESS_SLOTS];
+    if (!__atomic_compare_exchange_n(&slot->lock, &unlocked, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    {
+        return NULL;
+    }
+    return slot;
+}
+
+static void
+sess_slot_unlock(hm_sess_slot_t *slot)
+{
+    __atomic_store_n(&slot->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* SSL_CTX_sess_set_new_cb: stores a serialised copy; returns 0 (the
+ * session stays BoringSSL's). */
+static int
+sess_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    hm_sess_slot_t *slot;
+    const uint8_t  *id;
+    uint8_t        *der;
+    size_t          len;
+    unsigned        idlen;
+
+    id = SSL_SESSION_get_id(sess, &idlen);
+    if (!SSL_SESSION_to_bytes(sess, &der, &len)) {
+        ERR_clear_error();
+        return 0;
+    }
+    slot = len <= sizeof(slot->data) ? sess_slot_lock(id, idlen) : NULL;
+    if (slot != NULL) {
+        memcpy(slot->id, id, idlen);
+        memcpy(slot->data, der, len);
+        slot->len = (uint32_t) len;
+        slot->expires = (int64_t) SSL_SESSION_get_time(sess)
+                        + (int64_t) SSL_SESSION_get_timeout(sess);
+        sess_slot_unlock(slot);
+    }
+    OPENSSL_free(der);
+    return 0;
+}
+
+/* SSL_CTX_sess_set_get_cb: a new session parsed from the slot, or NULL. */
+static SSL_SESSION *
+sess_get_cb(SSL *ssl, const uint8_t *id, int idlen, int *out_copy)
+{
+    hm_sess_slot_t *slot;
+    SSL_SESSION    *sess = NULL;
+
+    *out_copy = 0;
+    slot = idlen > 0 ? sess_slot_lock(id, (unsigned) idlen) : NULL;
+    if (slot == NULL) {
+        return NULL;
+    }
+    if (slot->len > 0 && memcmp(slot->id, id, (size_t) idlen) == 0) {
+        if (slot->expires > (int64_t) time(NULL)) {
+            sess = SSL_SESSION_from_bytes(slot->data, slot->len,
+                                          SSL_get_SSL_CTX(ssl));
+        } else {
+            slot->len = 0;
+        }
+    }
+    sess_slot_unlock(slot);
+    if (sess == NULL) {
+        ERR_clear_error();
+    }
+    return sess;
+}
+
+static void
+sess_cache_init(void)
+{
+    void *p;
+
+    if (hm_sess_cache != NULL) {
+        return;
+    }
+    p = mmap(NULL, HM_SESS_SLOTS * sizeof(hm_sess_slot_t),
+             PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        hm_log_warn(NULL, "TLS session cache: mmap failed: %s; TLS 1.2 "
+                    "clients without tickets do not resume", strerror(errno));
+        return;
+    }
+    hm_sess_cache = p;
+}
+
 /* ---- site context callbacks ------------------------------------------- */
 
 static int
@@ -753,7 +887,15 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
      * certificate was asked for must not resume where one is required). */
     session_id_context(site, sid);
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    sess_cache_init();
+    if (hm_sess_cache != NULL) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER
+                                            | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(ctx, sess_new_cb);
+        SSL_CTX_sess_set_get_cb(ctx, sess_get_cb);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     ts->tickets = tickets_get(conf, err, errlen);
     if (ts->tickets == NULL) {
         goto failed;

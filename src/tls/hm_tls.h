@@ -14,6 +14,13 @@
 int hm_tls_cert_load(hm_conf_cert_t *cert, char *err, size_t errlen);
 void hm_tls_cert_free(hm_conf_cert_t *cert);
 
+/* Checks the validity dates of the leaf that hm_tls_cert_load() loaded
+ * against the current time: HM_OK, or HM_DECLINED with "expired on
+ * 2021-01-01T00:00:00Z" or "not valid before ..." in msg (a warning for
+ * the operator: the pair still loads, as nginx takes it). */
+int hm_tls_cert_check_dates(const hm_conf_cert_t *cert, char *msg,
+                            size_t msglen);
+
 /* Reads a PEM CA bundle file to check it (config validation): HM_OK or
  * HM_ERROR with a reason. */
 int hm_tls_ca_check(const char *path, char *err, size_t errlen);

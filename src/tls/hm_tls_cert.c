@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -263,6 +264,59 @@ failed:
 }
 
 /*
+ * Writes "<what> <t + days + secs as RFC 3339 UTC>" to msg, where days and
+ * secs are the ASN1_TIME_diff() of a certificate date from t.
+ */
+static void
+date_msg(char *msg, size_t msglen, const char *what, time_t t, int days,
+         int secs)
+{
+    struct tm tm;
+    char      when[32];
+
+    t += (time_t) days * 86400 + secs;
+    if (gmtime_r(&t, &tm) == NULL
+        || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    {
+        snprintf(when, sizeof(when), "(unprintable date)");
+    }
+    snprintf(msg, msglen, "%s %s", what, when);
+}
+
+int
+hm_tls_cert_check_dates(const hm_conf_cert_t *cert, char *msg,
+                        size_t msglen)
+{
+    const hm_tls_cert_t *tc = cert->tls;
+    ASN1_TIME           *now;
+    time_t               t = time(NULL);
+    int                  days, secs, rc = HM_OK;
+
+    if (tc == NULL || tc->leaf == NULL) {
+        return HM_OK;
+    }
+    now = ASN1_TIME_set(NULL, t);
+    if (now == NULL) {
+        return HM_OK;               /* out of memory: no verdict */
+    }
+    if (ASN1_TIME_diff(&days, &secs, now, X509_get0_notBefore(tc->leaf))
+        && (days > 0 || secs > 0))
+    {
+        date_msg(msg, msglen, "certificate not valid before", t, days, secs);
+        rc = HM_DECLINED;
+    } else if (ASN1_TIME_diff(&days, &secs, now,
+                              X509_get0_notAfter(tc->leaf))
+               && (days < 0 || secs < 0))
+    {
+        date_msg(msg, msglen, "certificate expired on", t, days, secs);
+        rc = HM_DECLINED;
+    }
+    ASN1_TIME_free(now);
+    ERR_clear_error();
+    return rc;
+}
+
+/*
  * Checks that path is a readable PEM file holding at least one
  * certificate (a CA bundle).  HM_OK or HM_ERROR with a reason.
  */
@@ -302,13 +356,17 @@ hm_tls_ca_check(const char *path, char *err, size_t errlen)
 /*
  * Checks a TLS 1.2 cipher list string the way the TLS layer will use it
  * (SSL_CTX_set_strict_cipher_list: an unknown name is an error).  HM_OK or
- * HM_ERROR with a reason.
+ * HM_ERROR with a reason naming the first element that is refused on its
+ * own (an unknown name), else the TLS library's reason.
  */
 int
 hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
 {
-    SSL_CTX *ctx;
-    int      ok;
+    SSL_CTX    *ctx;
+    const char *p, *e;
+    char        one[128];
+    size_t      n;
+    int         ok;
 
     ctx = SSL_CTX_new(TLS_method());
     if (ctx == NULL) {
@@ -316,10 +374,27 @@ hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
         return HM_ERROR;
     }
     ok = SSL_CTX_set_strict_cipher_list(ctx, ciphers);
-    SSL_CTX_free(ctx);
-    if (!ok) {
-        tls_reason(err, errlen, "invalid cipher list");
-        return HM_ERROR;
+    if (ok) {
+        SSL_CTX_free(ctx);
+        return HM_OK;
     }
-    return HM_OK;
+    tls_reason(err, errlen, "invalid cipher list");
+    for (p = ciphers; *p != '\0'; p = e) {
+        p += strspn(p, ":, []|!+-");
+        e = p + strcspn(p, ":, []|");
+        n = (size_t) (e - p);
+        if (n == 0 || n >= sizeof(one) || *p == '@') {
+            continue;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (!SSL_CTX_set_strict_cipher_list(ctx, one)) {
+            ERR_clear_error();
+            snprintf(err, errlen, "invalid cipher list: unknown cipher "
+                     "\"%s\"", one);
+            break;
+        }
+    }
+    SSL_CTX_free(ctx);
+    return HM_ERROR;
 }

@@ -490,6 +490,27 @@ START_TEST(test_ticket_key_file)
 }
 END_TEST
 
+/* hm_tls_ciphers_check names the element it does not know. */
+START_TEST(test_ciphers_check)
+{
+    char err[256];
+
+    ck_assert_int_eq(hm_tls_ciphers_check("ECDHE-ECDSA-AES128-GCM-SHA256:"
+                                          "ECDHE-RSA-AES128-GCM-SHA256",
+                                          err, sizeof(err)), HM_OK);
+    ck_assert_int_eq(hm_tls_ciphers_check("ECDHE-RSA-AES128-GCM-SHA256:"
+                                          "FOO-BAR", err, sizeof(err)),
+                     HM_ERROR);
+    ck_assert_str_eq(err, "invalid cipher list: unknown cipher \"FOO-BAR\"");
+    ck_assert_int_eq(hm_tls_ciphers_check("HIGH:!aNULL", err, sizeof(err)),
+                     HM_ERROR);
+    ck_assert_str_eq(err, "invalid cipher list: unknown cipher \"aNULL\"");
+    ck_assert_int_eq(hm_tls_ciphers_check("[AES128-SHA|BAZ]", err,
+                                          sizeof(err)), HM_ERROR);
+    ck_assert_str_eq(err, "invalid cipher list: unknown cipher \"BAZ\"");
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -502,6 +523,7 @@ tls_suite(void)
     tcase_add_test(tc, test_verify_ca_and_name);
     tcase_add_test(tc, test_ecdsa_preferred_rsa_fallback);
     tcase_add_test(tc, test_ticket_key_file);
+    tcase_add_test(tc, test_ciphers_check);
     suite_add_tcase(s, tc);
     return s;
 }
