@@ -186,6 +186,23 @@ ok(-s "$dir/sess", 'TLS 1.3, no request: a ticket arrived all the same');
 $out = sc(name => 'a.test', args => ['-tls1_3', '-sess_in', "$dir/sess"]);
 like($out, qr/^Reused,/m, 'TLS 1.3, no request: the next connection resumes');
 
+# A session of site a never resumes into another site, least of all one
+# requiring a client certificate (tickets of both versions, session IDs).
+for my $v (['-tls1_3'], ['-tls1_2'], ['-tls1_2', '-no_ticket']) {
+    my $what = join ' ', @$v;
+    unlink "$dir/sess";
+    sc(name => 'a.test', args => [@$v, '-sess_out', "$dir/sess"], input => "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+       expect => qr/\r\n\r\n/);
+    ok(-s "$dir/sess", "$what: session of site a saved");
+    $out = sc(name => 'r.test', args => [@$v, '-sess_in', "$dir/sess"], input => "GET / HTTP/1.1\r\nHost: r.test\r\n\r\n",
+              expect => qr/\r\n\r\n/);
+    like($out, qr/^New,/m, "$what: ... is not resumed by site r (same certificates)");
+    $out = sc(name => 'm.wild.test', args => [@$v, '-sess_in', "$dir/sess"],
+              input => "GET / HTTP/1.1\r\nHost: m.wild.test\r\n\r\n", expect => qr/\r\n\r\n|alert/);
+    unlike($out, qr/^Reused,/m, "$what: ... nor by site m (client_auth required)");
+    unlike($out, qr{HTTP/1\.1 200}, "$what: ... which answers nothing without a certificate");
+}
+
 # --- client certificates
 ($out) = $t->s_client(port => $p, servername => 'm.wild.test', args => ['-brief'],
                       input => "GET / HTTP/1.1\r\nHost: m.wild.test\r\n\r\n", expect => qr/HTTP\/1|alert|error/i);

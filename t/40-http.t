@@ -153,6 +153,32 @@ $t->run or BAIL_OUT('hamlyn did not start');
     }
 }
 
+# Every client copy goes, whatever its case and however often it comes:
+# the five forwarding headers (replace), set_request names (replaced, not
+# duplicated) and strip_request names and prefixes.
+SKIP: {
+    skip 'forwarded/strip/set need headers_sanitise', 7 unless $HS;
+    my $out = raw("GET /dups HTTP/1.1\r\nHost: a.test\r\n"
+                  . "forwarded: for=1.1.1.1\r\nFORWARDED: for=2.2.2.2\r\n"
+                  . "x-forwarded-for: 1.1.1.1\r\nX-FORWARDED-FOR: 2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n"
+                  . "x-forwarded-proto: http\r\nX-Forwarded-PROTO: http\r\n"
+                  . "x-forwarded-host: evil.test\r\nX-FORWARDED-HOST: evil2.test\r\n"
+                  . "x-real-ip: 1.1.1.1\r\nX-REAL-IP: 2.2.2.2\r\n"
+                  . "x-edge: client\r\nX-EDGE: client2\r\n"
+                  . "x-user-id: 1\r\nX-USER-ID: 2\r\nx-internal-a: 1\r\nX-INTERNAL-B: 2\r\n"
+                  . "Connection: close\r\n\r\n");
+    my ($body) = $out =~ /\r\n\r\n(\{.*\})/s;
+    my $j = backend_json($body // '');
+    my @names = map { lc $_->[0] } @{ $j->{headers} // [] };
+    is_deeply([hdr($j, 'x-forwarded-for')], ['127.0.0.1'], 'duplicates in any case: one X-Forwarded-For, ours');
+    is_deeply([hdr($j, 'forwarded')], ['for=127.0.0.1;proto=https;host=a.test'], '... one Forwarded, ours');
+    is_deeply([hdr($j, 'x-forwarded-proto')], ['https'], '... one X-Forwarded-Proto');
+    is_deeply([hdr($j, 'x-forwarded-host')], ['a.test'], '... one X-Forwarded-Host (the Host)');
+    is_deeply([hdr($j, 'x-real-ip')], [], '... no X-Real-IP');
+    is_deeply([hdr($j, 'x-edge')], ['hamlyn'], 'set_request replaces every client copy, once');
+    is_deeply([grep { /^x-(?:user-id|internal-)/ } @names], [], 'strip_request names and prefixes in any case');
+}
+
 SKIP: {
     skip 'no IPv6 loopback', 3 unless $HAVE6;
     my ($code, $body) = $t->curl('-k', '-g', "https://[::1]:$p/v6");
@@ -586,4 +612,59 @@ SKIP: {
 }
 
 $t->stop;
+
+# ---- response headers: set_response replaces, strip_response in any
+# case and by prefix, hop-by-hop and Connection-named fields dropped ----
+SKIP: {
+    skip 'set_response/strip_response need headers_sanitise', 6 unless $HS;
+    my $tr = Hamlyn::Test->new(name => '40-http-resp');
+    my ($rp, $up) = ($tr->port, $tr->port);
+    my $resp = "HTTP/1.1 200 OK\r\nServer: be\r\nSERVER: be2\r\nX-Powered-By: php\r\n"
+             . "x-powered-by-extra: 1\r\nStrict-Transport-Security: max-age=1\r\n"
+             . "strict-transport-security: max-age=2\r\nConnection: X-Foo\r\nX-Foo: bar\r\n"
+             . "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Keep: 1\r\n"
+             . "Content-Length: 3\r\n\r\nabc";
+    my $pid = fork // die;
+    if (!$pid) {
+        exec 'python3', '-c', 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); s.settimeout(30)
+while True:
+    c, _ = s.accept(); c.settimeout(5); b = b""
+    while b"\r\n\r\n" not in b:
+        d = c.recv(65536)
+        if not d: break
+        b += d
+    c.sendall(sys.argv[2].encode()); c.close()', $up, $resp;
+        exit 127;
+    }
+    my $c = conf();
+    $c->{upstreams}{be}{servers} = ["127.0.0.1:$up"];
+    $c->{listeners}[0]{listen} = ["127.0.0.1:$rp"];
+    $c->{sites}{a}{headers}{strip_response} = ['server', 'X-POWERED-*'];
+    $c->{sites}{a}{limits}{max_requests} = 100;
+    $tr->write_conf($c);
+    $tr->run or BAIL_OUT('hamlyn (response headers) did not start');
+    my $out = '';
+    for (1 .. 20) {     # until the one-shot backend listens
+        $out = $tr->raw_tls("GET /r HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", port => $rp);
+        last if $out =~ m{^HTTP/1\.1 200 };
+        sleep 0.1;
+    }
+    my ($head) = split /\r\n\r\n/, $out;
+    my @f = map { [ split /:\s*/, $_, 2 ] } grep { /:/ } split /\r\n/, $head // '';
+    my @names = map { lc $_->[0] } @f;
+    like($out, qr{^HTTP/1\.1 200 .*\r\n\r\nabc}s, 'response relayed');
+    is_deeply([map { $_->[1] } grep { lc $_->[0] eq 'strict-transport-security' } @f], ['max-age=60'],
+              'set_response replaces both upstream copies, once');
+    is_deeply([grep { /^(?:server|x-powered-)/ } @names], [], 'strip_response: names and prefixes in any case');
+    is_deeply([grep { /^(?:x-foo|keep-alive|proxy-connection)$/ } @names], [],
+              'hop-by-hop and Connection-named response fields dropped');
+    ok((grep { $_ eq 'x-keep' } @names), 'end-to-end response field kept');
+    is(scalar(grep { $_ eq 'connection' } @names), 1, 'one Connection header, the proxy\'s');
+    $tr->stop;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
 done_testing;
