@@ -120,6 +120,12 @@ like($out, qr/(?:Peer )?signature type: RSA-PSS/i,
      'TLS 1.3 client with ECDSA P-384 and RSA schemes only gets the RSA certificate');
 $out = sc(name => 'a.test', args => ['-brief', '-tls1_3', '-sigalgs', 'ECDSA+SHA256:RSA-PSS+SHA256']);
 like($out, qr/(?:Peer )?signature type: ECDSA/i, '... with ecdsa_secp256r1_sha256 the ECDSA one');
+# TLS 1.2: supported_groups also bounds the ECDSA certificate's curve
+# (RFC 8422 5.1): a client of X25519 only cannot take the P-256 key
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2', '-curves', 'X25519']);
+like($out, qr/Ciphersuite: ECDHE-RSA-/, 'TLS 1.2 client without P-256 in supported_groups gets the RSA certificate');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2', '-curves', 'X25519:P-256']);
+like($out, qr/Ciphersuite: ECDHE-ECDSA-/, '... with P-256 the ECDSA one');
 
 # A TLS 1.2 cipher list without ECDSA suites: TLS 1.2 clients get the RSA
 # certificate (the ECDSA one would leave no shared cipher), TLS 1.3 ones
