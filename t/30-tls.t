@@ -229,6 +229,21 @@ is($code, 200, 'client_auth required: a client certificate from client-ca is acc
                    "https://m.wild.test:$p/");
 isnt($code, 200, 'client_auth required: a certificate from another CA is refused');
 
+# The client's own copies of client_cert_header (any case, repeated) never
+# reach the backend: only the proxy's one does.
+SKIP: {
+    skip 'client_cert_header needs headers_sanitise', 2 unless Hamlyn::Test::has('headers_sanitise');
+    my $o = $t->s_client(port => $p, servername => 'm.wild.test', cert => 'client', args => ['-quiet'],
+                         input => "GET / HTTP/1.1\r\nHost: m.wild.test\r\nx-client-cert: forged1\r\n"
+                                . "X-CLIENT-CERT: forged2\r\nX-Client-Cert: forged3\r\nConnection: close\r\n\r\n",
+                         expect => qr/\}\s*$/);
+    my ($jb) = $o =~ /(\{.*\})/s;
+    my $j = eval { JSON::PP->new->decode($jb // '') } // {};
+    my @cc = map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] };
+    is(scalar @cc, 1, 'client_cert_header: one copy reaches the backend, whatever the client sent');
+    like($cc[0] // '', qr/^subject="CN=client\.test/, '... the proxy\'s own');
+}
+
 # The whole client_cert_header value, for a certificate with every SAN type
 # (IP addresses in their canonical text, RFC 5952) and a subject that
 # needs escaping.
@@ -296,6 +311,14 @@ ok($t->wait_error_log(qr/\[info\].*TLS handshake failed: .*(certificate|cert)/),
    'client certificate failure logged at info with a reason');
 ok($t->wait_error_log(qr/TLS handshake failed: .*(unsupported protocol|version)/i),
    'version refusal logged with a reason');
+# A TLS 1.3 client refusing our certificate sends its alert before it has
+# keys (in clear text): logged as that alert, not as "bad packet length".
+$out = $t->s_client(port => $p, servername => 'r.test', ca => '', input => "",
+                    args => ['-tls1_3', '-verify_return_error']);
+like($out, qr/verify error|unable to get local issuer/i, 'a TLS 1.3 client without our CA refuses the certificate');
+ok($t->wait_error_log(qr/sni=r\.test: TLS handshake failed: tlsv1 alert unknown ca/),
+   '... logged as its alert (unknown ca)');
+unlike($t->error_log, qr/bad packet length/, '... not as "bad packet length"');
 $t->stop;
 
 # --- ticket key file: tickets survive a restart (same keys), and a ticket

@@ -7,7 +7,8 @@
 #     two Content-Lengths, a head over the size limit, too many fields) and
 #     a bad chunk size arriving with the head: the proxy's own 502 (short
 #     body, right Content-Length), nothing of the upstream's bytes, the
-#     reason in the log, and the upstream connection is not reused;
+#     reason in the log, and the upstream connection is not reused (a
+#     status outside 100..599 too, RFC 9110 15);
 #   - a body cut off (Content-Length or chunked): the client connection
 #     closes, no fake last chunk;
 #   - read_timeout_ms bounds the whole response head, however slowly it
@@ -39,7 +40,10 @@ my %up = (
            connect_timeout_ms => 1000, read_timeout_ms => 1000,
            max_fails => 0 },
 );
-my @routes = ({ match => { path_prefix => '/' }, upstream => 'h' });
+# the same server, with passive health on
+$up{hmf} = { %{ $up{h} }, max_fails => 2, fail_timeout_s => 60 };
+my @routes = ({ match => { headers => { 'x-up' => 'hmf' } }, upstream => 'hmf' },
+              { match => { path_prefix => '/' }, upstream => 'h' });
 if ($ht) {
     $up{ht} = { servers => ["127.0.0.1:$ht->{port}"],
                 tls => { server_name => 'backend.test', ca => "$certs/ca.pem" },
@@ -71,6 +75,7 @@ sub conn_requests {
 
 my %bad = (
     badstatus => qr/sent an invalid response head: /,
+    status704 => qr/sent an invalid response head: invalid status code \(outside 100\.\.599\)/,
     nul       => qr/sent an invalid response head: invalid character/,
     barecr    => qr/sent an invalid response head: \S/,
     fold      => qr/sent an invalid response head: obs-fold/,
@@ -106,6 +111,19 @@ for my $case (qw(drip flood1xx)) {
 }
 like($t->error_log, qr/upstream "h" \S+: timed out \(while reading response header from upstream\)/,
      'head timeout logged');
+
+# ---- a server that closes every new connection before answering ----------
+# counts against it (max_fails 2) like a head timeout: 502, 502, then
+# ejected (503 without a connection).
+
+{
+    my @codes = map { (curl("/closenow/$_", '-H', 'X-Up: hmf'))[0] } 1 .. 4;
+    is_deeply(\@codes, [502, 502, 503, 503],
+              'server closing before the response head: ejected after max_fails')
+        or diag(explain \@codes);
+    like($t->error_log, qr/upstream "hmf" \S+: closed the connection before the response head/,
+         '... each close logged');
+}
 
 # ---- truncated bodies: the client sees the connection close --------------
 

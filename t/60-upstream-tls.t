@@ -36,6 +36,20 @@ my $silent = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1', Local
                                    ReuseAddr => 1) or die;
 my $silent_port = $silent->sockport;
 my $p = $t->port;
+# A server whose chain carries a CA certificate that did not sign its
+# leaf (client-ca.pem, public): with verify false only the leaf proves
+# anything (the handshake shows its key), so a pin of that CA must not
+# let it through.
+{
+    my $dir = $t->dir;
+    open my $o, '>', "$dir/forged.pem" or die;
+    for my $f ("$certs/backend.test.pem", "$certs/client-ca.pem") {
+        open my $i, "<", $f or die; local $/; my $pem = <$i>; print {$o} $pem;
+    }
+    close $o;
+    system('cp', "$certs/backend.test.key", "$dir/forged.key") == 0 or die;
+}
+my $be_forged = $t->backend(mode => 'https', cert => $t->dir . '/forged', name => 'FORGED');
 # A TLS 1.2 server without session tickets (openssl s_server -no_ticket:
 # resumption by session ID only); -www answers each request with a page
 # that says "New, TLSv1.2" or "Reused, TLSv1.2".
@@ -68,7 +82,7 @@ my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : 
                      upstream => $_->[1] } }
     ([close => 'ok'], [ok => 'ok'], [mtls => 'mtls'], [nocert => 'nocert'], [unknownca => 'unknownca'],
      [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
-     [noverify => 'noverify'], [exppin => 'exppin'], [sessid => 'sessid'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
+     [noverify => 'noverify'], [exppin => 'exppin'], [sessid => 'sessid'], [forgedpin => 'forgedpin'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
 
 $t->write_conf({
     certificates => {
@@ -96,6 +110,8 @@ $t->write_conf({
         # no client certificate: the first server refuses the handshake
         # (TLS 1.3: after the proxy's side of it), the second serves
         sessid    => up($sid_port),
+        forgedpin => up($be_forged, verify => JSON::PP::false, accepted_risk => 'test: pinned',
+                        pins => [spki_pin("$certs/client-ca.pem")]),
         mixed     => { %{ up($be_mtls) }, max_fails => 2,
                        servers => ["127.0.0.1:$be_mtls->{port}", "127.0.0.1:$be_ok->{port}"] },
     },
@@ -179,6 +195,7 @@ my %fail = (
     expired   => qr/certificate expired/,
     badpin    => qr/pin mismatch/,
     exppin    => qr/certificate expired/,
+    forgedpin => qr/pin mismatch/,
     nocert    => qr/certificate required/i,
     timeout   => qr/TLS handshake timed out/,
 );

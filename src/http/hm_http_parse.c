@@ -922,8 +922,10 @@ hm_http_parse_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf,
         }
     } else {
         m->status = hp.status_code;
-        if (m->status < 100 || m->status > 999) {
-            m->error = "invalid status code";
+        /* RFC 9110 15: values outside 100..599 are invalid (a client
+         * treats them as a server error; a proxy does not pass them on). */
+        if (m->status < 100 || m->status > 599) {
+            m->error = "invalid status code (outside 100..599)";
             return HM_ERROR;
         }
         for (n = 0; n < m->reason.len; n++) {

@@ -1421,6 +1421,14 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         }
         switch (hc->resp_state) {
         case RS_HEAD:
+            if (hc->up_unconfirmed && !hm_stream_tls_refused(s)) {
+                /* A new connection closed or reset before any response
+                 * byte: the server failed the request (passive health),
+                 * as with a head timeout.  (A TLS refusal is counted by
+                 * up_tls_refused(); a pooled connection is only stale.) */
+                hc->up_unconfirmed = 0;
+                hm_upstream_peer_result(hc->up->peer, 0);
+            }
             up_failed_early(hc, nread == UV_EOF
                                 ? "closed the connection before the "
                                   "response head"

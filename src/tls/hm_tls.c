@@ -968,8 +968,11 @@ spki_pinned(hm_tls_upstream_t *tu, X509 *x)
 /*
  * Certificate verification of upstream connections: the chain against the
  * CA with the host name (unless verify is off, which requires an accepted
- * risk), then the SPKI pins when there are any (any certificate of the
- * chain may match).  Returns 1 to accept.
+ * risk), then the SPKI pins when there are any: any certificate of the
+ * verified chain may match; with verify off only the leaf, the one
+ * certificate the handshake proves (the server signs with its key): the
+ * others are whatever the server chose to send, a pinned CA's public
+ * certificate included.  Returns 1 to accept.
  */
 static int
 upstream_verify_cb(X509_STORE_CTX *sctx, void *arg)
@@ -993,8 +996,7 @@ upstream_verify_cb(X509_STORE_CTX *sctx, void *arg)
     if (leaf != NULL && spki_pinned(tu, leaf)) {
         return 1;
     }
-    chain = tu->ut->verify ? X509_STORE_CTX_get0_chain(sctx)
-                           : X509_STORE_CTX_get0_untrusted(sctx);
+    chain = tu->ut->verify ? X509_STORE_CTX_get0_chain(sctx) : NULL;
     for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
         if (spki_pinned(tu, sk_X509_value(chain, i))) {
             return 1;

@@ -145,6 +145,7 @@ def _hostile_cases():
         # invalid heads: 502, nothing forwarded (SMUGGLED never shows),
         # the connection is kept open so that a reuse would be seen
         "badstatus": (b"HTTP/1.1 2x0 OK\r\n" + ok2, "keep"),
+        "status704": (b"HTTP/1.1 704 SMUGGLED\r\n" + ok2, "keep"),
         "nul": (b"HTTP/1.1 200 OK\r\nX-A: a\x00SMUGGLED\r\n" + ok2, "keep"),
         "barecr": (b"HTTP/1.1 200 OK\r\nX-A: a\rSMUGGLED: 1\r\n" + ok2, "keep"),
         "fold": (b"HTTP/1.1 200 OK\r\nX-A: a\r\n SMUGGLED\r\n" + ok2, "keep"),
@@ -175,6 +176,8 @@ def _hostile_cases():
         # request may still find the connection in the pool (its FIN not
         # yet seen) and fail on it
         "close204": (b"HTTP/1.1 204 No Content\r\n\r\n", "close"),
+        # reads the request, closes without a byte of response
+        "closenow": (b"", "close"),
         # a head dripped a byte at a time, or behind a stream of interim
         # responses ("paced": one piece every 50 ms, about 3 s in all)
         "drip": ([bytes([c]) for c in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 20

@@ -502,6 +502,12 @@ START_TEST(responses)
                      HM_ERROR);
     ck_assert_int_eq(resp("HTTP/2 200 OK\r\n\r\n", &m), HM_ERROR);
     ck_assert_int_eq(resp("HTTP/1.1 20 OK\r\n\r\n", &m), HM_ERROR);
+    /* RFC 9110 15: 100..599 only. */
+    ck_assert_int_eq(resp("HTTP/1.1 599 X\r\n\r\n", &m), HM_OK);
+    ck_assert_int_eq(resp("HTTP/1.1 600 X\r\n\r\n", &m), HM_ERROR);
+    ck_assert_int_eq(resp("HTTP/1.1 704 X\r\n\r\n", &m), HM_ERROR);
+    ck_assert_int_eq(resp("HTTP/1.1 999 X\r\n\r\n", &m), HM_ERROR);
+    ck_assert_int_eq(resp("HTTP/1.1 099 X\r\n\r\n", &m), HM_ERROR);
     ck_assert_int_eq(resp("\r\nHTTP/1.1 200 OK\r\n\r\n", &m), HM_ERROR);
 }
 END_TEST
