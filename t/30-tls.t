@@ -81,7 +81,9 @@ my %conf = (
         o  => { server_names => ['o.wild.test'], mode => 'terminate',
                 tls => { certificates => ['wild'],
                          client_auth => { mode => 'optional', ca => "$certs/client-ca.pem" } },
-                headers => { client_cert_header => 'X-Client-Cert' },
+                # strip_request "X-*" takes the client's X- headers only,
+                # never those the proxy sets (X-Client-Cert, X-Forwarded-*)
+                headers => { client_cert_header => 'X-Client-Cert', strip_request => ['X-*'] },
                 routes => [ { match => { path_prefix => '/' }, upstream => 'h' } ] },
         pt => { server_names => ['default.test'], mode => 'passthrough', upstream => 'pt' },
         # ECDSA and RSA, but a TLS 1.2 cipher list of RSA suites only
@@ -244,7 +246,7 @@ isnt($code, 200, 'client_auth required: a certificate from another CA is refused
 # header, even a forged one), with one from the CA the header is set, with
 # one from another CA the handshake fails.
 SKIP: {
-    skip 'client_cert_header needs headers_sanitise', 5 unless Hamlyn::Test::has('headers_sanitise');
+    skip 'client_cert_header needs headers_sanitise', 6 unless Hamlyn::Test::has('headers_sanitise');
     my @o = ('--cacert', "$certs/ca.pem", '--resolve', "o.wild.test:$p:127.0.0.1");
     my ($c1, $b1) = $t->curl(@o, '-H', 'X-Client-Cert: forged', "https://o.wild.test:$p/");
     is($c1, 200, 'client_auth optional: a client without a certificate is served');
@@ -257,6 +259,8 @@ SKIP: {
     $j = eval { JSON::PP->new->decode($b1) } // {};
     like((map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] })[0] // '',
          qr/^subject="CN=client\.test/, '... and passed in client_cert_header');
+    is_deeply([map { $_->[1] } grep { lc $_->[0] eq 'x-forwarded-for' } @{ $j->{headers} // [] }],
+              ['127.0.0.1'], '... with X-Forwarded-For (strip_request "X-*" leaves the proxy\'s own)');
     ($c1) = $t->curl(@o, '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",
                      "https://o.wild.test:$p/");
     isnt($c1, 200, 'client_auth optional: a certificate from another CA ends the handshake');
