@@ -11,10 +11,16 @@
 #     status outside 100..599 too, RFC 9110 15);
 #   - a body cut off (Content-Length or chunked): the client connection
 #     closes, no fake last chunk;
+#   - a valid 12 KB response head is forwarded even where the site's
+#     max_header_bytes (requests) is 1024;
 #   - read_timeout_ms bounds the whole response head, however slowly it
 #     drips or however many interim 1xx responses come first;
+#   - a server that closes every new connection before answering is
+#     ejected after max_fails;
 #   - bytes after a complete response (a second response, a body after
 #     204): the connection is not reused, logged;
+#   - a pooled connection dying under a POST: the body bytes the failed
+#     write took are never parsed as the client's next request;
 #   - TLS: a body delimited by the close ends cleanly with close_notify,
 #     but a FIN without close_notify is a truncation (no last chunk).
 use strict;
