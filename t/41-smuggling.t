@@ -81,9 +81,11 @@ my @cases = (
     ['bare LF in headers', "GET /a HTTP/1.1\r\nHost: a.test\nX-A: 1\r\n\r\n"],
     ['bare LF ending the head', "GET /a HTTP/1.1\r\n${H}\n"],
     ['HTTP/0.9', "GET /a\r\n\r\n"],
-    ['HTTP/1.2', "GET /a HTTP/1.2\r\n${H}\r\n"],
-    ['HTTP/2.0', "GET /a HTTP/2.0\r\n${H}\r\n"],
-    ['HTTP/9.9', "GET /a HTTP/9.9\r\n${H}\r\n"],
+    # a well-formed version of another major: 505 (RFC 9110 15.6.6)
+    ['HTTP/2.0', "GET /a HTTP/2.0\r\n${H}\r\n", 505],
+    ['HTTP/9.9', "GET /a HTTP/9.9\r\n${H}\r\n", 505],
+    ['HTTP/0.9 spelled out', "GET /a HTTP/0.9\r\n${H}\r\n", 505],
+    ['version with letters', "GET /a HTTP/1.x\r\n${H}\r\n"],
     ['HTTP/11.1', "GET /a HTTP/11.1\r\n${H}\r\n"],
     ['lower-case version', "GET /a http/1.1\r\n${H}\r\n"],
     # absolute-form is accepted (RFC 9112 3.2.2; another site's authority
@@ -133,6 +135,16 @@ my $log = backend_log();
 unlike($log, qr/smuggled/, 'no smuggled request ever reached the backend');
 unlike($log, qr{^GET /a }m, 'no refused GET reached the backend');
 unlike($log, qr{^POST /a }m, 'no refused POST reached the backend (chunked framing checked first)');
+
+# HTTP/1.2 (a higher minor version) is served as HTTP/1.1 (RFC 9112 2.3),
+# and goes upstream as HTTP/1.1.
+{
+    my $out = raw("GET /v12 HTTP/1.2\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200], 'HTTP/1.2: served');
+    like($out, qr{^HTTP/1\.1 200}, '... answered as HTTP/1.1');
+    sleep 0.3;
+    like(backend_log(), qr{^GET /v12 HTTP/1\.1}m, '... and forwarded as HTTP/1.1');
+}
 
 # A request hidden in a body stays body: Content-Length and chunked.
 {

@@ -387,12 +387,25 @@ check_request_line(hm_http_msg_t *m, const char *p, const char *end)
         return HM_ERROR;
     }
     p++;
-    if (end - p != 10 || memcmp(p, "HTTP/1.", 7) != 0
-        || (p[7] != '0' && p[7] != '1') || p[8] != '\r' || p[9] != '\n')
+    /* HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 2.3) */
+    if (end - p != 10 || memcmp(p, "HTTP/", 5) != 0
+        || p[5] < '0' || p[5] > '9' || p[6] != '.'
+        || p[7] < '0' || p[7] > '9'
+        || p[8] != '\r' || p[9] != '\n')
     {
+        m->error = "malformed HTTP version";
+        return HM_ERROR;
+    }
+    if (p[5] != '1') {
+        /* A well-formed version of another major (HTTP/2.0 as a request
+         * line, HTTP/0.9 spelled out): RFC 9110 15.6.6, as nginx. */
+        m->error_status = 505;
         m->error = "unsupported HTTP version";
         return HM_ERROR;
     }
+    /* HTTP/1.2 and up are served as HTTP/1.1, the highest minor version
+     * of the major we implement (RFC 9112 2.3); the request goes
+     * upstream with our own "HTTP/1.1". */
     return HM_OK;
 }
 
@@ -896,11 +909,11 @@ hm_http_parse_head(hm_http_msg_t *m, hm_http_scan_t *sc, const char *buf,
         m->error = "head does not end where it should";
         return HM_ERROR;
     }
-    if (hp.http_major != 1 || hp.http_minor > 1) {
+    if (hp.http_major != 1) {
         m->error = "unsupported HTTP version";
         return HM_ERROR;
     }
-    m->version = hp.http_minor == 1 ? 11 : 10;
+    m->version = hp.http_minor >= 1 ? 11 : 10;     /* 1.2 and up: 1.1 */
 
     if (type == HM_HTTP_REQUEST) {
         m->method = method_id(m->method_name);

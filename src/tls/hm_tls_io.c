@@ -149,6 +149,37 @@ refusal_alert(uint32_t e)
 }
 
 /*
+ * A TLS 1.3 peer that gives up on the handshake before it has keys of its
+ * own (OpenSSL and curl refusing our certificate) sends its fatal alert
+ * as a clear-text record, which the TLS library, expecting an encrypted
+ * one, can only call "bad packet length".  When the input consumed last
+ * ends with such a record (15 03 0x 00 02 02 DESC), returns the error
+ * code of that alert as if it had been read, else e.  Failure path only.
+ */
+static uint32_t
+clear_alert(hm_stream_t *s, SSL *ssl, uint32_t e)
+{
+    hm_stream_impl_t *impl = hm__stream_impl(s);
+    const uint8_t    *p;
+
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL
+        || ERR_GET_REASON(e) != SSL_R_BAD_PACKET_LENGTH
+        || !SSL_in_init(ssl) || impl->in == NULL || impl->in_ptr == NULL
+        || impl->in_ptr < impl->in->data + 7
+        || impl->in_ptr > impl->in->data + impl->in->len)
+    {
+        return e;
+    }
+    p = impl->in_ptr - 7;
+    if (p[0] != 0x15 || p[1] != 0x03 || p[3] != 0x00 || p[4] != 0x02
+        || p[5] != 0x02)
+    {
+        return e;
+    }
+    return ERR_PACK(ERR_LIB_SSL, SSL_AD_REASON_OFFSET + p[6]);
+}
+
+/*
  * Stores the reason of a failed SSL call (ret/err from SSL_get_error) in
  * the stream, from the verification result or the first error-queue entry,
  * then clears the queue.
@@ -162,7 +193,7 @@ tls_set_error(hm_stream_t *s, SSL *ssl, int err)
     long        vr;
     size_t      i;
 
-    e = ERR_get_error();
+    e = clear_alert(s, ssl, ERR_get_error());
     if (refusal_alert(e)) {
         hm__stream_impl(s)->flags |= HM_SF_TLS_REFUSED;
     }

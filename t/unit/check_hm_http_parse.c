@@ -44,6 +44,17 @@ expect_400(const char *s)
     ck_assert_ptr_nonnull(m.error);
 }
 
+/* A request refused with <status> (not 400). */
+static void
+expect_status(const char *s, int status)
+{
+    hm_http_msg_t m;
+    int rc = parse_type(HM_HTTP_REQUEST, s, strlen(s), 16384, &m);
+    ck_assert_msg(rc == HM_ERROR, "accepted: %s", s);
+    ck_assert_int_eq(m.error_status, status);
+    ck_assert_ptr_nonnull(m.error);
+}
+
 START_TEST(simple_get)
 {
     hm_http_msg_t m;
@@ -348,10 +359,23 @@ START_TEST(request_line)
     hm_http_msg_t m;
 
     expect_400("GET /\r\n\r\n");                           /* HTTP/0.9 */
-    expect_400("GET / HTTP/2.0\r\nHost: a\r\n\r\n");
-    expect_400("GET / HTTP/9.9\r\nHost: a\r\n\r\n");
+    expect_status("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+    expect_status("GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505);
+    expect_status("GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505);
     expect_400("GET / HTTP/1.11\r\nHost: a\r\n\r\n");
-    expect_400("GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/11.1\r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/1.x\r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP/x.1\r\nHost: a\r\n\r\n");
+    expect_400("GET / HTTP-1.1\r\nHost: a\r\n\r\n");
+    /* A higher minor version is served as HTTP/1.1 (RFC 9112 2.3). */
+    ck_assert_int_eq(req("GET / HTTP/1.2\r\nHost: a\r\n\r\n", &m), HM_OK);
+    ck_assert_int_eq(m.version, 11);
+    ck_assert_int_eq(m.keep_alive, 1);
+    ck_assert_int_eq(req("GET / HTTP/1.9\r\nHost: a\r\nConnection: close"
+                         "\r\n\r\n", &m), HM_OK);
+    ck_assert_int_eq(m.version, 11);
+    ck_assert_int_eq(m.keep_alive, 0);
+    expect_400("GET / HTTP/1.2\r\n\r\n");         /* 1.1 rules: Host */
     expect_400("GET / http/1.1\r\nHost: a\r\n\r\n");
     expect_400("GET  / HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_400("GET / HTTP/1.1 \r\nHost: a\r\n\r\n");
