@@ -65,7 +65,7 @@ my %conf = (
                    h  => { servers => ["127.0.0.1:$be_http->{port}"],
                            plaintext => { accepted_risk => 'test backend on loopback' } } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"],
-                     sites => [qw(a b m pt r s)] } ],
+                     sites => [qw(a b m o pt r s)] } ],
     sites => {
         a  => { server_names => ['a.test'], mode => 'terminate',
                 tls => { certificates => ['a-ecdsa', 'a-rsa'], handshake_timeout_ms => 1000 },
@@ -77,6 +77,13 @@ my %conf = (
                 tls => { certificates => ['wild'],
                          client_auth => { mode => 'required', ca => "$certs/client-ca.pem" } },
                 headers => { client_cert_header => 'X-Client-Cert' },
+                routes => [ { match => { path_prefix => '/' }, upstream => 'h' } ] },
+        o  => { server_names => ['o.wild.test'], mode => 'terminate',
+                tls => { certificates => ['wild'],
+                         client_auth => { mode => 'optional', ca => "$certs/client-ca.pem" } },
+                # strip_request "X-*" takes the client's X- headers only,
+                # never those the proxy sets (X-Client-Cert, X-Forwarded-*)
+                headers => { client_cert_header => 'X-Client-Cert', strip_request => ['X-*'] },
                 routes => [ { match => { path_prefix => '/' }, upstream => 'h' } ] },
         pt => { server_names => ['default.test'], mode => 'passthrough', upstream => 'pt' },
         # ECDSA and RSA, but a TLS 1.2 cipher list of RSA suites only
@@ -120,6 +127,12 @@ like($out, qr/(?:Peer )?signature type: RSA-PSS/i,
      'TLS 1.3 client with ECDSA P-384 and RSA schemes only gets the RSA certificate');
 $out = sc(name => 'a.test', args => ['-brief', '-tls1_3', '-sigalgs', 'ECDSA+SHA256:RSA-PSS+SHA256']);
 like($out, qr/(?:Peer )?signature type: ECDSA/i, '... with ecdsa_secp256r1_sha256 the ECDSA one');
+# TLS 1.2: supported_groups also bounds the ECDSA certificate's curve
+# (RFC 8422 5.1): a client of X25519 only cannot take the P-256 key
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2', '-curves', 'X25519']);
+like($out, qr/Ciphersuite: ECDHE-RSA-/, 'TLS 1.2 client without P-256 in supported_groups gets the RSA certificate');
+$out = sc(name => 'a.test', args => ['-brief', '-tls1_2', '-curves', 'X25519:P-256']);
+like($out, qr/Ciphersuite: ECDHE-ECDSA-/, '... with P-256 the ECDSA one');
 
 # A TLS 1.2 cipher list without ECDSA suites: TLS 1.2 clients get the RSA
 # certificate (the ECDSA one would leave no shared cipher), TLS 1.3 ones
@@ -228,6 +241,30 @@ is($code, 200, 'client_auth required: a client certificate from client-ca is acc
                    '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",
                    "https://m.wild.test:$p/");
 isnt($code, 200, 'client_auth required: a certificate from another CA is refused');
+
+# client_auth optional: served without a certificate (and without the
+# header, even a forged one), with one from the CA the header is set, with
+# one from another CA the handshake fails.
+SKIP: {
+    skip 'client_cert_header needs headers_sanitise', 6 unless Hamlyn::Test::has('headers_sanitise');
+    my @o = ('--cacert', "$certs/ca.pem", '--resolve', "o.wild.test:$p:127.0.0.1");
+    my ($c1, $b1) = $t->curl(@o, '-H', 'X-Client-Cert: forged', "https://o.wild.test:$p/");
+    is($c1, 200, 'client_auth optional: a client without a certificate is served');
+    my $j = eval { JSON::PP->new->decode($b1) } // {};
+    ok(!(grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] }),
+       '... without client_cert_header (its forged copy removed)');
+    ($c1, $b1) = $t->curl(@o, '--cert', "$certs/client.pem", '--key', "$certs/client.key",
+                          "https://o.wild.test:$p/");
+    is($c1, 200, 'client_auth optional: a client certificate from the CA is accepted');
+    $j = eval { JSON::PP->new->decode($b1) } // {};
+    like((map { $_->[1] } grep { lc $_->[0] eq 'x-client-cert' } @{ $j->{headers} // [] })[0] // '',
+         qr/^subject="CN=client\.test/, '... and passed in client_cert_header');
+    is_deeply([map { $_->[1] } grep { lc $_->[0] eq 'x-forwarded-for' } @{ $j->{headers} // [] }],
+              ['127.0.0.1'], '... with X-Forwarded-For (strip_request "X-*" leaves the proxy\'s own)');
+    ($c1) = $t->curl(@o, '--cert', "$certs/a.test.pem", '--key', "$certs/a.test.key",
+                     "https://o.wild.test:$p/");
+    isnt($c1, 200, 'client_auth optional: a certificate from another CA ends the handshake');
+}
 
 # The client's own copies of client_cert_header (any case, repeated) never
 # reach the backend: only the proxy's one does.

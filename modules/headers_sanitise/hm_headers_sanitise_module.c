@@ -11,12 +11,16 @@
  * Request side, in this order:
  *   1. hop-by-hop headers (RFC 9110 7.6.1) and every header named in
  *      Connection are removed (the parser flagged them);
- *   2. client_cert_header: the client's copy is always removed; when the
+ *   2. strip_request: the client's headers matching a name are removed
+ *      (a trailing '*' matches a prefix, but never Content-Length,
+ *      Transfer-Encoding or Host); it runs before steps 3 and 4 so that
+ *      it never takes off the headers they set;
+ *   3. client_cert_header: the client's copy is always removed; when the
  *      client presented a certificate that verified, the proxy sets it to
  *        subject="<RFC 2253 subject>"; sans="DNS:a,DNS:b"; sha256=<hex>
  *      (quotes and backslashes inside the subject are backslash-escaped,
  *      SAN types DNS, IP, email, URI; the SHA-256 is of the DER leaf);
- *   3. headers.forwarded: "replace" (default) drops the client's
+ *   4. headers.forwarded: "replace" (default) drops the client's
  *      Forwarded, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and
  *      X-Real-IP, then sets X-Forwarded-For: <client ip>,
  *      X-Forwarded-Proto: https, X-Forwarded-Host: <Host> and
@@ -25,8 +29,6 @@
  *      "append" extends the client's X-Forwarded-For and Forwarded with
  *      the client address and sets X-Forwarded-Proto/-Host only when
  *      absent; "off" leaves them alone;
- *   4. strip_request: names removed (a trailing '*' matches a prefix,
- *      but never Content-Length, Transfer-Encoding or Host);
  *   5. set_request: each name is removed, then set to the value.
  * Response side: strip_response (same patterns; a prefix never matches
  * Content-Length or Transfer-Encoding), then set_response.
@@ -276,14 +278,16 @@ sanitise_request(void *p)
             m->headers[i].flags |= HM_HTTP_HDR_REMOVED;
         }
     }
+    /* strip_request applies to what the client sent: a pattern such as
+     * "X-*" must not take off the headers the proxy sets next. */
+    for (i = 0; i < h->nstrip_request; i++) {
+        remove_pattern(m, h->strip_request[i], 1);
+    }
     if (h->client_cert_header != NULL) {
         client_cert(r, h->client_cert_header);
     }
     if (h->forwarded != HM_FORWARDED_OFF) {
         forwarded(r, h->forwarded);
-    }
-    for (i = 0; i < h->nstrip_request; i++) {
-        remove_pattern(m, h->strip_request[i], 1);
     }
     for (i = 0; i < h->nset_request; i++) {
         hm_http_header_remove(m, h->set_request[i].name,

@@ -98,6 +98,7 @@ typedef struct {
     size_t           ecdsa_ocsp_len;
     uint16_t         ecdsa_sigalg13;    /* the TLS 1.3 scheme of the
                                            ECDSA key's curve */
+    uint16_t         ecdsa_group;   /* the TLS group id of that curve */
     uint8_t         *alpn;          /* wire format */
     size_t           alpn_len;
     hm_tickets_t    *tickets;
@@ -583,8 +584,9 @@ u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
  * certificate: with TLS 1.3 on offer, its signature_algorithms must list
  * the ECDSA scheme of the key's curve (TLS 1.3 binds the curve:
  * ecdsa_secp384r1_sha384 alone cannot be served with a P-256 key); with
- * TLS 1.2 only, any ECDSA scheme, and an ECDHE-ECDSA cipher suite that
- * the site's cipher list enables (ts->ecdsa_suites).  Clients that cannot
+ * TLS 1.2 only, any ECDSA scheme, an ECDHE-ECDSA cipher suite that the
+ * site's cipher list enables (ts->ecdsa_suites) and, when it sends
+ * supported_groups, the key's curve among them.  Clients that cannot
  * get the RSA chain instead.  The OCSP response of the chosen
  * certificate is stapled when the client asked for one (status_request).
  */
@@ -628,6 +630,15 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     if (ecdsa_ok && !has13) {
         CBS_init(&list, ch->cipher_suites, ch->cipher_suites_len);
         ecdsa_ok = u16_list_has(&list, ts->ecdsa_suites, ts->necdsa_suites);
+    }
+    if (ecdsa_ok && !has13
+        && SSL_early_callback_ctx_extension_get(ch, 0x000a, &ext, &extlen))
+    {
+        /* TLS 1.2 (RFC 8422 5.1): supported_groups, when sent, also
+         * bounds the curve of an ECDSA certificate. */
+        CBS_init(&cbs, ext, extlen);
+        ecdsa_ok = CBS_get_u16_length_prefixed(&cbs, &list)
+                   && u16_list_has(&list, &ts->ecdsa_group, 1);
     }
     if (!ecdsa_ok) {
         if (!SSL_set_chain_and_key(ch->ssl, ts->rsa_chain, ts->rsa_nchain,
@@ -807,12 +818,15 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         {
         case NID_secp384r1:
             ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP384R1_SHA384;
+            ts->ecdsa_group = SSL_CURVE_SECP384R1;
             break;
         case NID_secp521r1:
             ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP521R1_SHA512;
+            ts->ecdsa_group = SSL_CURVE_SECP521R1;
             break;
         default:
             ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP256R1_SHA256;
+            ts->ecdsa_group = SSL_CURVE_SECP256R1;
             break;
         }
         /* The TLS 1.2 suites an ECDSA certificate can serve here: those
