@@ -233,6 +233,76 @@ like($out, qr/^\Q$f\E: sites\.p\.limits\.idle_timeout: unknown key \(did you mea
 like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "health_check"\?\)$/m,
      'a near spelling is suggested');
 
+# Bad addresses: each named at its JSON path with the expected forms and
+# the precise reason (listen, admin.listen and upstream servers), exit 1.  An IPv4-mapped
+# IPv6 address cannot be bound by our IPv6-only sockets: refused by -t
+# (bind() failed with EINVAL at start) with the IPv4 form to use instead.
+{
+    my @bad = (
+        ['[::1',               qr/missing "\]" after the IPv6 address/],
+        ["::1:$p1",            qr/an IPv6 address is written in brackets, such as "\[::1\]:443"/],
+        ['[::1]:0',            qr/the port must be 1\.\.65535/],
+        ['[::1]:65536',        qr/the port must be 1\.\.65535/],
+        ['[::1]',              qr/no ":port" after "\]"/],
+        ['127.0.0.1',          undef],
+        ['[::1]:',             qr/no port after ":"/],
+        ['[::1]:44x',          qr/the port is not a decimal number/],
+        ['[fe80::1%lo]:443',   qr/IPv6 zone ids \("%"\) are not supported/],
+        ['[1.2.3.4]:443',      qr/not an IPv6 address inside the brackets/],
+    );
+    sub why { my ($re) = @_; return defined $re ? ": $re" : '' }
+    my @listen_only = (
+        ["localhost:$p1",      qr/not an IPv4 address or a bracketed IPv6 address \(host names are not allowed here\)/],
+        ["[::ffff:127.0.0.1]:$p1",
+         qr/an IPv4-mapped address cannot be bound by an IPv6-only socket: listen on "127\.0\.0\.1:$p1" instead/],
+    );
+    for my $case (@bad, @listen_only) {
+        my ($a, $re) = @$case;
+        my $f = $t->write_conf({
+            upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+            listeners => [{ listen => ["127.0.0.1:$p1", $a], sites => ['p'] }],
+            sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+        });
+        my ($rc, $out) = check_t($f);
+        is($rc, 1, "listen \"$a\": exit 1");
+        like($out, $a =~ /ffff/ ? qr/^\Q$f\E: listeners\[0\]\.listen\[1\]: $re \(got "\Q$a\E"\)$/m
+                   : qr/^\Q$f\E: listeners\[0\]\.listen\[1\]: not an address such as "0\.0\.0\.0:443", "127\.0\.0\.1:8443" or "\[::\]:443" \(got "\Q$a\E"\)${\ why($re)}$/m,
+             "... reason at its path") or diag($out);
+        $f = $t->write_conf({
+            admin => { listen => $a },
+            upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+            listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+            sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+        });
+        ($rc, $out) = check_t($f);
+        is($rc, 1, "admin.listen \"$a\": exit 1");
+        like($out, $a =~ /ffff/ ? qr/^\Q$f\E: admin\.listen: $re \(got "\Q$a\E"\)$/m
+                   : qr/^\Q$f\E: admin\.listen: not an address such as "127\.0\.0\.1:9901" or "\[::1\]:9901" \(got "\Q$a\E"\)${\ why($re)}$/m,
+             "... reason at its path") or diag($out);
+    }
+    for my $case (@bad, ['[::ffff:0.0.0.0]:443', qr/cannot connect to a wildcard address/]) {
+        my ($a, $re) = @$case;
+        my $f = $t->write_conf({
+            upstreams => { pt => { servers => ["127.0.0.1:$p2", $a] } },
+            listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+            sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+        });
+        my ($rc, $out) = check_t($f);
+        is($rc, 1, "server \"$a\": exit 1");
+        like($out, $a =~ /ffff/ ? qr/^\Q$f\E: upstreams\.pt\.servers\[1\]: $re \(got "\Q$a\E"\)$/m
+                   : qr/^\Q$f\E: upstreams\.pt\.servers\[1\]: not an address with a port such as "10\.0\.0\.1:443", "\[::1\]:443" or "backend\.internal:443" \(got "\Q$a\E"\)${\ why($re)}$/m,
+             "... reason at its path") or diag($out);
+    }
+    # The mapped form of an IPv4 upstream is a working server address.
+    my $f = $t->write_conf({
+        upstreams => { pt => { servers => ["[::ffff:127.0.0.1]:$p2"] } },
+        listeners => [{ listen => ["127.0.0.1:$p1", "[::1]:$p1"], sites => ['p'] }],
+        sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+    });
+    my ($rc, $out) = check_t($f);
+    is($rc, 0, 'an IPv4-mapped upstream server is accepted') or diag($out);
+}
+
 # A key behind a pass phrase is said to be one; another file that holds
 # no key is not (the hint was given for both).
 system("openssl pkey -in '$certs/a.test.key' -aes256 -passout pass:x -out '$dir/enc.key' 2>/dev/null") == 0

@@ -11,10 +11,16 @@
 #     status outside 100..599 too, RFC 9110 15);
 #   - a body cut off (Content-Length or chunked): the client connection
 #     closes, no fake last chunk;
+#   - a valid 12 KB response head is forwarded even where the site's
+#     max_header_bytes (requests) is 1024;
 #   - read_timeout_ms bounds the whole response head, however slowly it
 #     drips or however many interim 1xx responses come first;
+#   - a server that closes every new connection before answering is
+#     ejected after max_fails;
 #   - bytes after a complete response (a second response, a body after
 #     204): the connection is not reused, logged;
+#   - a pooled connection dying under a POST: the body bytes the failed
+#     write took are never parsed as the client's next request;
 #   - TLS: a body delimited by the close ends cleanly with close_notify,
 #     but a FIN without close_notify is a truncation (no last chunk).
 use strict;
@@ -55,7 +61,9 @@ $t->write_conf({
     upstreams => \%up,
     listeners => [ { name => 'l', listen => ["127.0.0.1:$p"], sites => ['a'] } ],
     sites => { a => { server_names => ['a.test'], mode => 'terminate',
-                      tls => { certificates => ['a'] }, routes => \@routes } },
+                      tls => { certificates => ['a'] }, routes => \@routes,
+                      # the request limit does not bound response heads
+                      limits => { max_header_bytes => 1024 } } },
 });
 $t->run or BAIL_OUT('hamlyn did not start');
 
@@ -96,6 +104,15 @@ for my $case (sort keys %bad) {
     ok($t->wait_error_log(qr/\[error\].*upstream "h" 127\.0\.0\.1:$h->{port}: $bad{$case}/),
        "$case: logged with its reason");
     is(conn_requests(), 1, "$case: the upstream connection was not reused");
+}
+
+# ---- a response head of 12 KB: forwarded, even under a site whose
+# max_header_bytes (requests) is 1024 (it got 502 "too large to forward")
+
+{
+    my ($c, $b, $hd) = curl('/head12k/x');
+    is($c, 200, 'response head of 12 KB with max_header_bytes 1024: 200');
+    is(length($hd->{'x-big'} // ''), 12000, '... with its 12 KB header');
 }
 
 # ---- read_timeout_ms bounds the whole head --------------------------------

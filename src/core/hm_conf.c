@@ -1192,12 +1192,106 @@ addr_port(const hm_addr_t *a)
 static int
 addr_is_any(const hm_addr_t *a)
 {
+    const struct in6_addr *s6;
+
     if (a->sa.ss_family == AF_INET) {
         return ((const struct sockaddr_in *) &a->sa)->sin_addr.s_addr
                == htonl(INADDR_ANY);
     }
-    return IN6_IS_ADDR_UNSPECIFIED(
-        &((const struct sockaddr_in6 *) &a->sa)->sin6_addr);
+    /* :: or ::ffff:0.0.0.0 */
+    s6 = &((const struct sockaddr_in6 *) &a->sa)->sin6_addr;
+    return IN6_IS_ADDR_UNSPECIFIED(s6)
+           || (IN6_IS_ADDR_V4MAPPED(s6) && s6->s6_addr32[3] == 0);
+}
+
+/*
+ * Why s is not an address hm_addr_parse() takes (called on its failure
+ * only, for the configuration message).  hostnames: a "name:port" is
+ * acceptable at this place (upstream servers), so only its port is
+ * judged here.  Returns a static reason, or NULL when nothing more precise
+ * than "not an address such as ..." can be said (no port at all).
+ */
+static const char *
+addr_problem(const char *s, int hostnames)
+{
+    const char     *rb, *colon, *port;
+    char            host[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a6;
+    size_t          hlen;
+    uint16_t        p;
+
+    if (s[0] == '[') {
+        if ((rb = strchr(s, ']')) == NULL) {
+            return "missing \"]\" after the IPv6 address";
+        }
+        hlen = (size_t) (rb - s - 1);
+        if (memchr(s + 1, '%', hlen) != NULL) {
+            return "IPv6 zone ids (\"%\") are not supported";
+        }
+        if (hlen == 0 || hlen >= sizeof(host)) {
+            return "not an IPv6 address inside the brackets";
+        }
+        memcpy(host, s + 1, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            return "not an IPv6 address inside the brackets";
+        }
+        if (rb[1] != ':') {
+            return "no \":port\" after \"]\"";
+        }
+        port = rb + 2;
+    } else {
+        if ((colon = strrchr(s, ':')) == NULL) {
+            return NULL;                 /* no port: the examples say it */
+        }
+        if (strchr(s, ':') != colon) {
+            return "an IPv6 address is written in brackets, such as "
+                   "\"[::1]:443\"";
+        }
+        port = colon + 1;
+        if (!hostnames && parse_port(port, port + strlen(port), &p) == HM_OK) {
+            return "not an IPv4 address or a bracketed IPv6 address "
+                   "(host names are not allowed here)";
+        }
+    }
+    if (*port == '\0') {
+        return "no port after \":\"";
+    }
+    if (strspn(port, "0123456789") != strlen(port)) {
+        return "the port is not a decimal number";
+    }
+    if (parse_port(port, port + strlen(port), &p) != HM_OK) {
+        return "the port must be 1..65535";
+    }
+    return NULL;
+}
+
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d): an IPv6-only socket cannot
+ * bind it.  Writes the IPv4 form "a.b.c.d:port" to buf and returns 1. */
+static int
+addr_v4mapped(const hm_addr_t *a, char *buf, size_t len)
+{
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) &a->sa;
+    char                       ip[INET_ADDRSTRLEN];
+
+    if (a->sa.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        return 0;
+    }
+    inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip));
+    snprintf(buf, len, "%s:%u", ip, ntohs(s6->sin6_port));
+    return 1;
+}
+
+/* The error for a listen address hm_addr_parse() refused: the expected
+ * forms (examples), then the precise reason when there is one. */
+static void
+bad_listen_addr(cx_t *cx, const char *s, const char *examples)
+{
+    const char *why = addr_problem(s, 0);
+    char        q[128];
+
+    cerr(cx, "not an address such as %s (got %s)%s%s", examples,
+         quote(q, sizeof(q), s), why ? ": " : "", why ? why : "");
 }
 
 /* Two listen addresses that cannot both be bound: equal, or the same
@@ -1707,11 +1801,13 @@ server_addr(cx_t *cx, const char *s, int weight, servers_t *out)
     colon = strrchr(s, ':');
     if (colon == NULL || s[0] == '[' || colon == s
         || (size_t) (colon - s) >= sizeof(host)
-        || parse_port(colon + 1, s + strlen(s), &p) != HM_OK)
+        || parse_port(colon + 1, s + strlen(s), &p) != HM_OK
+        || strchr(s, ':') != colon)
     {
+        why = addr_problem(s, 1);
         cerr(cx, "not an address with a port such as \"10.0.0.1:443\", "
-             "\"[::1]:443\" or \"backend.internal:443\" (got %s)",
-             quote(q, sizeof(q), s));
+             "\"[::1]:443\" or \"backend.internal:443\" (got %s)%s%s",
+             quote(q, sizeof(q), s), why ? ": " : "", why ? why : "");
         return;
     }
     hlen = (size_t) (colon - s);
@@ -2487,7 +2583,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
     size_t      i, j, old, old2;
     char      **names;
     size_t      n;
-    char        q[128], buf[32];
+    char        q[128], buf[32], v4[64];
     const char *w;
     int         has_sites;
     size_t     *jidx;
@@ -2524,9 +2620,13 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
             } else if (hm_addr_parse(json_string_value(v),
                                      &ls->addrs[ls->naddrs]) != HM_OK)
             {
-                cerr(cx, "not an address such as \"0.0.0.0:443\", "
-                     "\"127.0.0.1:8443\" or \"[::]:443\" (got %s)",
-                     quote(q, sizeof(q), json_string_value(v)));
+                bad_listen_addr(cx, json_string_value(v),
+                                "\"0.0.0.0:443\", \"127.0.0.1:8443\" or "
+                                "\"[::]:443\"");
+            } else if (addr_v4mapped(&ls->addrs[ls->naddrs], v4, sizeof(v4))) {
+                cerr(cx, "an IPv4-mapped address cannot be bound by an "
+                     "IPv6-only socket: listen on \"%s\" instead (got %s)",
+                     v4, quote(q, sizeof(q), json_string_value(v)));
             } else {
                 for (j = 0; j < ls->naddrs; j++) {
                     if (addr_overlaps(&ls->addrs[j], &ls->addrs[ls->naddrs])) {
@@ -2648,8 +2748,8 @@ decode_admin(cx_t *cx, json_t *root)
     hm_conf_listener_t *ls;
     hm_addr_t          *addr;
     json_t             *a;
-    size_t              old, i, k;
-    char               *s, q[128];
+    size_t              old, old2, i, k;
+    char               *s, q[128], v4[64];
 
     if ((a = conf_obj(cx, root, "admin")) == NULL) {
         return;
@@ -2658,16 +2758,19 @@ decode_admin(cx_t *cx, json_t *root)
     check_keys(cx, a, keys, NULL);
     if (required(cx, a, "listen") && conf_str(cx, a, "listen", &s) == 1) {
         addr = pcalloc(cx, sizeof(hm_addr_t));
+        old2 = path_key(cx, "listen");
         if (hm_addr_parse(s, addr) != HM_OK) {
-            cerr_at(cx, "listen", "not an address such as "
-                    "\"127.0.0.1:9901\" or \"[::1]:9901\" (got %s)",
-                    quote(q, sizeof(q), s));
+            bad_listen_addr(cx, s, "\"127.0.0.1:9901\" or \"[::1]:9901\"");
+        } else if (addr_v4mapped(addr, v4, sizeof(v4))) {
+            cerr(cx, "an IPv4-mapped address cannot be bound by an "
+                 "IPv6-only socket: listen on \"%s\" instead (got %s)",
+                 v4, quote(q, sizeof(q), s));
         } else {
             for (i = 0; i < cx->conf->nlisteners; i++) {
                 ls = &cx->conf->listeners[i];
                 for (k = 0; k < ls->naddrs; k++) {
                     if (addr_overlaps(addr, &ls->addrs[k])) {
-                        cerr_at(cx, "listen", "%s overlaps with "
+                        cerr(cx, "%s overlaps with "
                                 "listeners[%zu].listen[%zu]", addr->text, i,
                                 k);
                         break;
@@ -2676,6 +2779,7 @@ decode_admin(cx_t *cx, json_t *root)
             }
             cx->conf->admin_listen = addr;
         }
+        path_pop(cx, old2);
     }
     path_pop(cx, old);
 }

@@ -184,7 +184,10 @@ ws_get(size_t max_header)
     }
     in_cap = max_header + 2 * HM_HTTP_READ_CHUNK;
     rh_cap = HM_HTTP_RESP_HEAD + HM_HTTP_READ_CHUNK;
-    out_cap = max_header + 8192;
+    /* The rewritten request head, or the response head (up to
+     * HM_HTTP_RESP_HEAD from the upstream, whatever the site's request
+     * limit), plus the headers the proxy adds. */
+    out_cap = hm_max(max_header, (size_t) HM_HTTP_RESP_HEAD) + 8192;
     np_cap = max_header + 16;
     ws = malloc(sizeof(*ws) + in_cap + rh_cap + out_cap + np_cap
                 + HM_HTTP_COALESCE);

@@ -159,6 +159,9 @@ def _hostile_cases():
         "bighead": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 40000 + b"\r\n" + ok2,
                     "keep"),
         "manyhdrs": (b"HTTP/1.1 200 OK\r\n" + many + ok2, "keep"),
+        # a valid head of 12 KB (under the 16 KiB bound on response heads)
+        "head12k": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 12000 + b"\r\n" + ok2,
+                    "keep"),
         # truncated bodies
         "midcl": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten..",
                   "close"),
