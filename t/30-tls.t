@@ -358,6 +358,36 @@ ok($t->wait_error_log(qr/sni=r\.test: TLS handshake failed: tlsv1 alert unknown 
 unlike($t->error_log, qr/bad packet length/, '... not as "bad packet length"');
 $t->stop;
 
+# --- a site with several names covered by different certificates: the
+# certificate is the one for the SNI, then by signature algorithms
+{
+    my $tn = Hamlyn::Test->new(name => '30-tls-names');
+    my $pn = $tn->port;
+    my %cn = (certificates => $conf{certificates},
+              listeners => [ { name => 'main', listen => ["127.0.0.1:$pn"], sites => ['multi'],
+                               default_site => 'multi' } ],
+              sites => { multi => { server_names => ['a.test', 'b.test', '*.wild.test'], mode => 'terminate',
+                                    tls => { certificates => ['a-ecdsa', 'a-rsa', 'b', 'wild'] },
+                                    routes => [ { status => 200, body => "multi\n" } ] } });
+    $tn->write_conf(\%cn);
+    $tn->run or BAIL_OUT('hamlyn (several names) did not start');
+    for my $c (['a.test', [], qr/CN = a\.test.*signature type: ECDSA/is],
+               ['a.test', ['-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256'], qr/CN = a\.test.*signature type: RSA-PSS/is],
+               ['b.test', [], qr/CN = b\.test/],
+               ['b.test', ['-tls1_2'], qr/CN = b\.test/],
+               ['x.wild.test', [], qr/CN = \*\.wild\.test/],
+               ['X.Wild.Test', [], qr/CN = \*\.wild\.test/]) {
+        my ($name, $args, $want) = @$c;
+        my $o = $tn->s_client(port => $pn, servername => $name, input => "",
+                              args => ['-brief', '-verify_hostname', lc $name, @$args]);
+        like($o, $want, "several names: $name @$args gets its own certificate");
+        like($o, qr/Verification: OK/, '... which verifies for that name');
+    }
+    my $o = $tn->s_client(port => $pn, servername => undef, input => "", args => ['-brief']);
+    like($o, qr/CN = a\.test/, 'several names: no SNI gets the first (ECDSA) certificate');
+    $tn->stop;
+}
+
 # --- ticket key file: tickets survive a restart (same keys), and a ticket
 # from another key set is not accepted.
 my $t2 = Hamlyn::Test->new(name => '30-tls-keys');

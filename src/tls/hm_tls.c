@@ -38,9 +38,11 @@
 #include "hm_tls_int.h"
 #include "hm_tls_hello.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,23 +84,33 @@ typedef struct {
                                        keys[1] = hour - 1 */
 } hm_tickets_t;
 
+/* One certificate of a site, ready to be swapped in per connection. */
+#define HM_TLS_MAX_CERTS 16
+
+typedef struct {
+    hm_tls_cert_t   *tc;
+    CRYPTO_BUFFER  **chain;         /* leaf, intermediates */
+    size_t           nchain;
+    EVP_PKEY        *key;           /* own reference */
+    uint8_t         *ocsp;          /* own copy or NULL (stapled per
+                                       connection when the site has
+                                       several certificates) */
+    size_t           ocsp_len;
+    char           **names;         /* DNS names of the leaf (lower case,
+                                       "*.x" wildcards), else its CN */
+    size_t           nnames;
+    int              ec;            /* an ECDSA key */
+    uint16_t         sigalg13;      /* EC: the TLS 1.3 scheme of its curve */
+    uint16_t         group;         /* EC: the TLS group id of its curve */
+} hm_tls_pick_t;
+
 /* Per-site state hung on the SSL_CTX (ex_data). */
 typedef struct {
     hm_conf_site_t  *site;
-    hm_tls_cert_t   *ecdsa;         /* default certificate when present */
-    hm_tls_cert_t   *rsa;           /* fallback */
-    CRYPTO_BUFFER  **rsa_chain;
-    size_t           rsa_nchain;
-    EVP_PKEY        *rsa_key;       /* own reference */
-    uint8_t         *rsa_ocsp;      /* own copy or NULL */
-    size_t           rsa_ocsp_len;
-    uint8_t         *ecdsa_ocsp;    /* own copy or NULL (with rsa only:
-                                       set per connection, never on
-                                       the SSL_CTX) */
-    size_t           ecdsa_ocsp_len;
-    uint16_t         ecdsa_sigalg13;    /* the TLS 1.3 scheme of the
-                                           ECDSA key's curve */
-    uint16_t         ecdsa_group;   /* the TLS group id of that curve */
+    hm_tls_pick_t    picks[HM_TLS_MAX_CERTS];   /* in configuration order */
+    size_t           npicks;
+    hm_tls_pick_t   *def;           /* the one on the SSL_CTX: the first
+                                       ECDSA certificate, else the first */
     uint8_t         *alpn;          /* wire format */
     size_t           alpn_len;
     hm_tickets_t    *tickets;
@@ -579,16 +591,43 @@ u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
     return 0;
 }
 
+/* Whether SNI name (n bytes, any case) is one of p's names: exact, or
+ * "*.rest" for one label before ".rest". */
+static int
+pick_covers(const hm_tls_pick_t *p, const uint8_t *name, size_t n)
+{
+    const uint8_t *dot;
+    size_t         i, len;
+
+    dot = memchr(name, '.', n);
+    for (i = 0; i < p->nnames; i++) {
+        len = strlen(p->names[i]);
+        if (len == n && strncasecmp(p->names[i], (const char *) name, n) == 0) {
+            return 1;
+        }
+        if (len > 2 && p->names[i][0] == '*' && p->names[i][1] == '.'
+            && dot != NULL && dot > name && (size_t) (name + n - dot) == len - 1
+            && strncasecmp(p->names[i] + 1, (const char *) dot, len - 1) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /*
- * Decides from the raw ClientHello whether the client can take an ECDSA
- * certificate: with TLS 1.3 on offer, its signature_algorithms must list
- * the ECDSA scheme of the key's curve (TLS 1.3 binds the curve:
- * ecdsa_secp384r1_sha384 alone cannot be served with a P-256 key); with
- * TLS 1.2 only, any ECDSA scheme, an ECDHE-ECDSA cipher suite that the
- * site's cipher list enables (ts->ecdsa_suites) and, when it sends
- * supported_groups, the key's curve among them.  Clients that cannot
- * get the RSA chain instead.  The OCSP response of the chosen
- * certificate is stapled when the client asked for one (status_request).
+ * Picks the certificate of a site with several from the raw ClientHello.
+ * Candidates are the certificates whose names cover the SNI (all of them
+ * when none does or there is no SNI); among them the first ECDSA one the
+ * client can take, else the first other one (RSA fallback), else the
+ * first candidate.  The client can take an ECDSA certificate when, with
+ * TLS 1.3 on offer, its signature_algorithms list the ECDSA scheme of
+ * the key's curve (TLS 1.3 binds the curve: ecdsa_secp384r1_sha384 alone
+ * cannot be served with a P-256 key); with TLS 1.2 only, any ECDSA
+ * scheme, an ECDHE-ECDSA cipher suite that the site's cipher list
+ * enables (ts->ecdsa_suites) and, when it sends supported_groups, the
+ * key's curve among them.  The OCSP response of the chosen certificate
+ * is stapled when the client asked for one (status_request).
  */
 static enum ssl_select_cert_result_t
 select_cert_cb(const SSL_CLIENT_HELLO *ch)
@@ -596,14 +635,16 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     static const uint16_t ecdsa_sigalgs[] = { 0x0403, 0x0503, 0x0603, 0x0203 };
     static const uint16_t tls13[] = { 0x0304 };
     hm_tls_site_t        *ts;
-    const uint8_t        *ext, *ocsp;
-    size_t                extlen;
-    CBS                   cbs, list;
-    uint8_t               vlen;
-    int                   has13 = 0, ecdsa_ok = 1;
+    hm_tls_pick_t        *p, *pick, *ec, *other, *first;
+    const uint8_t        *ext, *sni = NULL;
+    size_t                extlen, snilen = 0, i;
+    CBS                   cbs, list, sigalgs, groups, suites, names, host;
+    uint8_t               vlen, type;
+    int                   has13 = 0, have_sigalgs = 0, sigalgs_ok = 1,
+                          have_groups = 0, pass, ok;
 
     ts = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ch->ssl), hm_tls_site_index);
-    if (ts == NULL || ts->ecdsa == NULL || ts->rsa == NULL) {
+    if (ts == NULL || ts->npicks < 2) {
         return ssl_select_cert_success;
     }
 
@@ -617,43 +658,85 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
     }
     if (SSL_early_callback_ctx_extension_get(ch, 0x000d, &ext, &extlen)) {
         CBS_init(&cbs, ext, extlen);
-        if (CBS_get_u16_length_prefixed(&cbs, &list)) {
-            ecdsa_ok = has13 ? u16_list_has(&list, &ts->ecdsa_sigalg13, 1)
-                             : u16_list_has(&list, ecdsa_sigalgs,
-                                            hm_nelem(ecdsa_sigalgs));
-        } else {
-            ecdsa_ok = 0;
-        }
+        have_sigalgs = CBS_get_u16_length_prefixed(&cbs, &sigalgs);
+        sigalgs_ok = have_sigalgs;
     } else if (has13) {
-        ecdsa_ok = 0;
+        sigalgs_ok = 0;
     }
-    if (ecdsa_ok && !has13) {
-        CBS_init(&list, ch->cipher_suites, ch->cipher_suites_len);
-        ecdsa_ok = u16_list_has(&list, ts->ecdsa_suites, ts->necdsa_suites);
-    }
-    if (ecdsa_ok && !has13
-        && SSL_early_callback_ctx_extension_get(ch, 0x000a, &ext, &extlen))
-    {
-        /* TLS 1.2 (RFC 8422 5.1): supported_groups, when sent, also
-         * bounds the curve of an ECDSA certificate. */
+    if (SSL_early_callback_ctx_extension_get(ch, 0x000a, &ext, &extlen)) {
         CBS_init(&cbs, ext, extlen);
-        ecdsa_ok = CBS_get_u16_length_prefixed(&cbs, &list)
-                   && u16_list_has(&list, &ts->ecdsa_group, 1);
-    }
-    if (!ecdsa_ok) {
-        if (!SSL_set_chain_and_key(ch->ssl, ts->rsa_chain, ts->rsa_nchain,
-                                   ts->rsa_key, NULL))
-        {
-            ERR_clear_error();
-            return ssl_select_cert_error;
+        have_groups = 1;
+        if (!CBS_get_u16_length_prefixed(&cbs, &groups)) {
+            CBS_init(&groups, NULL, 0);
         }
     }
-    ocsp = ecdsa_ok ? ts->ecdsa_ocsp : ts->rsa_ocsp;
-    if (ocsp != NULL
+    if (SSL_early_callback_ctx_extension_get(ch, 0x0000, &ext, &extlen)) {
+        CBS_init(&cbs, ext, extlen);
+        if (CBS_get_u16_length_prefixed(&cbs, &names)
+            && CBS_get_u8(&names, &type) && type == 0
+            && CBS_get_u16_length_prefixed(&names, &host))
+        {
+            sni = CBS_data(&host);
+            snilen = CBS_len(&host);
+        }
+    }
+    CBS_init(&suites, ch->cipher_suites, ch->cipher_suites_len);
+
+    pick = NULL;
+    for (pass = snilen > 0 ? 0 : 1; pass < 2 && pick == NULL; pass++) {
+        ec = other = first = NULL;
+        for (i = 0; i < ts->npicks; i++) {
+            p = &ts->picks[i];
+            if (pass == 0 && !pick_covers(p, sni, snilen)) {
+                continue;
+            }
+            if (first == NULL) {
+                first = p;
+            }
+            if (!p->ec) {
+                if (other == NULL) {
+                    other = p;
+                }
+                continue;
+            }
+            if (ec != NULL) {
+                continue;
+            }
+            ok = sigalgs_ok;
+            if (ok && have_sigalgs) {
+                ok = has13 ? u16_list_has(&sigalgs, &p->sigalg13, 1)
+                           : u16_list_has(&sigalgs, ecdsa_sigalgs,
+                                          hm_nelem(ecdsa_sigalgs));
+            }
+            if (ok && !has13) {
+                ok = u16_list_has(&suites, ts->ecdsa_suites,
+                                  ts->necdsa_suites);
+            }
+            if (ok && !has13 && have_groups) {
+                /* TLS 1.2 (RFC 8422 5.1): supported_groups, when sent,
+                 * also bound the curve of an ECDSA certificate. */
+                ok = u16_list_has(&groups, &p->group, 1);
+            }
+            if (ok) {
+                ec = p;
+            }
+        }
+        pick = ec != NULL ? ec : other != NULL ? other : first;
+    }
+    if (pick == NULL) {
+        pick = ts->def;
+    }
+    if (pick != ts->def
+        && !SSL_set_chain_and_key(ch->ssl, pick->chain, pick->nchain,
+                                  pick->key, NULL))
+    {
+        ERR_clear_error();
+        return ssl_select_cert_error;
+    }
+    if (pick->ocsp != NULL
         && SSL_early_callback_ctx_extension_get(ch, 0x0005, &ext, &extlen))
     {
-        SSL_set_ocsp_response(ch->ssl, ocsp, ecdsa_ok ? ts->ecdsa_ocsp_len
-                                                      : ts->rsa_ocsp_len);
+        SSL_set_ocsp_response(ch->ssl, pick->ocsp, pick->ocsp_len);
     }
     return ssl_select_cert_success;
 }
@@ -675,6 +758,111 @@ alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen,
 }
 
 /* ---- site init -------------------------------------------------------- */
+
+static void
+pick_add_name(hm_tls_pick_t *p, const uint8_t *name, size_t len)
+{
+    char   *s;
+    size_t  i;
+
+    if (len == 0 || len > 253 || memchr(name, '\0', len) != NULL
+        || p->nnames == 32)
+    {
+        return;
+    }
+    if (p->names == NULL) {
+        p->names = hm_xcalloc(32, sizeof(char *));
+    }
+    s = hm_xmalloc(len + 1);
+    for (i = 0; i < len; i++) {
+        s[i] = (char) tolower(name[i]);
+    }
+    s[len] = '\0';
+    p->names[p->nnames++] = s;
+}
+
+/*
+ * Fills p from a loaded certificate: its chain and key for
+ * SSL_set_chain_and_key, a copy of its OCSP response, the DNS names it is
+ * for (subjectAltName, else the subject's CN) and, for an ECDSA key, the
+ * TLS 1.3 scheme and TLS group of its curve.
+ */
+static void
+pick_init(hm_tls_pick_t *p, hm_tls_cert_t *tc)
+{
+    GENERAL_NAMES   *gens;
+    const GENERAL_NAME *g;
+    X509_NAME       *subj;
+    X509_NAME_ENTRY *e;
+    ASN1_STRING     *cn;
+    size_t           i;
+    int              idx;
+
+    p->tc = tc;
+    p->chain = cert_buffers(tc, &p->nchain);
+    p->key = tc->key;
+    EVP_PKEY_up_ref(p->key);
+    if (tc->ocsp != NULL && tc->ocsp_len > 0) {
+        p->ocsp = hm_xmalloc(tc->ocsp_len);
+        memcpy(p->ocsp, tc->ocsp, tc->ocsp_len);
+        p->ocsp_len = tc->ocsp_len;
+    }
+    gens = X509_get_ext_d2i(tc->leaf, NID_subject_alt_name, NULL, NULL);
+    for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type == GEN_DNS) {
+            pick_add_name(p, ASN1_STRING_get0_data(g->d.dNSName),
+                          (size_t) ASN1_STRING_length(g->d.dNSName));
+        }
+    }
+    GENERAL_NAMES_free(gens);
+    if (p->nnames == 0) {
+        subj = X509_get_subject_name(tc->leaf);
+        idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        e = idx >= 0 ? X509_NAME_get_entry(subj, idx) : NULL;
+        cn = e != NULL ? X509_NAME_ENTRY_get_data(e) : NULL;
+        if (cn != NULL) {
+            pick_add_name(p, ASN1_STRING_get0_data(cn),
+                          (size_t) ASN1_STRING_length(cn));
+        }
+    }
+    ERR_clear_error();
+
+    p->ec = tc->key_type == EVP_PKEY_EC;
+    if (!p->ec) {
+        return;
+    }
+    switch (EC_GROUP_get_curve_name(EC_KEY_get0_group(
+                EVP_PKEY_get0_EC_KEY(tc->key))))
+    {
+    case NID_secp384r1:
+        p->sigalg13 = SSL_SIGN_ECDSA_SECP384R1_SHA384;
+        p->group = SSL_CURVE_SECP384R1;
+        break;
+    case NID_secp521r1:
+        p->sigalg13 = SSL_SIGN_ECDSA_SECP521R1_SHA512;
+        p->group = SSL_CURVE_SECP521R1;
+        break;
+    default:
+        p->sigalg13 = SSL_SIGN_ECDSA_SECP256R1_SHA256;
+        p->group = SSL_CURVE_SECP256R1;
+        break;
+    }
+}
+
+static void
+pick_free(hm_tls_pick_t *p)
+{
+    size_t i;
+
+    cert_buffers_free(p->chain, p->nchain);
+    EVP_PKEY_free(p->key);
+    free(p->ocsp);
+    for (i = 0; i < p->nnames; i++) {
+        free(p->names[i]);
+    }
+    free(p->names);
+}
 
 /*
  * The session ID context of a site: SHA-256 of its name, its client_auth
@@ -734,31 +922,41 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         return HM_ERROR;
     }
 
-    ts = hm_xcalloc(1, sizeof(*ts));
-    ts->site = site;
-    ts->max_version = st->max_version ? st->max_version : HM_TLS1_3;
+    if (st->ncertificates > HM_TLS_MAX_CERTS) {
+        snprintf(err, errlen, "certificates: at most %d", HM_TLS_MAX_CERTS);
+        return HM_ERROR;
+    }
     for (i = 0; i < st->ncertificates; i++) {
         tc = st->certificates[i]->tls;
         if (tc == NULL || tc->leaf == NULL || tc->key == NULL) {
             snprintf(err, errlen, "certificates[%zu]: \"%s\" is not loaded",
                      i, st->certificates[i]->name);
-            free(ts);
             return HM_ERROR;
         }
-        if (tc->key_type == EVP_PKEY_EC && ts->ecdsa == NULL) {
-            ts->ecdsa = tc;
-        } else if (tc->key_type == EVP_PKEY_RSA && ts->rsa == NULL) {
-            ts->rsa = tc;
+    }
+
+    ts = hm_xcalloc(1, sizeof(*ts));
+    ts->site = site;
+    ts->max_version = st->max_version ? st->max_version : HM_TLS1_3;
+    for (i = 0; i < st->ncertificates; i++) {
+        pick_init(&ts->picks[ts->npicks++], st->certificates[i]->tls);
+    }
+    for (i = 0; i < ts->npicks && ts->def == NULL; i++) {
+        if (ts->picks[i].ec) {
+            ts->def = &ts->picks[i];
         }
     }
-    def = ts->ecdsa != NULL ? ts->ecdsa : st->certificates[0]->tls;
-    if (def == ts->rsa) {
-        ts->rsa = NULL;             /* no ECDSA: RSA is simply the default */
+    if (ts->def == NULL) {
+        ts->def = &ts->picks[0];
     }
+    def = ts->def->tc;
 
     ctx = SSL_CTX_new(TLS_method());
     if (ctx == NULL) {
         err_from_queue(err, errlen, "SSL_CTX_new failed");
+        for (i = 0; i < ts->npicks; i++) {
+            pick_free(&ts->picks[i]);
+        }
         free(ts);
         return HM_ERROR;
     }
@@ -788,47 +986,16 @@ hm_tls_site_init(hm_conf_t *conf, hm_conf_site_t *site, char *err,
         goto failed;
     }
     cert_buffers_free(bufs, n);
-    /* With an RSA certificate beside it, the ECDSA one's OCSP response is
+    /* With several certificates, the OCSP response of the chosen one is
      * stapled per connection (select_cert_cb): on the SSL_CTX it would
-     * also be sent for the RSA certificate. */
-    if (def->ocsp != NULL && (ts->rsa == NULL || ts->ecdsa == NULL)
+     * also be sent with the others. */
+    if (def->ocsp != NULL && ts->npicks == 1
         && !SSL_CTX_set_ocsp_response(ctx, def->ocsp, def->ocsp_len))
     {
         err_from_queue(err, errlen, "certificates: OCSP response");
         goto failed;
     }
-    if (ts->rsa != NULL) {
-        ts->rsa_chain = cert_buffers(ts->rsa, &ts->rsa_nchain);
-        ts->rsa_key = ts->rsa->key;
-        EVP_PKEY_up_ref(ts->rsa_key);
-        if (ts->rsa->ocsp != NULL && ts->rsa->ocsp_len > 0) {
-            ts->rsa_ocsp = hm_xmalloc(ts->rsa->ocsp_len);
-            memcpy(ts->rsa_ocsp, ts->rsa->ocsp, ts->rsa->ocsp_len);
-            ts->rsa_ocsp_len = ts->rsa->ocsp_len;
-        }
-        if (def == ts->ecdsa && def->ocsp != NULL && def->ocsp_len > 0) {
-            ts->ecdsa_ocsp = hm_xmalloc(def->ocsp_len);
-            memcpy(ts->ecdsa_ocsp, def->ocsp, def->ocsp_len);
-            ts->ecdsa_ocsp_len = def->ocsp_len;
-        }
-        switch (def == ts->ecdsa
-                ? EC_GROUP_get_curve_name(EC_KEY_get0_group(
-                      EVP_PKEY_get0_EC_KEY(def->key)))
-                : NID_undef)
-        {
-        case NID_secp384r1:
-            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP384R1_SHA384;
-            ts->ecdsa_group = SSL_CURVE_SECP384R1;
-            break;
-        case NID_secp521r1:
-            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP521R1_SHA512;
-            ts->ecdsa_group = SSL_CURVE_SECP521R1;
-            break;
-        default:
-            ts->ecdsa_sigalg13 = SSL_SIGN_ECDSA_SECP256R1_SHA256;
-            ts->ecdsa_group = SSL_CURVE_SECP256R1;
-            break;
-        }
+    if (ts->npicks > 1) {
         /* The TLS 1.2 suites an ECDSA certificate can serve here: those
          * of the site's cipher list (a list of RSA suites only leaves
          * none, and every TLS 1.2 client then gets the RSA chain). */
@@ -932,16 +1099,16 @@ hm_tls_site_cleanup(hm_conf_site_t *site)
 {
     hm_tls_site_t *ts;
     SSL_CTX       *ctx = site->tls_ctx;
+    size_t         i;
 
     if (ctx == NULL) {
         return;
     }
     ts = SSL_CTX_get_ex_data(ctx, hm_tls_site_index);
     if (ts != NULL) {
-        cert_buffers_free(ts->rsa_chain, ts->rsa_nchain);
-        EVP_PKEY_free(ts->rsa_key);
-        free(ts->rsa_ocsp);
-        free(ts->ecdsa_ocsp);
+        for (i = 0; i < ts->npicks; i++) {
+            pick_free(&ts->picks[i]);
+        }
         free(ts->alpn);
         free(ts);
         SSL_CTX_set_ex_data(ctx, hm_tls_site_index, NULL);
