@@ -293,6 +293,25 @@ like($out, qr/^\Q$f\E: upstreams\.pt\.healthcheck: unknown key \(did you mean "h
                    : qr/^\Q$f\E: upstreams\.pt\.servers\[1\]: not an address with a port such as "10\.0\.0\.1:443", "\[::1\]:443" or "backend\.internal:443" \(got "\Q$a\E"\)${\ why($re)}$/m,
              "... reason at its path") or diag($out);
     }
+    # tls.server_name: an IP literal without brackets, no port, no zone id.
+    for my $case (['[::1]', qr/an IPv6 address is written without brackets here, such as "fd00::5"/],
+                  ['[::1]:443', qr/an IPv6 address is written without brackets here, such as "fd00::5"/],
+                  ['fe80::1%lo', qr/IPv6 zone ids \("%"\) are not supported/],
+                  ['127.0.0.1:443', qr/a host name or IP address without a port/]) {
+        my ($sn, $re) = @$case;
+        my $f = $t->write_conf({
+            upstreams => { u => { servers => ["[::1]:$p2"],
+                                  tls => { server_name => $sn, ca => "$certs/ca.pem" } } },
+            certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+            listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+            sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                              tls => { certificates => ['a'] },
+                              routes => [{ match => { path_prefix => '/' }, upstream => 'u' }] } },
+        });
+        my ($rc, $out) = check_t($f);
+        is($rc, 1, "tls.server_name \"$sn\": exit 1");
+        like($out, qr/^\Q$f\E: upstreams\.u\.tls\.server_name: $re \(got "\Q$sn\E"\)$/m, '... with the reason') or diag($out);
+    }
     # The mapped form of an IPv4 upstream is a working server address.
     my $f = $t->write_conf({
         upstreams => { pt => { servers => ["[::ffff:127.0.0.1]:$p2"] } },

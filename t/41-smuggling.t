@@ -102,6 +102,8 @@ my @cases = (
     ['two Host', "GET /a HTTP/1.1\r\n${H}Host: b.test\r\n\r\n"],
     ['bad Host', "GET /a HTTP/1.1\r\nHost: a.test/evil\r\n\r\n"],
     ['Host with an unclosed IPv6 bracket', "GET /a HTTP/1.1\r\nHost: [::1\r\n\r\n"],
+    ['Host with an IPv4 address in brackets', "GET /a HTTP/1.1\r\nHost: [127.0.0.1]\r\n\r\n"],
+    ['Host with a malformed IPv6 literal', "GET /a HTTP/1.1\r\nHost: [1::2::3]:443\r\n\r\n"],
     ['Host with a port over 65535', "GET /a HTTP/1.1\r\nHost: a.test:99999999\r\n\r\n"],
     ['Host with two ports', "GET /a HTTP/1.1\r\nHost: a.test:443:443\r\n\r\n"],
     ['absolute-form with a bad port', "GET https://a.test:4x3/a HTTP/1.1\r\n${H}\r\n"],

@@ -1952,6 +1952,14 @@ decode_upstream_tls(cx_t *cx, json_t *t, hm_conf_upstream_t *up)
         if (!tls->server_name_ip
             && (w = check_hostname(tls->server_name)) != NULL)
         {
+            if (tls->server_name[0] == '[') {
+                w = "an IPv6 address is written without brackets here, "
+                    "such as \"fd00::5\"";
+            } else if (strchr(tls->server_name, '%') != NULL) {
+                w = "IPv6 zone ids (\"%\") are not supported";
+            } else if (strchr(tls->server_name, ':') != NULL) {
+                w = "a host name or IP address without a port";
+            }
             cerr_at(cx, "server_name", "%s (got %s)", w,
                     quote(q, sizeof(q), tls->server_name));
         }

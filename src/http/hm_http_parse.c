@@ -15,6 +15,8 @@
 #include "hm_core.h"
 #include "hm_http_parse.h"
 
+#include <arpa/inet.h>
+
 #include <http_parser.h>
 
 /* RFC 9110 tchar. */
@@ -524,17 +526,20 @@ parse_content_length(hm_str_t v, int64_t *out)
 /*
  * Host header and absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2
  * without userinfo): reg-name or IPv4 made of token characters, or an
- * IPv6 literal in brackets, then optionally ':' and a port of at most 5
- * digits up to 65535 (empty allowed).  Anything else is the "invalid
- * field value" RFC 9112 answers with 400: an unclosed '[', a second ':'
- * outside brackets, a port with letters.
+ * IPv6 literal in brackets (a valid IPv6 address: not "[1.2.3.4]" or
+ * "[1::2::3]"), then optionally ':' and a port of at most 5 digits up to
+ * 65535 (empty allowed).  Anything else is the "invalid field value" RFC
+ * 9112 answers with 400: an unclosed '[', a second ':' outside brackets,
+ * a port with letters.
  */
 static int
 check_host(hm_str_t v)
 {
-    size_t   i = 0, digits;
-    uint32_t port;
-    uint8_t  c;
+    size_t          i = 0, digits;
+    uint32_t        port;
+    uint8_t         c;
+    char            ip[INET6_ADDRSTRLEN];
+    struct in6_addr a6;
 
     if (v.len == 0 || v.len > 255) {
         return HM_ERROR;
@@ -549,8 +554,13 @@ check_host(hm_str_t v)
                 return HM_ERROR;
             }
         }
-        if (i == v.len || i == 1) {
-            return HM_ERROR;            /* no ']', or "[]" */
+        if (i == v.len || i == 1 || i - 1 >= sizeof(ip)) {
+            return HM_ERROR;            /* no ']', "[]", or too long */
+        }
+        memcpy(ip, v.data + 1, i - 1);
+        ip[i - 1] = '\0';
+        if (inet_pton(AF_INET6, ip, &a6) != 1) {
+            return HM_ERROR;            /* "[1.2.3.4]", "[1::2::3]" */
         }
         i++;
 
