@@ -386,15 +386,6 @@ $t->stop;
     my $o = $tn->s_client(port => $pn, servername => undef, input => "", args => ['-brief']);
     like($o, qr/CN = a\.test/, 'several names: no SNI gets the first (ECDSA) certificate');
     $tn->stop;
-    # a server name that none of the site's certificates is for: -t says so
-    $cn{sites}{multi}{server_names} = ['a.test', 'c.test', '*.wild.test', '*.other.test'];
-    $tn->write_conf(\%cn);
-    my ($rc, $tout) = $tn->hamlyn('-t', '-c', $tn->dir . '/hamlyn.json');
-    is($rc, 0, '-t: a server name without certificate is not an error');
-    like($tout, qr/sites\.multi\.server_names\[1\]: warning: "c\.test" is in none of the site's certificates/,
-         '... but a warning naming it');
-    like($tout, qr/sites\.multi\.server_names\[3\]: warning: "\*\.other\.test" is in none/, '... also a wildcard');
-    unlike($tout, qr/server_names\[[02]\]: warning/, '... and none for the names a certificate is for');
 }
 
 # --- ticket key file: tickets survive a restart (same keys), and a ticket

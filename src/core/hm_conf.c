@@ -2447,39 +2447,6 @@ decode_routes(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
     }
 }
 
-/* Warns about each server name of a terminating site that none of its
- * loaded certificates is for (a typo, or a certificate missing from the
- * list): the site serves it, and its clients refuse the certificate. */
-static void
-check_names_covered(cx_t *cx, const hm_conf_site_t *site)
-{
-    size_t i, j, old, old2;
-    int    loaded, covered;
-
-    for (i = 0; i < site->nserver_names; i++) {
-        if (site->server_names[i] == NULL) {
-            continue;
-        }
-        loaded = covered = 0;
-        for (j = 0; j < site->tls.ncertificates && !covered; j++) {
-            if (site->tls.certificates[j]->tls != NULL) {
-                loaded = 1;
-                covered = hm_tls_cert_covers(site->tls.certificates[j],
-                                             site->server_names[i]);
-            }
-        }
-        if (loaded && !covered) {
-            old = path_key(cx, "server_names");
-            old2 = path_index(cx, i);
-            cwarn_at(cx, NULL, "\"%s\" is in none of the site's "
-                     "certificates: clients will refuse them",
-                     site->server_names[i]);
-            path_pop(cx, old2);
-            path_pop(cx, old);
-        }
-    }
-}
-
 static void
 decode_site(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
 {
@@ -2554,7 +2521,6 @@ decode_site(cx_t *cx, json_t *s, hm_conf_site_t *site, use_t *use)
             old = path_key(cx, "tls");
             decode_site_tls(cx, o, site);
             path_pop(cx, old);
-            check_names_covered(cx, site);
         }
         if ((o = conf_obj(cx, s, "headers")) != NULL) {
             old = path_key(cx, "headers");

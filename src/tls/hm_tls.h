@@ -21,11 +21,6 @@ void hm_tls_cert_free(hm_conf_cert_t *cert);
 int hm_tls_cert_check_dates(const hm_conf_cert_t *cert, char *msg,
                             size_t msglen);
 
-/* Whether the certificate that hm_tls_cert_load() loaded is for host
- * name (its DNS names, else its CN; a leading "*." in name stands for any
- * one label): 1 or 0.  Added by the tls audit. */
-int hm_tls_cert_covers(const hm_conf_cert_t *cert, const char *name);
-
 /* Reads a PEM CA bundle file to check it (config validation): HM_OK or
  * HM_ERROR with a reason. */
 int hm_tls_ca_check(const char *path, char *err, size_t errlen);

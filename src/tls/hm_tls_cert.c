@@ -20,7 +20,6 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #define HM_TLS_OCSP_MAX (1024 * 1024)
 
@@ -398,25 +397,4 @@ hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
     }
     SSL_CTX_free(ctx);
     return HM_ERROR;
-}
-
-int
-hm_tls_cert_covers(const hm_conf_cert_t *cert, const char *name)
-{
-    const hm_tls_cert_t *tc = cert->tls;
-    char                 host[300];
-    int                  ok;
-
-    if (tc == NULL || tc->leaf == NULL) {
-        return 0;
-    }
-    if (name[0] == '*' && name[1] == '.') {
-        /* any one label: test one the certificate cannot list by name */
-        snprintf(host, sizeof(host), "hm-any-label%s", name + 1);
-    } else {
-        snprintf(host, sizeof(host), "%s", name);
-    }
-    ok = X509_check_host(tc->leaf, host, strlen(host), 0, NULL) == 1;
-    ERR_clear_error();
-    return ok;
 }
