@@ -467,4 +467,37 @@ for my $mode (qw(required optional)) {
     $t3->stop;
 }
 
+# --- Ed25519 beside RSA: Ed25519 only to clients that offer the ed25519
+# scheme (and, with TLS 1.2, an ECDHE-ECDSA suite); RSA to the others,
+# which failed their handshake when the Ed25519 certificate came first.
+{
+    my $te = Hamlyn::Test->new(name => '30-tls-ed25519');
+    my $pe = $te->port;
+    my $ed = $te->dir;
+    sh("openssl req -x509 -newkey ed25519 -nodes -days 30 -subj /CN=a.test "
+       . "-addext subjectAltName=DNS:a.test -keyout $ed/ed.key -out $ed/ed.pem");
+    $te->write_conf({
+        certificates => { ed  => { cert => "$ed/ed.pem", key => "$ed/ed.key" },
+                          rsa => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key" } },
+        listeners => [{ name => 'pub', listen => ["127.0.0.1:$pe"], sites => ['a'] }],
+        sites => { a => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['ed', 'rsa'] },
+                          routes => [ { status => 200, body => "ed\n" } ] } },
+    });
+    $te->run or BAIL_OUT('hamlyn (Ed25519 and RSA) did not start');
+    my $o = $te->s_client(port => $pe, servername => 'a.test', input => "", args => ['-brief', '-tls1_3']);
+    like($o, qr/(?:Peer )?signature type: ed25519/i, 'Ed25519 and RSA: a client offering ed25519 gets Ed25519');
+    $o = $te->s_client(port => $pe, servername => 'a.test', input => "",
+                       args => ['-brief', '-tls1_3', '-sigalgs', 'RSA-PSS+SHA256:ECDSA+SHA256']);
+    like($o, qr/(?:Peer )?signature type: RSA-PSS/i, '... a TLS 1.3 client without ed25519 gets RSA');
+    $o = $te->s_client(port => $pe, servername => 'a.test', input => "",
+                       args => ['-brief', '-tls1_2', '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256']);
+    like($o, qr/Ciphersuite: ECDHE-RSA-/, '... so does a TLS 1.2 one');
+    $o = $te->s_client(port => $pe, servername => 'a.test', input => "",
+                       args => ['-brief', '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']);
+    like($o, qr/Ciphersuite: ECDHE-RSA-AES128-GCM-SHA256/,
+         '... and a TLS 1.2 one offering ed25519 but no ECDHE-ECDSA suite');
+    $te->stop;
+}
+
 done_testing;

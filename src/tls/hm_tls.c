@@ -100,6 +100,7 @@ typedef struct {
                                        "*.x" wildcards), else its CN */
     size_t           nnames;
     int              ec;            /* an ECDSA key */
+    int              ed;            /* an Ed25519 key */
     uint16_t         sigalg13;      /* EC: the TLS 1.3 scheme of its curve */
     uint16_t         group;         /* EC: the TLS group id of its curve */
 } hm_tls_pick_t;
@@ -619,8 +620,10 @@ pick_covers(const hm_tls_pick_t *p, const uint8_t *name, size_t n)
  * Picks the certificate of a site with several from the raw ClientHello.
  * Candidates are the certificates whose names cover the SNI (all of them
  * when none does or there is no SNI); among them the first ECDSA one the
- * client can take, else the first other one (RSA fallback), else the
- * first candidate.  The client can take an ECDSA certificate when, with
+ * client can take, else the first Ed25519 one it can take, else the first
+ * RSA one (the fallback), else the first candidate.  The client can take
+ * Ed25519 when its signature_algorithms list ed25519 and, with TLS 1.2
+ * only, it offers an ECDHE-ECDSA suite the site enables (RFC 8422).  The client can take an ECDSA certificate when, with
  * TLS 1.3 on offer, its signature_algorithms list the ECDSA scheme of
  * the key's curve (TLS 1.3 binds the curve: ecdsa_secp384r1_sha384 alone
  * cannot be served with a P-256 key); with TLS 1.2 only, any ECDSA
@@ -634,14 +637,15 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
 {
     static const uint16_t ecdsa_sigalgs[] = { 0x0403, 0x0503, 0x0603, 0x0203 };
     static const uint16_t tls13[] = { 0x0304 };
+    static const uint16_t ed25519[] = { 0x0807 };
     hm_tls_site_t        *ts;
-    hm_tls_pick_t        *p, *pick, *ec, *other, *first;
+    hm_tls_pick_t        *p, *pick, *ec, *ed, *other, *first;
     const uint8_t        *ext, *sni = NULL;
     size_t                extlen, snilen = 0, i;
     CBS                   cbs, list, sigalgs, groups, suites, names, host;
     uint8_t               vlen, type;
     int                   has13 = 0, have_sigalgs = 0, sigalgs_ok = 1,
-                          have_groups = 0, pass, ok;
+                          have_groups = 0, ed_ok, pass, ok;
 
     ts = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ch->ssl), hm_tls_site_index);
     if (ts == NULL || ts->npicks < 2) {
@@ -681,10 +685,13 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
         }
     }
     CBS_init(&suites, ch->cipher_suites, ch->cipher_suites_len);
+    ed_ok = have_sigalgs && u16_list_has(&sigalgs, ed25519, 1)
+            && (has13 || u16_list_has(&suites, ts->ecdsa_suites,
+                                      ts->necdsa_suites));
 
     pick = NULL;
     for (pass = snilen > 0 ? 0 : 1; pass < 2 && pick == NULL; pass++) {
-        ec = other = first = NULL;
+        ec = ed = other = first = NULL;
         for (i = 0; i < ts->npicks; i++) {
             p = &ts->picks[i];
             if (pass == 0 && !pick_covers(p, sni, snilen)) {
@@ -692,6 +699,12 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
             }
             if (first == NULL) {
                 first = p;
+            }
+            if (p->ed) {
+                if (ed == NULL && ed_ok) {
+                    ed = p;
+                }
+                continue;
             }
             if (!p->ec) {
                 if (other == NULL) {
@@ -721,7 +734,8 @@ select_cert_cb(const SSL_CLIENT_HELLO *ch)
                 ec = p;
             }
         }
-        pick = ec != NULL ? ec : other != NULL ? other : first;
+        pick = ec != NULL ? ec : ed != NULL ? ed
+               : other != NULL ? other : first;
     }
     if (pick == NULL) {
         pick = ts->def;
@@ -828,6 +842,7 @@ pick_init(hm_tls_pick_t *p, hm_tls_cert_t *tc)
     }
     ERR_clear_error();
 
+    p->ed = tc->key_type == EVP_PKEY_ED25519;
     p->ec = tc->key_type == EVP_PKEY_EC;
     if (!p->ec) {
         return;
