@@ -477,6 +477,20 @@ like($out, qr/^\Q$f\E: certificates\.old\.cert: warning: certificate expired on 
      '... with a warning naming its path and the date');
 unlike($out, qr/certificates\.a\.cert: warning/, '... and none for the valid one');
 
+# A cpu_affinity CPU this machine does not let us run on: a warning at its
+# index (the worker given it runs unpinned), the file still loads.
+$f = $t->write_conf({
+    runtime => { cpu_affinity => [0, 1023] },
+    upstreams => { be => { servers => ["127.0.0.1:$p2"] } },
+    listeners => [{ name => 'pub', listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+    sites => { s => { server_names => ['a.test'], mode => 'passthrough', upstream => 'be' } },
+});
+($rc, $out) = check_t($f);
+is($rc, 0, 'cpu_affinity with a CPU this machine lacks: still valid') or diag($out);
+like($out, qr/^\Q$f\E: runtime\.cpu_affinity\[1\]: warning: CPU 1023 is not one this process may run on here/m,
+     '... with a warning naming its index');
+unlike($out, qr/cpu_affinity\[0\]/, '... and none for CPU 0');
+
 # A site no listener lists, and one server address listed twice: both
 # load (nginx takes either), each with a warning naming its path.
 $f = $t->write_conf({

@@ -29,6 +29,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -1481,8 +1482,24 @@ find_site(hm_conf_t *conf, const char *name)
     return hm_conf_site_find(conf, name);
 }
 
-
 /* ---- runtime ---------------------------------------------------------- */
+
+/*
+ * Whether this process may run on CPU <cpu> here (its affinity mask, which
+ * is what a worker's sched_setaffinity() must stay within): 1, or 0 for a
+ * CPU the machine does not have or a cgroup/taskset keeps it off.  1 when
+ * the mask cannot be read (no verdict).
+ */
+static int
+cpu_usable(int cpu)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return 1;
+    }
+    return cpu < CPU_SETSIZE && CPU_ISSET(cpu, &set);
+}
 
 static void
 decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
@@ -1628,6 +1645,11 @@ decode_runtime(cx_t *cx, json_t *rt)
                          (long long) json_integer_value(v));
                 } else {
                     r->cpus[i] = (int) json_integer_value(v);
+                    if (!cpu_usable(r->cpus[i])) {
+                        cwarn_at(cx, NULL, "CPU %d is not one this process may run "
+                              "on here: the worker given it will run "
+                              "unpinned", r->cpus[i]);
+                    }
                 }
                 path_pop(cx, old3);
             }
