@@ -101,6 +101,21 @@ hm_strlow(char *dst, const char *src, size_t n)
     }
 }
 
+int
+hm_server_name_covers(const char *pat, const char *host, size_t hlen)
+{
+    size_t      plen = strlen(pat);
+    const char *dot;
+
+    if (plen > 2 && pat[0] == '*' && pat[1] == '.') {
+        dot = memchr(host, '.', hlen);
+        return dot != NULL && dot != host
+               && hm_strncaseeq(dot, hlen - (size_t) (dot - host), pat + 1,
+                                plen - 1);
+    }
+    return hm_strncaseeq(host, hlen, pat, plen);
+}
+
 static int
 open_append(const char *path)
 {

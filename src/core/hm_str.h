@@ -54,4 +54,10 @@ hm_hexval(int c)
 /* ASCII lower-casing of n bytes from src into dst (may be equal). */
 void hm_strlow(char *dst, const char *src, size_t n);
 
+/* 1 when host (hlen bytes, no port) is covered by the server name pattern
+ * pat (NUL-terminated): equal, or "*.suffix" for exactly one more label
+ * ("*.x.test" covers "a.x.test", neither "x.test" nor "a.b.x.test");
+ * case-insensitive. */
+int hm_server_name_covers(const char *pat, const char *host, size_t hlen);
+
 #endif

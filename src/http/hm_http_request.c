@@ -515,8 +515,9 @@ client_has_bytes(hm_http_conn_t *hc)
  * shutdown deadline (c->abort); a keep-alive connection between requests
  * waits for its next request for HM_HTTP_DRAIN_IDLE_MS (at most half the
  * shutdown timeout and the idle timeout), then closes gracefully after
- * the queued output; requests in progress finish.  Every answer from now on carries
- * "Connection: close" (draining), and the connection closes after it.
+ * the queued output; requests in progress finish.  Every answer from now
+ * on carries "Connection: close" (draining), and the connection closes
+ * after it.
  */
 static void
 c_drain(hm_conn_t *c)
@@ -1845,26 +1846,14 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
 
 /* ---- request ------------------------------------------------------------ */
 
-/* 1 when host (no port) is one of site's names (exact, or "*.suffix"
- * for exactly one more label), case-insensitively. */
+/* 1 when host (no port) is one of site's names (hm_server_name_covers). */
 static int
 site_has_name(const hm_conf_site_t *site, const char *host, size_t hlen)
 {
-    const char *name, *dot;
-    size_t i, nlen;
+    size_t i;
 
     for (i = 0; i < site->nserver_names; i++) {
-        name = site->server_names[i];
-        nlen = strlen(name);
-        if (nlen > 2 && name[0] == '*' && name[1] == '.') {
-            dot = memchr(host, '.', hlen);
-            if (dot != NULL && dot != host
-                && hm_strncaseeq(dot, hlen - (size_t) (dot - host), name + 1,
-                                 nlen - 1))
-            {
-                return 1;
-            }
-        } else if (hm_strncaseeq(host, hlen, name, nlen)) {
+        if (hm_server_name_covers(site->server_names[i], host, hlen)) {
             return 1;
         }
     }

@@ -42,7 +42,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -592,24 +591,15 @@ u16_list_has(CBS *list, const uint16_t *want, size_t nwant)
     return 0;
 }
 
-/* Whether SNI name (n bytes, any case) is one of p's names: exact, or
- * "*.rest" for one label before ".rest". */
+/* Whether SNI name (n bytes, any case) is one of p's names
+ * (hm_server_name_covers). */
 static int
 pick_covers(const hm_tls_pick_t *p, const uint8_t *name, size_t n)
 {
-    const uint8_t *dot;
-    size_t         i, len;
+    size_t i;
 
-    dot = memchr(name, '.', n);
     for (i = 0; i < p->nnames; i++) {
-        len = strlen(p->names[i]);
-        if (len == n && strncasecmp(p->names[i], (const char *) name, n) == 0) {
-            return 1;
-        }
-        if (len > 2 && p->names[i][0] == '*' && p->names[i][1] == '.'
-            && dot != NULL && dot > name && (size_t) (name + n - dot) == len - 1
-            && strncasecmp(p->names[i] + 1, (const char *) dot, len - 1) == 0)
-        {
+        if (hm_server_name_covers(p->names[i], (const char *) name, n)) {
             return 1;
         }
     }
@@ -623,14 +613,15 @@ pick_covers(const hm_tls_pick_t *p, const uint8_t *name, size_t n)
  * client can take, else the first Ed25519 one it can take, else the first
  * RSA one (the fallback), else the first candidate.  The client can take
  * Ed25519 when its signature_algorithms list ed25519 and, with TLS 1.2
- * only, it offers an ECDHE-ECDSA suite the site enables (RFC 8422).  The client can take an ECDSA certificate when, with
- * TLS 1.3 on offer, its signature_algorithms list the ECDSA scheme of
- * the key's curve (TLS 1.3 binds the curve: ecdsa_secp384r1_sha384 alone
- * cannot be served with a P-256 key); with TLS 1.2 only, any ECDSA
- * scheme, an ECDHE-ECDSA cipher suite that the site's cipher list
- * enables (ts->ecdsa_suites) and, when it sends supported_groups, the
- * key's curve among them.  The OCSP response of the chosen certificate
- * is stapled when the client asked for one (status_request).
+ * only, it offers an ECDHE-ECDSA suite the site enables (RFC 8422).  The
+ * client can take an ECDSA certificate when, with TLS 1.3 on offer, its
+ * signature_algorithms list the ECDSA scheme of the key's curve (TLS 1.3
+ * binds the curve: ecdsa_secp384r1_sha384 alone cannot be served with a
+ * P-256 key); with TLS 1.2 only, any ECDSA scheme, an ECDHE-ECDSA cipher
+ * suite that the site's cipher list enables (ts->ecdsa_suites) and, when
+ * it sends supported_groups, the key's curve among them.  The OCSP
+ * response of the chosen certificate is stapled when the client asked for
+ * one (status_request).
  */
 static enum ssl_select_cert_result_t
 select_cert_cb(const SSL_CLIENT_HELLO *ch)
