@@ -1646,9 +1646,9 @@ decode_runtime(cx_t *cx, json_t *rt)
                 } else {
                     r->cpus[i] = (int) json_integer_value(v);
                     if (!cpu_usable(r->cpus[i])) {
-                        cwarn_at(cx, NULL, "CPU %d is not one this process may run "
-                              "on here: the worker given it will run "
-                              "unpinned", r->cpus[i]);
+                        cwarn_at(cx, NULL, "CPU %d is not one this process "
+                                 "may run on here: the worker given it "
+                                 "will run unpinned", r->cpus[i]);
                     }
                 }
                 path_pop(cx, old3);

@@ -220,7 +220,8 @@ ticket_key_parse(hm_ticket_key_t *k, const uint8_t *raw, size_t len)
 
 /*
  * Reads the ticket key file (format in the file comment).  Returns HM_OK
- * or HM_ERROR with a reason.
+ * or HM_ERROR with a reason naming the file (its JSON path is the
+ * caller's to add).
  */
 static int
 tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
@@ -232,8 +233,7 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
 
     f = fopen(path, "rb");
     if (f == NULL) {
-        snprintf(err, errlen, "runtime.tls_session_ticket_keys: cannot read "
-                 "\"%s\"", path);
+        snprintf(err, errlen, "cannot read \"%s\"", path);
         return HM_ERROR;
     }
     n = fread(data, 1, sizeof(data) - 1, f);
@@ -280,16 +280,14 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
         return HM_OK;
     }
     if (text_ok) {
-        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" has "
-                 "no key (expected base64 of a 48- or 80-byte key per line)",
-                 path);
+        snprintf(err, errlen, "\"%s\" has no key (expected base64 of a 48- "
+                 "or 80-byte key per line)", path);
     } else if (too_many) {
-        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line "
-                 "%d: more than %d keys", path, line, HM_TICKET_MAX_KEYS);
+        snprintf(err, errlen, "\"%s\" line %d: more than %d keys", path,
+                 line, HM_TICKET_MAX_KEYS);
     } else {
-        snprintf(err, errlen, "runtime.tls_session_ticket_keys: \"%s\" line "
-                 "%d: expected base64 of a 48- or 80-byte key per line", path,
-                 line);
+        snprintf(err, errlen, "\"%s\" line %d: expected base64 of a 48- or "
+                 "80-byte key per line", path, line);
     }
     t->nkeys = 0;
     return HM_ERROR;
@@ -298,18 +296,12 @@ tickets_load_file(hm_tickets_t *t, const char *path, char *err, size_t errlen)
 int
 hm_tls_ticket_keys_check(const char *path, char *err, size_t errlen)
 {
-    static const char prefix[] = "runtime.tls_session_ticket_keys: ";
-    hm_tickets_t      t;
-    size_t            n = sizeof(prefix) - 1;
-    int               rc;
+    hm_tickets_t t;
+    int          rc;
 
     memset(&t, 0, sizeof(t));
     rc = tickets_load_file(&t, path, err, errlen);
     OPENSSL_cleanse(&t, sizeof(t));
-    if (rc != HM_OK && strncmp(err, prefix, n) == 0) {
-        memmove(err, err + n, strlen(err + n) + 1);     /* the loader's
-                                                           path says it */
-    }
     return rc;
 }
 
@@ -356,6 +348,7 @@ static hm_tickets_t *
 tickets_get(hm_conf_t *conf, char *err, size_t errlen)
 {
     hm_tickets_t *t;
+    char          why[512];
 
     if (tickets_conf == conf && tickets_pool == conf->pool
         && tickets_set != NULL)
@@ -368,9 +361,10 @@ tickets_get(hm_conf_t *conf, char *err, size_t errlen)
         return NULL;
     }
     if (conf->runtime.tls_session_ticket_keys != NULL) {
-        if (tickets_load_file(t, conf->runtime.tls_session_ticket_keys, err,
-                              errlen) != HM_OK)
+        if (tickets_load_file(t, conf->runtime.tls_session_ticket_keys, why,
+                              sizeof(why)) != HM_OK)
         {
+            snprintf(err, errlen, "runtime.tls_session_ticket_keys: %s", why);
             return NULL;
         }
         t->from_file = 1;
