@@ -137,6 +137,16 @@ hm__accept_update_ref(hm_worker_t *w)
     }
 }
 
+/* The worker's connection limit: w->max_connections (hm_worker.c sets
+ * it from runtime.max_connections, with its default), else the
+ * configuration's. */
+static int
+worker_max_conns(const hm_worker_t *w)
+{
+    return w->max_connections > 0 ? w->max_connections
+                                  : w->cycle->conf->runtime.max_connections;
+}
+
 static void
 refused_log_now(int max, uint64_t now)
 {
@@ -154,9 +164,7 @@ on_refused_flush(uv_timer_t *t)
     hm_worker_t *w = t->data;
 
     if (st.refused_since_log > 0) {
-        refused_log_now(w->max_connections > 0 ? w->max_connections
-                        : w->cycle->conf->runtime.max_connections,
-                        hm_now_ms());
+        refused_log_now(worker_max_conns(w), hm_now_ms());
     }
 }
 
@@ -217,8 +225,7 @@ on_accept(hm_ev_t *ev, uint32_t events)
     int fd, i, max;
     size_t k;
 
-    max = w->max_connections > 0 ? w->max_connections
-          : w->cycle->conf->runtime.max_connections;
+    max = worker_max_conns(w);
     for (i = 0; i < HM_ACCEPT_BATCH; i++) {
         len = sizeof(ss);
         fd = accept4(a->ls->fd, (struct sockaddr *) &ss, &len,
@@ -282,8 +289,7 @@ hm_accept_init(hm_worker_t *w)
     int one = 1, rc, max, defer;
 
     hm_upstream_init_worker(cycle);
-    max = w->max_connections > 0 ? w->max_connections
-          : cycle->conf->runtime.max_connections;
+    max = worker_max_conns(w);
     hm__defer_accept_ms = 0;
 
     if (!st.started) {
