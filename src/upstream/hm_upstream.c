@@ -252,6 +252,21 @@ select_least(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     return best;
 }
 
+/* The index among cand[0..n) (n >= 1, weights summing to total > 0) of
+ * one peer drawn with probability proportional to its weight. */
+static size_t
+draw_weighted(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *cand,
+              size_t n, uint64_t total)
+{
+    uint64_t r = rnd_next(rt) % total;
+    size_t   i;
+
+    for (i = 0; i < n - 1 && r >= (uint64_t) cand[i]->weight; i++) {
+        r -= (uint64_t) cand[i]->weight;
+    }
+    return i;
+}
+
 /*
  * random_two (power of two choices, as nginx "random two"): two distinct
  * eligible peers drawn at random with probability proportional to their
@@ -265,7 +280,7 @@ select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
 {
     hm_upstream_peer_t *cand[64], *a, *b;
     size_t i, n = 0, ia;
-    uint64_t total = 0, r;
+    uint64_t total = 0;
 
     /* Eligible peers (bounded sample of the first 64 eligible ones for
      * very large groups). */
@@ -282,19 +297,12 @@ select_two(hm_upstream_rt_t *rt, hm_upstream_peer_t *const *exclude,
     if (n == 1) {
         return cand[0];
     }
-    r = rnd_next(rt) % total;
-    for (ia = 0; ia < n - 1 && r >= (uint64_t) cand[ia]->weight; ia++) {
-        r -= (uint64_t) cand[ia]->weight;
-    }
+    ia = draw_weighted(rt, cand, n, total);
     a = cand[ia];
     total -= (uint64_t) a->weight;
     cand[ia] = cand[n - 1];     /* draw the second among the others */
     n--;
-    r = rnd_next(rt) % total;
-    for (i = 0; i < n - 1 && r >= (uint64_t) cand[i]->weight; i++) {
-        r -= (uint64_t) cand[i]->weight;
-    }
-    b = cand[i];
+    b = cand[draw_weighted(rt, cand, n, total)];
     return load_cmp(b, a) < 0 ? b : a;
 }
 
