@@ -175,8 +175,7 @@ find_pid_file(const char *path, const char **why)
     json_error_t  jerr;
     json_t       *root, *rt, *pf;
     const char   *v;
-    char         *abs, *dir, *slash, *res = NULL;
-    size_t        n;
+    char         *res;
     static char   reason[256];
 
     root = json_load_file(path, 0, &jerr);
@@ -201,37 +200,7 @@ find_pid_file(const char *path, const char **why)
         json_decref(root);
         return NULL;
     }
-    if (v[0] == '/') {
-        res = hm_xstrdup(v);
-    } else {
-        /* The folder as the loader sees it (hm_conf.c set_paths()): the
-         * path as given, made absolute, symbolic links not resolved (a
-         * symlinked /etc/hamlyn/hamlyn.json keeps its pid file in
-         * /etc/hamlyn, not next to the link's target). */
-        abs = NULL;
-        if (path[0] != '/') {
-            abs = getcwd(NULL, 0);
-        }
-        while (path[0] == '.' && path[1] == '/') {
-            path += 2;
-        }
-        n = (abs != NULL ? strlen(abs) + 1 : 0) + strlen(path) + 1;
-        dir = hm_xmalloc(n);
-        snprintf(dir, n, "%s%s%s", abs != NULL ? abs : "",
-                 abs != NULL && strcmp(abs, "/") != 0 ? "/" : "", path);
-        free(abs);
-        slash = strrchr(dir, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-        } else {
-            free(dir);
-            dir = hm_xstrdup(".");
-        }
-        n = strlen(dir) + strlen(v) + 2;
-        res = hm_xmalloc(n);
-        snprintf(res, n, "%s/%s", dir, v);
-        free(dir);
-    }
+    res = hm_conf_resolve_path(path, v);
     json_decref(root);
     return res;
 }

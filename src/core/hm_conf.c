@@ -3053,6 +3053,25 @@ set_paths(hm_conf_t *conf, const char *name)
     }
 }
 
+char *
+hm_conf_resolve_path(const char *name, const char *rel)
+{
+    hm_conf_t  conf;
+    cx_t       cx;
+    char      *res;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.pool = hm_pool_new(1024);
+    HM_ASSERT(conf.pool != NULL);
+    set_paths(&conf, name);
+    memset(&cx, 0, sizeof(cx));
+    cx.conf = &conf;
+    cx.pool = conf.pool;
+    res = hm_xstrdup(abs_path(&cx, rel));
+    hm_pool_free(conf.pool);
+    return res;
+}
+
 /*
  * Top-level "jwt", "waf" and "rate_limits": policy tables this release
  * does not have.  Their documented default, an empty object, is

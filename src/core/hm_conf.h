@@ -237,6 +237,12 @@ struct hm_conf_s {
 hm_conf_t *hm_conf_load(const char *path, void *err, int *nerrors);
 void hm_conf_free(hm_conf_t *conf);
 
+/* The absolute path that rel, a path written in configuration file
+ * name, stands for, resolved exactly as the loader resolves it (against
+ * the file's folder, "./" dropped, symbolic links kept).  malloc'd; for
+ * readers of a file that is not loaded (-s finding runtime.pid_file). */
+char *hm_conf_resolve_path(const char *name, const char *rel);
+
 /* Parses "1.2.3.4:443", "[::1]:443", "*:443" (IPv4 any) or ":443".
  * Returns HM_OK or HM_ERROR. */
 int hm_addr_parse(const char *s, hm_addr_t *addr);
