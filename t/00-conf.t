@@ -508,6 +508,35 @@ like($out, qr/^\Q$f\E: upstreams\.be\.servers: warning: 127\.0\.0\.1:$p2 is list
      '... and the repeated server');
 unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing else');
 
+# A pid file or log the master could not create at start is an error of
+# -t (and of a reload), not a start that fails after -t said "ok": a name
+# longer than the file system takes.  And a start that cannot write its
+# pid file (-t cannot see that /proc takes no files without creating one)
+# says so on stderr when the errors go to a log file.
+{
+    my $long = 'p' x 300;
+    my %pt = (upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+              listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+              sites => { p => { server_names => ['p.test'], mode => 'passthrough',
+                                upstream => 'pt' } });
+    $f = $t->write_conf({ %pt, runtime => { pid_file => "$dir/$long",
+                                            access_log => { path => "$dir/$long.log" } } });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'a pid file name too long: -t fails');
+    like($out, qr/^\Q$f\E: runtime\.pid_file: cannot create "\Q$dir\E\/p{300}": File name too long$/m,
+         '... named at runtime.pid_file with the reason');
+    like($out, qr/^\Q$f\E: runtime\.access_log\.path: cannot create "\Q$dir\E\/p{300}\.log": File name too long$/m,
+         '... and the access log at its path');
+
+    $f = $t->write_conf({ %pt, runtime => { pid_file => '/proc/hamlyn-audit.pid' } });
+    ($rc, $out) = $t->hamlyn('-c', $f);
+    is($rc, 1, 'a pid file that cannot be created: the start fails');
+    like($out, qr/^hamlyn: cannot write the pid file; see the error log$/m,
+         '... and says so on stderr, not only in the error log');
+    like($t->error_log, qr/runtime\.pid_file: cannot create \/proc\/hamlyn-audit\.pid: /,
+         '... where the reason is');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

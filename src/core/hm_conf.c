@@ -1344,15 +1344,18 @@ abs_path(cx_t *cx, const char *s)
 
 /*
  * A path key: absolute-ised into *out; with FILE_READ the file must be a
- * readable regular file, with FILE_DIROK its folder must exist.
+ * readable regular file, with FILE_DIROK its folder must exist and this
+ * user must be able to create the file there (or write it if it exists).
  */
 static int
 conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
 {
     char       *s, *abs, *slash;
     struct stat st;
+    const char *what;
     char        q[HM_CONF_PATH_MAX * 4 + 8];
-    int         rc, fd;
+    char        c;
+    int         rc, fd, err;
 
     rc = conf_str(cx, obj, key, &s);
     if (rc != 1) {
@@ -1389,6 +1392,28 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
         if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode)) {
             cerr_at(cx, key, "%s is a folder, not a file",
                     quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX));
+            return -1;
+        }
+        /* What opening it at start would meet, without creating
+         * anything: a name too long, a file or a folder this user may
+         * not write. */
+        err = 0;
+        what = "create";
+        if (stat(abs, &st) == 0) {
+            what = "write";
+            err = access(abs, W_OK) == 0 ? 0 : errno;
+        } else if (errno != ENOENT) {
+            err = errno;
+        } else if (slash != NULL) {
+            c = slash[1];               /* the folder, "/" included */
+            slash[1] = '\0';
+            err = access(abs, W_OK | X_OK) == 0 ? 0 : errno;
+            slash[1] = c;
+        }
+        if (err != 0) {
+            cerr_at(cx, key, "cannot %s %s: %s", what,
+                    quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX),
+                    strerror(err));
             return -1;
         }
     }
