@@ -537,6 +537,26 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... where the reason is');
 }
 
+# One error, one line: a reason that quotes a file name with a newline
+# in it (written by the TLS layer, not the loader's own quoting) has it
+# escaped, so that no line of -t comes without "FILE: path: ".
+{
+    my $nl = "$dir/two\nlines";
+    spew($nl, "not a key\n");
+    $f = $t->write_conf({
+        runtime => { tls_session_ticket_keys => $nl },
+        upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+        sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'a ticket key file with a newline in its name: -t fails');
+    like($out, qr/^\Q$f\E: runtime\.tls_session_ticket_keys: "\Q$dir\E\/two\\x0alines" line 1: expected base64/m,
+         '... the newline is escaped in the reason');
+    my @stray = grep { !/^\Q$f\E: / && !/^hamlyn: configuration / } split /\n/, $out;
+    is(scalar(@stray), 0, '... and every line of -t names the file') or diag($out);
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

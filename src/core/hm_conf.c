@@ -231,17 +231,23 @@ path_pop(cx_t *cx, size_t old)
     cx->path[old] = '\0';
 }
 
-/* Prints "FILE: PATH: tag message" (the one line format of -t output). */
+/* Prints "FILE: PATH: tag message" (the one line format of -t output).
+ * Control bytes a reason carries (a file name with a newline, quoted by a
+ * TLS helper's message) are escaped: one error, one line. */
 static void
 cvprint(cx_t *cx, const char *tag, const char *fmt, va_list ap)
 {
+    char   msg[8192], out[8192 * 4];
+    size_t len = 0;
+
     if (cx->err == NULL) {
         return;
     }
-    fprintf(cx->err, "%s: %s: %s", cx->file,
-            cx->plen ? cx->path : "(top level)", tag);
-    vfprintf(cx->err, fmt, ap);
-    fputc('\n', cx->err);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    out[0] = '\0';
+    escape_into(out, sizeof(out), &len, msg, sizeof(msg), 0);
+    fprintf(cx->err, "%s: %s: %s%s\n", cx->file,
+            cx->plen ? cx->path : "(top level)", tag, out);
 }
 
 /* Prints one error at the current path and counts it. */
