@@ -557,6 +557,33 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     is(scalar(@stray), 0, '... and every line of -t names the file') or diag($out);
 }
 
+# A listen address this machine does not have (TEST-NET 192.0.2.1, the
+# documentation IPv6 prefix) passed -t and then failed at bind(): -t
+# probes each listen and admin address with port 0 (no port taken) and
+# names it at its path.
+{
+    $f = $t->write_conf({
+        admin => { listen => '192.0.2.7:9901' },
+        upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1"],
+                        sites => ['p'] }],
+        sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'listen addresses that are not local: -t fails');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[0\]: cannot listen on 192\.0\.2\.1:$p1: not an address of this machine \(Cannot assign requested address\)$/m,
+         '... the IPv4 one at its path');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[1\]: cannot listen on \[2001:db8::1\]:$p1: not an address of this machine /m,
+         '... the IPv6 one');
+    like($out, qr/^\Q$f\E: admin\.listen: cannot listen on 192\.0\.2\.7:9901: not an address of this machine /m,
+         '... and the admin one');
+    unlike($out, qr/listen\[2\]/, '... 127.0.0.1 is fine');
+    ($rc, $out) = $t->hamlyn('-c', $f);
+    is($rc, 1, '... and the start refuses the file the same way');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[0\]: cannot listen on 192\.0\.2\.1:$p1: not an address/m,
+         '... with the same message');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

@@ -1301,6 +1301,57 @@ bad_listen_addr(cx_t *cx, const char *s, const char *examples)
          quote(q, sizeof(q), s), why ? ": " : "", why ? why : "");
 }
 
+/*
+ * Whether the master could bind a listen address at start as far as the
+ * address goes: a bind to it with port 0 (no port taken, nothing
+ * listened on) fails with EADDRNOTAVAIL for an address this machine does
+ * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it.
+ * Returns 0 or that errno; other failures (a port in use, which the
+ * running master itself holds at a reload) are the start's to report.
+ */
+static int
+addr_unavailable(const hm_addr_t *a)
+{
+    struct sockaddr_storage ss;
+    int                     fd, on = 1, err = 0;
+
+    fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno == EAFNOSUPPORT ? errno : 0;
+    }
+    ss = a->sa;
+    if (ss.ss_family == AF_INET6) {
+        (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+        ((struct sockaddr_in6 *) &ss)->sin6_port = 0;
+    } else {
+        ((struct sockaddr_in *) &ss)->sin_port = 0;
+    }
+    if (bind(fd, (struct sockaddr *) &ss, a->len) != 0
+        && errno == EADDRNOTAVAIL)
+    {
+        err = errno;
+    }
+    close(fd);
+    return err;
+}
+
+/* Reports a listen address addr_unavailable() refuses (not with
+ * HM_CONF_NO_RESOLVE: the unit tests and fuzzers touch no socket). */
+static void
+check_addr_local(cx_t *cx, const hm_addr_t *a)
+{
+    int err;
+
+    if (cx->flags & HM_CONF_NO_RESOLVE) {
+        return;
+    }
+    err = addr_unavailable(a);
+    if (err != 0) {
+        cerr(cx, "cannot listen on %s: not an address of this machine (%s)",
+             a->text, strerror(err));
+    }
+}
+
 /* Two listen addresses that cannot both be bound: equal, or the same
  * family and port with one of them the wildcard address. */
 static int
@@ -2697,6 +2748,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
                     }
                 }
                 if (j == ls->naddrs) {
+                    check_addr_local(cx, &ls->addrs[ls->naddrs]);
                     jidx[ls->naddrs++] = i;
                 }
             }
@@ -2838,6 +2890,7 @@ decode_admin(cx_t *cx, json_t *root)
                     }
                 }
             }
+            check_addr_local(cx, addr);
             cx->conf->admin_listen = addr;
         }
         path_pop(cx, old2);
