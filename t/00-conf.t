@@ -584,6 +584,23 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... with the same message');
 }
 
+# client_auth.ca with "mode": "none" asks for nothing: valid, but the CA
+# is ignored, and -t says so (as it does for accepted_risk with verify on).
+{
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'],
+                                   client_auth => { mode => 'none', ca => "$certs/client-ca.pem" } },
+                          routes => [{ status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 0, 'client_auth.ca with mode none: still valid') or diag($out);
+    like($out, qr/^\Q$f\E: sites\.s\.tls\.client_auth\.ca: warning: ignored while "mode" is "none": no client certificate is asked for/m,
+         '... with a warning naming the ignored CA');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

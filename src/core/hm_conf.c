@@ -2296,6 +2296,13 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
             cerr_at(cx, "ca", "required key is missing (the CA that signs "
                     "client certificates)");
         }
+        if (tls->client_auth == HM_CLIENT_AUTH_NONE
+            && tls->client_auth_ca != NULL)
+        {
+            cwarn_at(cx, "ca", "ignored while \"mode\" is \"none\": no "
+                     "client certificate is asked for (and the trust report "
+                     "shows none)");
+        }
         path_pop(cx, old);
     }
     conf_int(cx, t, "handshake_timeout_ms", 1, 600000,
