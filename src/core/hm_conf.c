@@ -854,7 +854,7 @@ check_hostname(const char *s)
         }
     }
     if (label == 0) {
-        return "empty label in host name";
+        return "a trailing dot is not allowed: write the name without it";
     }
     return NULL;
 }

@@ -706,7 +706,7 @@ static const bad_t bad[] = {
     { "{'sites': {'s': {'server_names': ['a test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[0]: a host name uses letters" },
     { "{'sites': {'s': {'server_names': ['a.test.'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
-      "sites.s.server_names[0]: empty label" },
+      "sites.s.server_names[0]: a trailing dot is not allowed: write the name without it (got \"a.test.\")" },
     { "{'sites': {'s': {'server_names': ['a.test', 'A.TEST'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[1]: \"a.test\" is listed twice" },
     { "{'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
