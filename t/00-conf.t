@@ -601,6 +601,18 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... with a warning naming the ignored CA');
 }
 
+# Errors of the whole file have the documented "FILE: (top level): reason"
+# form too: a file that is missing or not a regular file.
+{
+    ($rc, $out) = check_t("$dir/no-such.json");
+    is($rc, 1, 'a missing configuration file: -t fails');
+    like($out, qr/^\Q$dir\E\/no-such\.json: \(top level\): cannot read: No such file or directory$/m,
+         '... "FILE: (top level): cannot read: REASON"');
+    ($rc, $out) = check_t($dir);
+    is($rc, 1, 'a folder as configuration file: -t fails');
+    like($out, qr/^\Q$dir\E: \(top level\): not a regular file$/m, '... "FILE: (top level): not a regular file"');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

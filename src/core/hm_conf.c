@@ -3294,14 +3294,15 @@ hm_conf_load(const char *path, void *err, int *nerrors)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (err != NULL) {
-            fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+            fprintf(err, "%s: (top level): cannot read: %s\n", path,
+                    strerror(errno));
         }
         *nerrors = 1;
         return NULL;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (err != NULL) {
-            fprintf(err, "%s: not a regular file\n", path);
+            fprintf(err, "%s: (top level): not a regular file\n", path);
         }
         close(fd);
         *nerrors = 1;
@@ -3309,7 +3310,7 @@ hm_conf_load(const char *path, void *err, int *nerrors)
     }
     if (st.st_size > HM_CONF_MAX_FILE) {
         if (err != NULL) {
-            fprintf(err, "%s: larger than %d bytes\n", path,
+            fprintf(err, "%s: (top level): larger than %d bytes\n", path,
                     HM_CONF_MAX_FILE);
         }
         close(fd);

@@ -1053,7 +1053,7 @@ START_TEST(test_load_file)
     fclose(out);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(n, 1);
-    ck_assert_ptr_nonnull(strstr(buf, DATA "/no-such-file.json: cannot read: "));
+    ck_assert_ptr_nonnull(strstr(buf, DATA "/no-such-file.json: (top level): cannot read: "));
     free(buf);
 
     /* a NULL error stream is allowed: only the count comes back */
