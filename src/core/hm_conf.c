@@ -40,6 +40,9 @@
 
 #define HM_CONF_MAX_FILE   (16 * 1024 * 1024)
 #define HM_CONF_PATH_MAX   512
+#define HM_CONF_JPATH_MAX  4096        /* a JSON path: 8 keys of 80 bytes,
+                                        * escaped, and indexes */
+#define HM_CONF_KEY_SHOWN  80          /* a longer key is cut, quoted */
 #define HM_CONF_NAME_MAX   100
 #define HM_CONF_BODY_MAX   (1024 * 1024)
 #define HM_CONF_MAX_ADDRS  16          /* addresses per resolved host name */
@@ -57,7 +60,7 @@ typedef struct {
     int         nerrors;
     json_t     *root;               /* the whole document */
     size_t      plen;
-    char        path[HM_CONF_PATH_MAX];
+    char        path[HM_CONF_JPATH_MAX];
 } cx_t;
 
 /* Per-upstream bookkeeping for the cross-section checks. */
@@ -110,7 +113,7 @@ plain_key(const char *k)
 {
     const char *p;
 
-    if (*k == '\0') {
+    if (*k == '\0' || strlen(k) > HM_CONF_KEY_SHOWN) {
         return 0;
     }
     for (p = k; *p; p++) {
@@ -196,9 +199,9 @@ path_key(cx_t *cx, const char *key)
         }
         cx->plen += (size_t) n;
     } else {
-        char q[HM_CONF_PATH_MAX];
+        char q[HM_CONF_KEY_SHOWN * 4 + 8];
 
-        quote(q, sizeof(q) - 4, key);
+        quote_n(q, sizeof(q), key, HM_CONF_KEY_SHOWN);
         n = snprintf(cx->path + old, cap - old, "[%s]", q);
         if (n < 0 || (size_t) n >= cap - old) {
             cx->path[old] = '\0';
