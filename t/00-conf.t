@@ -508,6 +508,111 @@ like($out, qr/^\Q$f\E: upstreams\.be\.servers: warning: 127\.0\.0\.1:$p2 is list
      '... and the repeated server');
 unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing else');
 
+# A pid file or log the master could not create at start is an error of
+# -t (and of a reload), not a start that fails after -t said "ok": a name
+# longer than the file system takes.  And a start that cannot write its
+# pid file (-t cannot see that /proc takes no files without creating one)
+# says so on stderr when the errors go to a log file.
+{
+    my $long = 'p' x 300;
+    my %pt = (upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+              listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+              sites => { p => { server_names => ['p.test'], mode => 'passthrough',
+                                upstream => 'pt' } });
+    $f = $t->write_conf({ %pt, runtime => { pid_file => "$dir/$long",
+                                            access_log => { path => "$dir/$long.log" } } });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'a pid file name too long: -t fails');
+    like($out, qr/^\Q$f\E: runtime\.pid_file: cannot create "\Q$dir\E\/p{300}": File name too long$/m,
+         '... named at runtime.pid_file with the reason');
+    like($out, qr/^\Q$f\E: runtime\.access_log\.path: cannot create "\Q$dir\E\/p{300}\.log": File name too long$/m,
+         '... and the access log at its path');
+
+    $f = $t->write_conf({ %pt, runtime => { pid_file => '/proc/hamlyn-audit.pid' } });
+    ($rc, $out) = $t->hamlyn('-c', $f);
+    is($rc, 1, 'a pid file that cannot be created: the start fails');
+    like($out, qr/^hamlyn: cannot write the pid file; see the error log$/m,
+         '... and says so on stderr, not only in the error log');
+    like($t->error_log, qr/runtime\.pid_file: cannot create \/proc\/hamlyn-audit\.pid: /,
+         '... where the reason is');
+}
+
+# One error, one line: a reason that quotes a file name with a newline
+# in it (written by the TLS layer, not the loader's own quoting) has it
+# escaped, so that no line of -t comes without "FILE: path: ".
+{
+    my $nl = "$dir/two\nlines";
+    spew($nl, "not a key\n");
+    $f = $t->write_conf({
+        runtime => { tls_session_ticket_keys => $nl },
+        upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['p'] }],
+        sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'a ticket key file with a newline in its name: -t fails');
+    like($out, qr/^\Q$f\E: runtime\.tls_session_ticket_keys: "\Q$dir\E\/two\\x0alines" line 1: expected base64/m,
+         '... the newline is escaped in the reason');
+    my @stray = grep { !/^\Q$f\E: / && !/^hamlyn: configuration / } split /\n/, $out;
+    is(scalar(@stray), 0, '... and every line of -t names the file') or diag($out);
+}
+
+# A listen address this machine does not have (TEST-NET 192.0.2.1, the
+# documentation IPv6 prefix) passed -t and then failed at bind(): -t
+# probes each listen and admin address with port 0 (no port taken) and
+# names it at its path.
+{
+    $f = $t->write_conf({
+        admin => { listen => '192.0.2.7:9901' },
+        upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1"],
+                        sites => ['p'] }],
+        sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'listen addresses that are not local: -t fails');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[0\]: cannot listen on 192\.0\.2\.1:$p1: not an address of this machine \(Cannot assign requested address\)$/m,
+         '... the IPv4 one at its path');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[1\]: cannot listen on \[2001:db8::1\]:$p1: not an address of this machine /m,
+         '... the IPv6 one');
+    like($out, qr/^\Q$f\E: admin\.listen: cannot listen on 192\.0\.2\.7:9901: not an address of this machine /m,
+         '... and the admin one');
+    unlike($out, qr/listen\[2\]/, '... 127.0.0.1 is fine');
+    ($rc, $out) = $t->hamlyn('-c', $f);
+    is($rc, 1, '... and the start refuses the file the same way');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[0\]: cannot listen on 192\.0\.2\.1:$p1: not an address/m,
+         '... with the same message');
+}
+
+# client_auth.ca with "mode": "none" asks for nothing: valid, but the CA
+# is ignored, and -t says so (as it does for accepted_risk with verify on).
+{
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'],
+                                   client_auth => { mode => 'none', ca => "$certs/client-ca.pem" } },
+                          routes => [{ status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 0, 'client_auth.ca with mode none: still valid') or diag($out);
+    like($out, qr/^\Q$f\E: sites\.s\.tls\.client_auth\.ca: warning: ignored while "mode" is "none": no client certificate is asked for/m,
+         '... with a warning naming the ignored CA');
+}
+
+# Errors of the whole file have the documented "FILE: (top level): reason"
+# form too: a file that is missing or not a regular file.
+{
+    ($rc, $out) = check_t("$dir/no-such.json");
+    is($rc, 1, 'a missing configuration file: -t fails');
+    like($out, qr/^\Q$dir\E\/no-such\.json: \(top level\): cannot read: No such file or directory$/m,
+         '... "FILE: (top level): cannot read: REASON"');
+    ($rc, $out) = check_t($dir);
+    is($rc, 1, 'a folder as configuration file: -t fails');
+    like($out, qr/^\Q$dir\E: \(top level\): not a regular file$/m, '... "FILE: (top level): not a regular file"');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

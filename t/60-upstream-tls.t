@@ -84,7 +84,9 @@ my @routes = map { { match => { path_prefix => ($_->[0] eq 'close' ? '/close' : 
      [name => 'name'], [expired => 'expired'], [pin => 'pin'], [badpin => 'badpin'],
      [noverify => 'noverify'], [exppin => 'exppin'], [sessid => 'sessid'], [forgedpin => 'forgedpin'], [timeout => 'timeout'], [ipname => 'ipname'], [mixed => 'mixed']);
 
+my $ap = $t->port;
 $t->write_conf({
+    admin => { listen => "127.0.0.1:$ap" },
     certificates => {
         a       => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" },
         'proxy' => { cert => "$certs/proxy-client.pem", key => "$certs/proxy-client.key" },
@@ -159,6 +161,21 @@ select(undef, undef, undef, 0.2);
 is($code, 200, 'request on a new upstream connection');
 is($j->{conn_requests}, 1, '... it is a new connection (the closed one was not reused)');
 ok($j->{tls_resumed}, '... and its TLS session was resumed');
+
+# The same four requests in the admin metrics (one worker, nothing else
+# has reached an upstream yet): two connections, the second resumed, and
+# two requests sent on the pooled one.
+{
+    my ($mc, $mb) = $t->curl("http://127.0.0.1:$ap/metrics");
+    is($mc, 200, 'admin /metrics');
+    my %m = $mb =~ /^(hamlyn_upstream_\w+|hamlyn_tls_resumed_total) (\d+)$/mg;
+    is($m{hamlyn_upstream_connections_total}, 2, 'metrics: 2 upstream connections');
+    is($m{hamlyn_upstream_tls_handshakes_total}, 2, 'metrics: 2 upstream TLS handshakes');
+    is($m{hamlyn_upstream_tls_resumed_total}, 1, 'metrics: 1 of them resumed');
+    is($m{hamlyn_upstream_requests_total}, 4, 'metrics: 4 upstream requests');
+    is($m{hamlyn_upstream_pool_reuses_total}, 2, 'metrics: 2 of them on a pooled connection');
+    is($m{hamlyn_tls_resumed_total}, 0, 'metrics: no client handshake resumed (curl, one each)');
+}
 
 # --- a server without session tickets: resumption by session ID
 {

@@ -163,6 +163,9 @@ for my $f (qw(hamlyn_connections_total hamlyn_connections_active
               hamlyn_tls_handshakes_total hamlyn_tls_handshake_failures_total
               hamlyn_http_requests_total hamlyn_bytes_received_total hamlyn_bytes_sent_total
               hamlyn_upstream_connect_failures_total hamlyn_worker_restarts_total
+              hamlyn_tls_resumed_total hamlyn_upstream_connections_total
+              hamlyn_upstream_tls_handshakes_total hamlyn_upstream_tls_resumed_total
+              hamlyn_upstream_requests_total hamlyn_upstream_pool_reuses_total
               hamlyn_workers hamlyn_workers_up)) {
     ok(defined $s0->{type}{$f} && defined $s0->{help}{$f}, "# HELP and # TYPE for $f");
 }
@@ -349,6 +352,15 @@ is($s->{m}{'hamlyn_http_requests_total{code="3xx"}'}, $nredirect, 'http 3xx = re
 is($s->{m}{'hamlyn_http_requests_total{code="4xx"}'}, 1 + $nbad, 'http 4xx = 404 + bad Hosts');
 is($s->{m}{'hamlyn_http_requests_total{code="5xx"}'}, 0, 'http 5xx');
 is($s->{m}{hamlyn_upstream_connect_failures_total}, 1, 'upstream_connect_failures_total 1');
+# two requests to the plaintext upstream: the second on a pooled connection
+# when it reached the same worker as the first, else on its own; plus the 3
+# passthrough connections
+is($s->{m}{hamlyn_upstream_requests_total}, 2, 'upstream_requests_total 2');
+my $nupc = ($s->{m}{hamlyn_upstream_connections_total} // 0) - $npt;
+ok($nupc == 1 || $nupc == 2, "upstream_connections_total: $npt passthrough + 1 or 2 HTTP ($nupc)");
+is(($s->{m}{hamlyn_upstream_pool_reuses_total} // -1) + $nupc, 2,
+   'upstream_pool_reuses_total: the requests that opened no connection');
+is($s->{m}{hamlyn_upstream_tls_handshakes_total}, 0, 'no upstream TLS handshake (plaintext upstream)');
 is(conns($s, 'main', 'ok'), $npt + 3, 'connections_total{main,ok}');
 is(conns($s, 'main', 'upstream_error'), 1, 'connections_total{main,upstream_error}');
 is(conns($s, 'main', 'tls_handshake_failed'), 1, 'connections_total{main,tls_handshake_failed}');

@@ -40,6 +40,9 @@
 
 #define HM_CONF_MAX_FILE   (16 * 1024 * 1024)
 #define HM_CONF_PATH_MAX   512
+#define HM_CONF_JPATH_MAX  4096        /* a JSON path: 8 keys of 80 bytes,
+                                        * escaped, and indexes */
+#define HM_CONF_KEY_SHOWN  80          /* a longer key is cut, quoted */
 #define HM_CONF_NAME_MAX   100
 #define HM_CONF_BODY_MAX   (1024 * 1024)
 #define HM_CONF_MAX_ADDRS  16          /* addresses per resolved host name */
@@ -57,7 +60,7 @@ typedef struct {
     int         nerrors;
     json_t     *root;               /* the whole document */
     size_t      plen;
-    char        path[HM_CONF_PATH_MAX];
+    char        path[HM_CONF_JPATH_MAX];
 } cx_t;
 
 /* Per-upstream bookkeeping for the cross-section checks. */
@@ -110,7 +113,7 @@ plain_key(const char *k)
 {
     const char *p;
 
-    if (*k == '\0') {
+    if (*k == '\0' || strlen(k) > HM_CONF_KEY_SHOWN) {
         return 0;
     }
     for (p = k; *p; p++) {
@@ -196,9 +199,9 @@ path_key(cx_t *cx, const char *key)
         }
         cx->plen += (size_t) n;
     } else {
-        char q[HM_CONF_PATH_MAX];
+        char q[HM_CONF_KEY_SHOWN * 4 + 8];
 
-        quote(q, sizeof(q) - 4, key);
+        quote_n(q, sizeof(q), key, HM_CONF_KEY_SHOWN);
         n = snprintf(cx->path + old, cap - old, "[%s]", q);
         if (n < 0 || (size_t) n >= cap - old) {
             cx->path[old] = '\0';
@@ -231,17 +234,23 @@ path_pop(cx_t *cx, size_t old)
     cx->path[old] = '\0';
 }
 
-/* Prints "FILE: PATH: tag message" (the one line format of -t output). */
+/* Prints "FILE: PATH: tag message" (the one line format of -t output).
+ * Control bytes a reason carries (a file name with a newline, quoted by a
+ * TLS helper's message) are escaped: one error, one line. */
 static void
 cvprint(cx_t *cx, const char *tag, const char *fmt, va_list ap)
 {
+    char   msg[8192], out[8192 * 4];
+    size_t len = 0;
+
     if (cx->err == NULL) {
         return;
     }
-    fprintf(cx->err, "%s: %s: %s", cx->file,
-            cx->plen ? cx->path : "(top level)", tag);
-    vfprintf(cx->err, fmt, ap);
-    fputc('\n', cx->err);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    out[0] = '\0';
+    escape_into(out, sizeof(out), &len, msg, sizeof(msg), 0);
+    fprintf(cx->err, "%s: %s: %s%s\n", cx->file,
+            cx->plen ? cx->path : "(top level)", tag, out);
 }
 
 /* Prints one error at the current path and counts it. */
@@ -848,7 +857,7 @@ check_hostname(const char *s)
         }
     }
     if (label == 0) {
-        return "empty label in host name";
+        return "a trailing dot is not allowed: write the name without it";
     }
     return NULL;
 }
@@ -1295,6 +1304,57 @@ bad_listen_addr(cx_t *cx, const char *s, const char *examples)
          quote(q, sizeof(q), s), why ? ": " : "", why ? why : "");
 }
 
+/*
+ * Whether the master could bind a listen address at start as far as the
+ * address goes: a bind to it with port 0 (no port taken, nothing
+ * listened on) fails with EADDRNOTAVAIL for an address this machine does
+ * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it.
+ * Returns 0 or that errno; other failures (a port in use, which the
+ * running master itself holds at a reload) are the start's to report.
+ */
+static int
+addr_unavailable(const hm_addr_t *a)
+{
+    struct sockaddr_storage ss;
+    int                     fd, on = 1, err = 0;
+
+    fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno == EAFNOSUPPORT ? errno : 0;
+    }
+    ss = a->sa;
+    if (ss.ss_family == AF_INET6) {
+        (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+        ((struct sockaddr_in6 *) &ss)->sin6_port = 0;
+    } else {
+        ((struct sockaddr_in *) &ss)->sin_port = 0;
+    }
+    if (bind(fd, (struct sockaddr *) &ss, a->len) != 0
+        && errno == EADDRNOTAVAIL)
+    {
+        err = errno;
+    }
+    close(fd);
+    return err;
+}
+
+/* Reports a listen address addr_unavailable() refuses (not with
+ * HM_CONF_NO_RESOLVE: the unit tests and fuzzers touch no socket). */
+static void
+check_addr_local(cx_t *cx, const hm_addr_t *a)
+{
+    int err;
+
+    if (cx->flags & HM_CONF_NO_RESOLVE) {
+        return;
+    }
+    err = addr_unavailable(a);
+    if (err != 0) {
+        cerr(cx, "cannot listen on %s: not an address of this machine (%s)",
+             a->text, strerror(err));
+    }
+}
+
 /* Two listen addresses that cannot both be bound: equal, or the same
  * family and port with one of them the wildcard address. */
 static int
@@ -1344,15 +1404,18 @@ abs_path(cx_t *cx, const char *s)
 
 /*
  * A path key: absolute-ised into *out; with FILE_READ the file must be a
- * readable regular file, with FILE_DIROK its folder must exist.
+ * readable regular file, with FILE_DIROK its folder must exist and this
+ * user must be able to create the file there (or write it if it exists).
  */
 static int
 conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
 {
     char       *s, *abs, *slash;
     struct stat st;
+    const char *what;
     char        q[HM_CONF_PATH_MAX * 4 + 8];
-    int         rc, fd;
+    char        c;
+    int         rc, fd, err;
 
     rc = conf_str(cx, obj, key, &s);
     if (rc != 1) {
@@ -1389,6 +1452,28 @@ conf_path(cx_t *cx, json_t *obj, const char *key, int check, char **out)
         if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode)) {
             cerr_at(cx, key, "%s is a folder, not a file",
                     quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX));
+            return -1;
+        }
+        /* What opening it at start would meet, without creating
+         * anything: a name too long, a file or a folder this user may
+         * not write. */
+        err = 0;
+        what = "create";
+        if (stat(abs, &st) == 0) {
+            what = "write";
+            err = access(abs, W_OK) == 0 ? 0 : errno;
+        } else if (errno != ENOENT) {
+            err = errno;
+        } else if (slash != NULL) {
+            c = slash[1];               /* the folder, "/" included */
+            slash[1] = '\0';
+            err = access(abs, W_OK | X_OK) == 0 ? 0 : errno;
+            slash[1] = c;
+        }
+        if (err != 0) {
+            cerr_at(cx, key, "cannot %s %s: %s", what,
+                    quote_n(q, sizeof(q), abs, HM_CONF_PATH_MAX),
+                    strerror(err));
             return -1;
         }
     }
@@ -2214,6 +2299,13 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
             cerr_at(cx, "ca", "required key is missing (the CA that signs "
                     "client certificates)");
         }
+        if (tls->client_auth == HM_CLIENT_AUTH_NONE
+            && tls->client_auth_ca != NULL)
+        {
+            cwarn_at(cx, "ca", "ignored while \"mode\" is \"none\": no "
+                     "client certificate is asked for (and the trust report "
+                     "shows none)");
+        }
         path_pop(cx, old);
     }
     conf_int(cx, t, "handshake_timeout_ms", 1, 600000,
@@ -2666,6 +2758,7 @@ decode_listener(cx_t *cx, json_t *l, hm_conf_listener_t *ls, size_t idx)
                     }
                 }
                 if (j == ls->naddrs) {
+                    check_addr_local(cx, &ls->addrs[ls->naddrs]);
                     jidx[ls->naddrs++] = i;
                 }
             }
@@ -2807,6 +2900,7 @@ decode_admin(cx_t *cx, json_t *root)
                     }
                 }
             }
+            check_addr_local(cx, addr);
             cx->conf->admin_listen = addr;
         }
         path_pop(cx, old2);
@@ -3203,14 +3297,15 @@ hm_conf_load(const char *path, void *err, int *nerrors)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (err != NULL) {
-            fprintf(err, "%s: cannot read: %s\n", path, strerror(errno));
+            fprintf(err, "%s: (top level): cannot read: %s\n", path,
+                    strerror(errno));
         }
         *nerrors = 1;
         return NULL;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (err != NULL) {
-            fprintf(err, "%s: not a regular file\n", path);
+            fprintf(err, "%s: (top level): not a regular file\n", path);
         }
         close(fd);
         *nerrors = 1;
@@ -3218,7 +3313,7 @@ hm_conf_load(const char *path, void *err, int *nerrors)
     }
     if (st.st_size > HM_CONF_MAX_FILE) {
         if (err != NULL) {
-            fprintf(err, "%s: larger than %d bytes\n", path,
+            fprintf(err, "%s: (top level): larger than %d bytes\n", path,
                     HM_CONF_MAX_FILE);
         }
         close(fd);

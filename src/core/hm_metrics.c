@@ -420,6 +420,22 @@ static const struct {
       "Failed attempts to connect to an upstream server." },
     { "hamlyn_admin_requests_total", "counter", HM_MX_ADMIN_REQUESTS,
       "Requests served by the admin listener." },
+    { "hamlyn_tls_resumed_total", "counter", HM_MX_TLS_RESUMED,
+      "Completed TLS handshakes with clients that resumed a session." },
+    { "hamlyn_upstream_connections_total", "counter",
+      HM_MX_UPSTREAM_CONNECTIONS,
+      "Connections to upstream servers established (HTTP and passthrough)." },
+    { "hamlyn_upstream_tls_handshakes_total", "counter",
+      HM_MX_UPSTREAM_TLS_HANDSHAKES,
+      "Completed TLS handshakes with upstream servers (re-encryption)." },
+    { "hamlyn_upstream_tls_resumed_total", "counter",
+      HM_MX_UPSTREAM_TLS_RESUMED,
+      "Upstream TLS handshakes that resumed a cached session." },
+    { "hamlyn_upstream_requests_total", "counter", HM_MX_UPSTREAM_REQUESTS,
+      "HTTP requests sent to upstream servers (retries included)." },
+    { "hamlyn_upstream_pool_reuses_total", "counter",
+      HM_MX_UPSTREAM_POOL_REUSES,
+      "HTTP requests sent on a pooled keep-alive upstream connection." },
 };
 
 char *

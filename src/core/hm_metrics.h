@@ -25,10 +25,16 @@
  *   hamlyn_redirect_connections_total           counter
  *   hamlyn_tls_handshakes_total                 counter
  *   hamlyn_tls_handshake_failures_total         counter
+ *   hamlyn_tls_resumed_total                    counter (of the handshakes)
  *   hamlyn_http_requests_total{code}            counter (1xx .. 5xx)
  *   hamlyn_bytes_received_total                 counter (from clients)
  *   hamlyn_bytes_sent_total                     counter (to clients)
  *   hamlyn_upstream_connect_failures_total      counter
+ *   hamlyn_upstream_connections_total           counter (established)
+ *   hamlyn_upstream_tls_handshakes_total        counter
+ *   hamlyn_upstream_tls_resumed_total           counter (of the handshakes)
+ *   hamlyn_upstream_requests_total              counter
+ *   hamlyn_upstream_pool_reuses_total           counter (of the requests)
  *   hamlyn_admin_requests_total                 counter
  *   hamlyn_worker_restarts_total                counter (master)
  *   hamlyn_reloads_total                        counter (master)
@@ -64,6 +70,12 @@ enum {
     HM_MX_BYTES_SENT,
     HM_MX_UPSTREAM_CONNECT_FAILURES,
     HM_MX_ADMIN_REQUESTS,
+    HM_MX_TLS_RESUMED,
+    HM_MX_UPSTREAM_CONNECTIONS,
+    HM_MX_UPSTREAM_TLS_HANDSHAKES,
+    HM_MX_UPSTREAM_TLS_RESUMED,
+    HM_MX_UPSTREAM_REQUESTS,
+    HM_MX_UPSTREAM_POOL_REUSES,
     HM_MX_NCOUNTERS
 };
 

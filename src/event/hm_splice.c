@@ -250,6 +250,7 @@ relay_start(hm_pt_t *pt)
     pt->state = HM_PT_RELAY;
     c->log.action = "relaying";
     hm_upstream_peer_result(pt->peer, 1);
+    HM_METRIC_INC(UPSTREAM_CONNECTIONS);
     c->bytes_in = c->preread_len;
     pt->idle_ms = c->site->limits.idle_timeout_ms;
     pt->active_ms = uv_now(c->worker->loop);

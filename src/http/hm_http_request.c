@@ -1540,6 +1540,10 @@ up_send_head(hm_http_conn_t *hc)
     }
     hc->up->s.data = hc;
     hc->up->requests++;
+    HM_METRIC_INC(UPSTREAM_REQUESTS);
+    if (hc->up_reused) {
+        HM_METRIC_INC(UPSTREAM_POOL_REUSES);
+    }
     hc->resp_state = RS_HEAD;
     hc->rh_len = 0;
     memset(&hc->rscan, 0, sizeof(hc->rscan));
@@ -1615,7 +1619,12 @@ up_connect_cb(hm_stream_t *s, int status)
      * or never answer (read_timeout_ms), and both count against it. */
     hc->up_unconfirmed = 1;
     up->connected = 1;
+    HM_METRIC_INC(UPSTREAM_CONNECTIONS);
     if (s->tls != NULL) {
+        HM_METRIC_INC(UPSTREAM_TLS_HANDSHAKES);
+        if (hm_stream_tls_resumed(s)) {
+            HM_METRIC_INC(UPSTREAM_TLS_RESUMED);
+        }
         hm_log_debug(&hc->c->log, "upstream %s connected, %s, session %s",
                      up->peer->text, hm_stream_tls_version(s),
                      hm_stream_tls_resumed(s) ? "resumed" : "new");

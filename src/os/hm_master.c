@@ -1512,6 +1512,10 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
     master_pid = getpid();
 
     if (rt->pid_file != NULL && master_write_pid_file(rt->pid_file) != HM_OK) {
+        if (hm_log_fd() > 2 && !opts->daemonize) {
+            fprintf(stderr, "hamlyn: cannot write the pid file; see the "
+                    "error log\n");
+        }
         hm_listen_close_all(cycle);
         master_run_exit_hooks();
         return 1;

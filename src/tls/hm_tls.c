@@ -1382,6 +1382,7 @@ terminate_handshake_done(hm_stream_t *s, int status)
     HM_METRIC_INC(TLS_HANDSHAKES);
     if (hm_stream_tls_resumed(s)) {
         hm_tls_nresumed++;
+        HM_METRIC_INC(TLS_RESUMED);
     }
     c->log.action = NULL;
     c->drain = NULL;

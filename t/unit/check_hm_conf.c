@@ -706,7 +706,7 @@ static const bad_t bad[] = {
     { "{'sites': {'s': {'server_names': ['a test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[0]: a host name uses letters" },
     { "{'sites': {'s': {'server_names': ['a.test.'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
-      "sites.s.server_names[0]: empty label" },
+      "sites.s.server_names[0]: a trailing dot is not allowed: write the name without it (got \"a.test.\")" },
     { "{'sites': {'s': {'server_names': ['a.test', 'A.TEST'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
       "sites.s.server_names[1]: \"a.test\" is listed twice" },
     { "{'sites': {'s': {'server_names': ['a.test'], 'mode': 'passthrough', 'upstream': 'u'}}, 'listeners': []}",
@@ -1016,6 +1016,31 @@ START_TEST(test_escaped_output)
 }
 END_TEST
 
+/* A key longer than the JSON path buffer still shows in the path, cut
+ * and quoted, and the keys below it follow (no error at a wrong path such
+ * as "sites.bogus" or "(top level)"). */
+#define X40 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define X80 X40 X40
+START_TEST(test_long_key_path)
+{
+    char json[4096];
+
+    snprintf(json, sizeof(json), "{'sites': {'%s': {'server_names': "
+             "['a.test'], 'mode': 'passthrough', 'upstream': 'u', "
+             "'%s': 1}}, 'listeners': [], '%s': 1}",
+             X80 X80 X80 X80 X80 X80 X80, X80 X80 X80 X80 X80 X80 X80,
+             X80 X80 X80 X80 X80 X80 X80);
+    ck_assert_ptr_null(load(json));
+    ck_assert_msg(strstr(out_text, NAME ": sites[\"" X80 "...\"][\"" X80
+                         "...\"]: unknown key\n") != NULL,
+                  "got: %s", out_text);
+    ck_assert_msg(strstr(out_text, NAME ": [\"" X80 "...\"]: unknown key\n")
+                  != NULL, "got: %s", out_text);
+    ck_assert_msg(strstr(out_text, NAME ": sites[\"" X80 "...\"]: names are "
+                         "1 to 100") != NULL, "got: %s", out_text);
+}
+END_TEST
+
 /* Files: hm_conf_load() from disk, a missing file, relative paths. */
 START_TEST(test_load_file)
 {
@@ -1053,7 +1078,7 @@ START_TEST(test_load_file)
     fclose(out);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(n, 1);
-    ck_assert_ptr_nonnull(strstr(buf, DATA "/no-such-file.json: cannot read: "));
+    ck_assert_ptr_nonnull(strstr(buf, DATA "/no-such-file.json: (top level): cannot read: "));
     free(buf);
 
     /* a NULL error stream is allowed: only the count comes back */
@@ -1215,6 +1240,7 @@ conf_suite(void)
     tcase_add_test(tc, test_many_errors);
     tcase_add_test(tc, test_parse_error_position);
     tcase_add_test(tc, test_escaped_output);
+    tcase_add_test(tc, test_long_key_path);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_resolve_localhost);
     tcase_add_test(tc, test_cert_chain);
