@@ -25,6 +25,9 @@ $t->write_conf({
     upstreams => { echo => { servers => ["127.0.0.1:$echo->{port}"] } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt'],
                      client_hello_timeout_ms => 3000 } ],
+    # under 1024: no TCP_DEFER_ACCEPT, a connection is accepted (and
+    # watched) before its first bytes arrive
+    runtime => { max_connections => 1000 },
     sites => {
         a => { server_names => ['a.test'], mode => 'terminate',
                tls => { certificates => ['a'] },
@@ -70,6 +73,34 @@ def hs_reset():
     fin = o.read()
     obj.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
     s.sendall(fin + o.read())
+    rst(s)
+    return "ok"
+
+def hello(sni):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(i, o, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return o.read()
+
+def part_fin():
+    # part of a ClientHello, then the FIN: the hello can never complete
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(hello("pt.test")[:20])
+    s.shutdown(socket.SHUT_WR)
+    t0 = time.time()
+    while s.recv(4096):
+        pass
+    return "ok" if time.time() - t0 < 1 else "slow"
+
+def part_rst():
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(hello("pt.test")[:20])
     rst(s)
     return "ok"
 
@@ -129,6 +160,24 @@ my $fds0 = @fds0;
 like(drive('hs_reset', 40), qr/^ok=40$/, '40 TLS 1.3 handshakes reset after the Finished');
 worker_ok('handshake reset');
 is(drive('get', 2), 'ok=2', 'handshake reset: a good client is served after it');
+
+# 2. Part of a ClientHello and then the client's FIN or a reset, in one
+# go: the short read was taken for "drained, wait for the next edge",
+# which never came, so the connection (fd, buffers) stayed until
+# client_hello_timeout_ms (3 s here) and was logged as "timeout".
+is(drive('part_fin', 10), 'ok=10', 'part of a hello then FIN: closed at once, not at the timeout');
+my $t0 = time;
+is(drive('part_rst', 200), 'ok=200', '200 connections: part of a hello then a reset');
+my @part;
+for (1 .. 40) {     # the lines of the 210 connections with 20 bytes in
+    @part = grep { ($_->{bytes_in} // 0) == 20 } @{ $t->access_log };
+    last if @part >= 210;
+    sleep 0.05;
+}
+is(scalar(grep { $_->{outcome} eq 'client_closed' } @part), 210,
+   'all 210 logged as client_closed within 2 s (none left for the hello timeout)')
+    or diag(join ' ', map { $_->{outcome} } @part[0 .. 4]);
+cmp_ok(time - $t0, '<', 2.5, 'and all closed well within client_hello_timeout_ms');
 
 sleep 0.3;
 is(nfds(), $fds0, "the worker's descriptors are back to $fds0")
