@@ -469,6 +469,11 @@ preread_process(hm_pt_t *pt)
                                 c->listener->client_hello_max_bytes, &hello);
         switch (rc) {
         case HM_OK:
+            if ((size_t) n == want) {
+                /* The read filled the buffer: more bytes may wait behind
+                 * the hello, and no new edge will say so. */
+                pt->side[0].rd_ready = 1;
+            }
             hello_done(pt, &hello);
             return;
         case HM_AGAIN:
