@@ -18,13 +18,16 @@ my $t = Hamlyn::Test->new;
 my $certs = $t->certs;
 my $echo = $t->backend(mode => 'tls-echo', cert => 'backend.test')
     or BAIL_OUT('backend did not start');
+my $http = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
 my ($p, $rawp) = ($t->port, $t->port);
 
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
     upstreams => { echo => { servers => ["127.0.0.1:$echo->{port}"] },
                    # a plain TCP echo run by the driver (case early_data)
-                   raw => { servers => ["127.0.0.1:$rawp"] } },
+                   raw => { servers => ["127.0.0.1:$rawp"] },
+                   be => { servers => ["127.0.0.1:$http->{port}"],
+                           plaintext => { accepted_risk => 'test backend on loopback' } } },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt', 'raw'],
                      client_hello_timeout_ms => 3000 } ],
     # under 1024: no TCP_DEFER_ACCEPT, a connection is accepted (and
@@ -33,7 +36,8 @@ $t->write_conf({
     sites => {
         a => { server_names => ['a.test'], mode => 'terminate',
                tls => { certificates => ['a'] },
-               routes => [ { match => { path_prefix => '/' }, status => 200,
+               routes => [ { match => { path_prefix => '/slow' }, upstream => 'be' },
+                           { match => { path_prefix => '/' }, status => 200,
                              body => "fixed\n" } ] },
         pt => { server_names => ['pt.test'], mode => 'passthrough', upstream => 'echo' },
         raw => { server_names => ['raw.test'], mode => 'passthrough', upstream => 'raw',
@@ -141,6 +145,16 @@ def early_data():
     s.close()
     return "ok" if got == data else "short(%d)" % len(got)
 
+def req_rst():
+    # a complete request, then a reset while the upstream takes its time
+    ctx = ssl.create_default_context(cafile=ca)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                        server_hostname="a.test")
+    s.sendall(b"GET /slow?ms=2500 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    time.sleep(0.05)
+    rst(s)
+    return "ok"
+
 def get():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
@@ -236,6 +250,23 @@ cmp_ok(time - $t0, '<', 2.5, 'and all closed well within client_hello_timeout_ms
 # for an edge that never came: the transfer stalled until the idle timeout.
 is(drive('early_data', 30, $rawp), 'ok=30',
    '30 passthrough clients sending 200 KB behind their hello get every byte back');
+
+# 4. A reset after a complete request was taken for a half-close ("answer,
+# then close"): the connection and its upstream leg stayed until the
+# upstream answered (or connect_timeout_ms, read_timeout_ms), and the
+# answer was "sent" to nobody (logged 200, outcome aborted).
+$t0 = time;
+is(drive('req_rst', 10), 'ok=10', '10 clients reset while their request is at the upstream');
+my @rst;
+for (1 .. 30) {
+    @rst = grep { ($_->{path} // '') =~ m{^/slow} } @{ $t->access_log };
+    last if @rst >= 10;
+    sleep 0.05;
+}
+is(scalar(grep { $_->{outcome} eq 'client_closed' && $_->{status} == 0 } @rst), 10,
+   'each is closed at the reset (status 0, client_closed), not after the upstream answered')
+    or diag(join ' ', map { "$_->{status}/$_->{outcome}/$_->{duration_ms}" } @rst[0 .. 2]);
+cmp_ok(time - $t0, '<', 2, 'within 2 s (the upstream takes 2.5 s)');
 
 sleep 0.3;
 is(nfds(), $fds0, "the worker's descriptors (pipes aside) are back to $fds0")

@@ -2204,12 +2204,15 @@ client_eof(hm_http_conn_t *hc, ssize_t code)
         tunnel_eof(hc, 1);
         return;
     case HC_REQ:
-        if (hc->req_done) {
+        if (hc->req_done && code == UV_EOF) {
             /* Half-close after a complete request: answer, then close. */
             client_read(hc, 0);
             hc->close_after = 1;
             return;
         }
+        /* A reset (or a read error) is no half-close: nobody is left to
+         * answer, so the upstream leg (connect, TLS handshake, a slow
+         * response) is not waited for. */
         hm_log_info(&hc->c->log, "client closed the connection in the "
                     "middle of a request");
         hc->outcome = "client_closed";
