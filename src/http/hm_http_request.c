@@ -2215,7 +2215,8 @@ client_eof(hm_http_conn_t *hc, ssize_t code)
          * response) is not waited for. */
         hm_log_info(&hc->c->log, "client closed the connection in the "
                     "middle of a request");
-        hc->outcome = "client_closed";
+        hc->outcome = hc->req_done && hc->resp_started ? "aborted"
+                                                       : "client_closed";
         hc_close(hc);
         return;
     case HC_HEAD:
