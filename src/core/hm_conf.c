@@ -2301,6 +2301,9 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
     {
         tls->certificates = pcalloc(cx, n * sizeof(hm_conf_cert_t *));
         old = path_key(cx, "certificates");
+        if (n > HM_TLS_MAX_CERTS) {
+            cerr(cx, "at most %d (got %zu)", HM_TLS_MAX_CERTS, n);
+        }
         for (i = 0; i < n; i++) {
             hm_conf_cert_t *c = hm_conf_cert_find(cx->conf, names[i]);
             if (c == NULL) {
