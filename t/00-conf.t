@@ -642,7 +642,7 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
         my ($k, $v, $fix) = @{ $routes[$i] };
         my $at = qr/^\Q$f\E: sites\.s\.routes\[$i\]\.match\.$k: /m;
         if (!defined $fix) {
-            like($out, qr/${at}the query and fragment are not part of the path routes match \(got "\Q$v\E"\)$/m,
+            like($out, qr/${at}the query is not part of the path routes match \(got "\Q$v\E"\)$/m,
                  "$k \"$v\": a query is refused");
         } elsif ($fix eq 'ok') {
             unlike($out, $at, "$k \"$v\" can match: accepted");
@@ -651,6 +651,34 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
                  "$k \"$v\": refused, $fix suggested");
         }
     }
+}
+
+# A health check path is sent as the request target: a malformed escape
+# or a fragment would be a request the servers refuse, marking them down.
+{
+    $f = $t->write_conf({
+        upstreams => {
+            u1 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h%zz' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u2 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h#x' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u3 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h?full=1&x=%41' },
+                    plaintext => { accepted_risk => 'loopback test' } } },
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [{ match => { path_prefix => '/1/' }, upstream => 'u1' },
+                                     { match => { path_prefix => '/2/' }, upstream => 'u2' },
+                                     { upstream => 'u3' }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'bad health check paths: -t fails');
+    like($out, qr/^\Q$f\E: upstreams\.u1\.health_check\.path: malformed percent-encoding \("%" and two hex digits\) \(got "\/h%zz"\)$/m,
+         '... a malformed escape');
+    like($out, qr/^\Q$f\E: upstreams\.u2\.health_check\.path: must not contain "#" \(a fragment is not part of a request\) \(got "\/h#x"\)$/m,
+         '... a fragment');
+    unlike($out, qr/upstreams\.u3/, '... a query is fine there');
 }
 
 # --- the manual documents every key the loader knows ----------------------

@@ -1039,6 +1039,13 @@ check_url_path(const char *s)
             return "must not contain spaces, control or non-ASCII bytes "
                    "(percent-encode them)";
         }
+        if (c == '#') {
+            return "must not contain \"#\" (a fragment is not part of a "
+                   "request)";
+        }
+        if (c == '%' && (hm_hexval(p[1]) < 0 || hm_hexval(p[2]) < 0)) {
+            return "malformed percent-encoding (\"%\" and two hex digits)";
+        }
     }
     return NULL;
 }
@@ -1058,9 +1065,8 @@ check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
     size_t len = strlen(s), n;
     char  *in, *out;
 
-    if (strpbrk(s, "?#") != NULL) {
-        return "the query and fragment are not part of the path routes "
-               "match";
+    if (strchr(s, '?') != NULL) {
+        return "the query is not part of the path routes match";
     }
     in = palloc(cx, len + 2);
     memcpy(in, s, len);
