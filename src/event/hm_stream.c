@@ -337,11 +337,15 @@ stream_timer_start(hm_stream_t *s, uint64_t ms)
 static void
 stream_handshake_step(hm_stream_t *s)
 {
-    int rc;
+    hm_stream_impl_t *impl = hm__stream_impl(s);
+    int               rc;
 
     rc = hm__tls_handshake(s);
     stream_flush(s);
-    if (rc == HM_AGAIN) {
+    if (rc == HM_AGAIN || !(impl->flags & HM_SF_HANDSHAKE)) {
+        /* more to come, or the flush failed (the peer reset after its
+         * last handshake message) and stream_write_fail() reported the
+         * handshake as failed already: the owner may have closed s */
         return;
     }
     stream_handshake_done(s, rc == HM_OK ? 0 : HM_STREAM_ETLS);
