@@ -681,6 +681,26 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     unlike($out, qr/upstreams\.u3/, '... a query is fine there');
 }
 
+# A key written one level off says where it belongs (a route's
+# path_prefix outside "match", a site's min_version outside "tls").
+{
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'], redirect_to_https => JSON::PP::true }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate', min_version => 'TLSv1.3',
+                          tls => { certificates => ['a'] },
+                          routes => [{ path_prefix => '/x/', status => 404 }, { status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'keys one level off: -t fails');
+    like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.path_prefix: unknown key here \(it belongs in "match"\)$/m,
+         '... path_prefix belongs in "match"');
+    like($out, qr/^\Q$f\E: sites\.s\.min_version: unknown key here \(it belongs in "tls"\)$/m,
+         '... min_version belongs in "tls"');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.redirect_to_https: unknown key here \(it belongs in "http"\)$/m,
+         '... redirect_to_https belongs in "http"');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

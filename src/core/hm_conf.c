@@ -372,6 +372,50 @@ unit_of(const char *allowed, const char *key)
 }
 
 /*
+ * The object a key belongs in, for a key written one level off (a route's
+ * "path_prefix" outside "match", a site's "min_version" outside "tls"):
+ * keys that have one home only.  NULL when the key is not one of those.
+ */
+static const char *
+home_of(const char *key)
+{
+    static const char *const homes[][2] = {
+        { "path_prefix", "\"match\"" }, { "path_exact", "\"match\"" },
+        { "methods", "\"match\"" },
+        { "min_version", "\"tls\"" }, { "max_version", "\"tls\"" },
+        { "alpn", "\"tls\"" }, { "client_auth", "\"tls\"" },
+        { "ciphers", "\"tls\"" }, { "handshake_timeout_ms", "\"tls\"" },
+        { "max_header_bytes", "\"limits\"" },
+        { "max_body_bytes", "\"limits\"" },
+        { "header_timeout_ms", "\"limits\"" },
+        { "idle_timeout_ms", "\"limits\"" },
+        { "max_requests", "\"limits\"" },
+        { "forwarded", "\"headers\"" }, { "client_cert_header", "\"headers\"" },
+        { "strip_request", "\"headers\"" }, { "set_request", "\"headers\"" },
+        { "set_response", "\"headers\"" },
+        { "strip_response", "\"headers\"" },
+        { "redirect_to_https", "\"http\"" },
+        { "max_idle_per_worker", "\"pool\"" },
+        { "idle_timeout_s", "\"pool\"" },
+        { "interval_s", "\"health_check\"" },
+        { "fail_after", "\"health_check\"" },
+        { "pass_after", "\"health_check\"" },
+        { "accepted_risk", "\"plaintext\" or \"tls\"" },
+        { "weight", "a server object: {\"address\": ..., \"weight\": N}" },
+        { "level", "\"error_log\"" },
+        { "format", "\"access_log\"" }
+    };
+    size_t i;
+
+    for (i = 0; i < hm_nelem(homes); i++) {
+        if (strcmp(key, homes[i][0]) == 0) {
+            return homes[i][1];
+        }
+    }
+    return NULL;
+}
+
+/*
  * Reports every key of obj that is not in allowed: keys in unsupported
  * are features not built in this release ("not supported yet"); the
  * others are unknown, with a suggestion when one allowed key is close or
@@ -410,6 +454,8 @@ check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
         }
         if (best != NULL) {
             cerr_at(cx, key, "unknown key (did you mean \"%s\"?)", best);
+        } else if ((best = home_of(key)) != NULL) {
+            cerr_at(cx, key, "unknown key here (it belongs in %s)", best);
         } else {
             cerr_at(cx, key, "unknown key");
         }
