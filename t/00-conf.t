@@ -565,7 +565,8 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     $f = $t->write_conf({
         admin => { listen => '192.0.2.7:9901' },
         upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
-        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1"],
+        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1",
+                                   "[fe80::1]:$p1"],
                         sites => ['p'] }],
         sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
     });
@@ -577,6 +578,8 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... the IPv6 one');
     like($out, qr/^\Q$f\E: admin\.listen: cannot listen on 192\.0\.2\.7:9901: not an address of this machine /m,
          '... and the admin one');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[3\]: cannot listen on \[fe80::1\]:$p1: not an address a socket can be bound to \(a link-local or multicast address\) \(Invalid argument\)$/m,
+         '... an IPv6 link-local one (bind() needs a zone id)');
     unlike($out, qr/listen\[2\]/, '... 127.0.0.1 is fine');
     ($rc, $out) = $t->hamlyn('-c', $f);
     is($rc, 1, '... and the start refuses the file the same way');

@@ -1403,7 +1403,8 @@ bad_listen_addr(cx_t *cx, const char *s, const char *examples)
  * Whether the master could bind a listen address at start as far as the
  * address goes: a bind to it with port 0 (no port taken, nothing
  * listened on) fails with EADDRNOTAVAIL for an address this machine does
- * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it.
+ * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it,
+ * EINVAL for an IPv6 link-local (it needs a zone id) or multicast one.
  * Returns 0 or that errno; other failures (a port in use, which the
  * running master itself holds at a reload) are the start's to report.
  */
@@ -1425,7 +1426,7 @@ addr_unavailable(const hm_addr_t *a)
         ((struct sockaddr_in *) &ss)->sin_port = 0;
     }
     if (bind(fd, (struct sockaddr *) &ss, a->len) != 0
-        && errno == EADDRNOTAVAIL)
+        && (errno == EADDRNOTAVAIL || errno == EINVAL))
     {
         err = errno;
     }
@@ -1444,7 +1445,11 @@ check_addr_local(cx_t *cx, const hm_addr_t *a)
         return;
     }
     err = addr_unavailable(a);
-    if (err != 0) {
+    if (err == EINVAL) {
+        cerr(cx, "cannot listen on %s: not an address a socket can be bound "
+             "to (a link-local or multicast address) (%s)", a->text,
+             strerror(err));
+    } else if (err != 0) {
         cerr(cx, "cannot listen on %s: not an address of this machine (%s)",
              a->text, strerror(err));
     }
