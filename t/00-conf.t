@@ -613,6 +613,74 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     like($out, qr/^\Q$dir\E: \(top level\): not a regular file$/m, '... "FILE: (top level): not a regular file"');
 }
 
+# A match path that no normalised request path can hold never matches (a
+# deny route "/caf%c3%a9/" let "/caf%C3%A9/x" through, -t said ok): refused
+# with the spelling that matches.  Prefixes may end inside a segment.
+{
+    my @routes = (
+        [path_prefix => '/caf%c3%a9/', '"/caf%C3%A9/"'],
+        [path_prefix => '/a//b/',      '"/a/b/"'],
+        [path_prefix => '/%61dmin/',   '"/admin/"'],
+        [path_exact  => '/x/..',       '"/"'],
+        [path_exact  => '/a%2Fb',      '"/a/b"'],
+        [path_prefix => '/s?q=1',      undef],
+        [path_prefix => '/.',          'ok'],
+        [path_prefix => '/%40x',       'ok'],
+        [path_prefix => '/a/..',       'ok'],
+    );
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [(map { { match => { $_->[0] => $_->[1] }, status => 403 } } @routes),
+                                     { status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'match paths that never match: -t fails');
+    for my $i (0 .. $#routes) {
+        my ($k, $v, $fix) = @{ $routes[$i] };
+        my $at = qr/^\Q$f\E: sites\.s\.routes\[$i\]\.match\.$k: /m;
+        if (!defined $fix) {
+            like($out, qr/${at}the query is not part of the path routes match \(got "\Q$v\E"\)$/m,
+                 "$k \"$v\": a query is refused");
+        } elsif ($fix eq 'ok') {
+            unlike($out, $at, "$k \"$v\" can match: accepted");
+        } else {
+            like($out, qr/${at}never matches: requests are routed on their normalised path .*: write \Q$fix\E \(got "\Q$v\E"\)$/m,
+                 "$k \"$v\": refused, $fix suggested");
+        }
+    }
+}
+
+# A health check path is sent as the request target: a malformed escape
+# or a fragment would be a request the servers refuse, marking them down.
+{
+    $f = $t->write_conf({
+        upstreams => {
+            u1 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h%zz' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u2 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h#x' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u3 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h?full=1&x=%41' },
+                    plaintext => { accepted_risk => 'loopback test' } } },
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [{ match => { path_prefix => '/1/' }, upstream => 'u1' },
+                                     { match => { path_prefix => '/2/' }, upstream => 'u2' },
+                                     { upstream => 'u3' }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'bad health check paths: -t fails');
+    like($out, qr/^\Q$f\E: upstreams\.u1\.health_check\.path: malformed percent-encoding \("%" and two hex digits\) \(got "\/h%zz"\)$/m,
+         '... a malformed escape');
+    like($out, qr/^\Q$f\E: upstreams\.u2\.health_check\.path: must not contain "#" \(a fragment is not part of a request\) \(got "\/h#x"\)$/m,
+         '... a fragment');
+    unlike($out, qr/upstreams\.u3/, '... a query is fine there');
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a

@@ -21,6 +21,7 @@
 #include "hm_core.h"
 #include "hm_conf.h"
 #include "hm_log.h"
+#include "hm_router.h"
 #include "hm_tls.h"
 
 #include <ctype.h>
@@ -1038,8 +1039,56 @@ check_url_path(const char *s)
             return "must not contain spaces, control or non-ASCII bytes "
                    "(percent-encode them)";
         }
+        if (c == '#') {
+            return "must not contain \"#\" (a fragment is not part of a "
+                   "request)";
+        }
+        if (c == '%' && (hm_hexval(p[1]) < 0 || hm_hexval(p[2]) < 0)) {
+            return "malformed percent-encoding (\"%\" and two hex digits)";
+        }
     }
     return NULL;
+}
+
+/*
+ * Routes compare the normalised request path (hm_http_normalize_path():
+ * unreserved escapes decoded, %2F a slash, hex upper-cased, slashes
+ * merged, dot segments resolved), so a match path that no normalised path
+ * can hold never matches, like a deny rule that denies nothing.  A prefix
+ * may end inside a segment ("/." matches "/.well-known/"): it can match
+ * when, followed by one more character ("x"), it is normal.  Returns NULL, or the
+ * reason with the spelling that matches in fix (pool string).
+ */
+static const char *
+check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
+{
+    size_t len = strlen(s), n;
+    char  *in, *out;
+
+    if (strchr(s, '?') != NULL) {
+        return "the query is not part of the path routes match";
+    }
+    in = palloc(cx, len + 2);
+    memcpy(in, s, len);
+    if (prefix) {
+        in[len++] = 'x';
+    }
+    in[len] = '\0';
+    out = palloc(cx, len + 2);
+    n = hm_http_normalize_path(in, len, out);
+    if (n == 0) {
+        return "malformed percent-encoding (\"%\" and two hex digits)";
+    }
+    if (n == len && memcmp(in, out, len) == 0) {
+        return NULL;
+    }
+    if (prefix) {
+        out[n - 1] = '\0';             /* the "x" */
+    }
+    *fix = out;
+    return "never matches: requests are routed on their normalised path "
+           "(escapes of letters, digits and \"-._~\" decoded, %2F as \"/\", "
+           "hex in upper case, no \"//\", \".\" or \"..\" segments)";
 }
 
 static const char *
@@ -2258,6 +2307,9 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
     {
         tls->certificates = pcalloc(cx, n * sizeof(hm_conf_cert_t *));
         old = path_key(cx, "certificates");
+        if (n > HM_TLS_MAX_CERTS) {
+            cerr(cx, "at most %d (got %zu)", HM_TLS_MAX_CERTS, n);
+        }
         for (i = 0; i < n; i++) {
             hm_conf_cert_t *c = hm_conf_cert_find(cx->conf, names[i]);
             if (c == NULL) {
@@ -2383,21 +2435,29 @@ decode_match(cx_t *cx, json_t *m, hm_conf_match_t *mt)
     static const char *const keys[] = {
         "path_prefix", "path_exact", "methods", "headers", "host", NULL
     };
+    static const char *const pkeys[] = { "path_prefix", "path_exact" };
     const char *w;
-    char        q[128];
+    char       *path, *fix;
+    char        q[128], q2[128];
+    int         i;
 
     check_keys(cx, m, keys, NULL);
-    if (conf_str(cx, m, "path_prefix", &mt->path_prefix) == 1
-        && (w = check_url_path(mt->path_prefix)) != NULL)
-    {
-        cerr_at(cx, "path_prefix", "%s (got %s)", w,
-                quote(q, sizeof(q), mt->path_prefix));
-    }
-    if (conf_str(cx, m, "path_exact", &mt->path_exact) == 1
-        && (w = check_url_path(mt->path_exact)) != NULL)
-    {
-        cerr_at(cx, "path_exact", "%s (got %s)", w,
-                quote(q, sizeof(q), mt->path_exact));
+    for (i = 0; i < 2; i++) {
+        if (conf_str(cx, m, pkeys[i], &path) != 1) {
+            continue;
+        }
+        *(i == 0 ? &mt->path_prefix : &mt->path_exact) = path;
+        fix = NULL;
+        if ((w = check_url_path(path)) == NULL) {
+            w = check_match_path(cx, path, i == 0, &fix);
+        }
+        if (w != NULL && fix != NULL) {
+            cerr_at(cx, pkeys[i], "%s: write %s (got %s)", w,
+                    quote(q2, sizeof(q2), fix), quote(q, sizeof(q), path));
+        } else if (w != NULL) {
+            cerr_at(cx, pkeys[i], "%s (got %s)", w,
+                    quote(q, sizeof(q), path));
+        }
     }
     if (json_object_get(m, "path_prefix") != NULL
         && json_object_get(m, "path_exact") != NULL)

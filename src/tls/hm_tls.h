@@ -57,4 +57,8 @@ const char *hm_tls_version(void);
  * hm_tls_cert.c, used by the configuration loader. */
 int hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen);
 
+/* Most certificates one terminating site may list (sites.*.tls.certificates;
+ * the loader refuses more). */
+#define HM_TLS_MAX_CERTS 16
+
 #endif

@@ -1041,6 +1041,41 @@ START_TEST(test_long_key_path)
 }
 END_TEST
 
+/* More than 16 certificates on a site is reported by the loader with the
+ * other errors of the file (it was only found by the TLS context build,
+ * once everything else was valid). */
+START_TEST(test_too_many_certificates)
+{
+    char   json[4096];
+    size_t len;
+    int    i;
+
+    len = (size_t) snprintf(json, sizeof(json), "{'bogus': 1, "
+                            "'certificates': {");
+    for (i = 0; i < 17; i++) {
+        len += (size_t) snprintf(json + len, sizeof(json) - len,
+                                 "%s'c%d': {'cert': 'ecdsa.pem', "
+                                 "'key': 'ecdsa.key'}", i ? ", " : "", i);
+    }
+    len += (size_t) snprintf(json + len, sizeof(json) - len,
+                             "}, 'sites': {'s': {'server_names': ['a.test'], "
+                             "'mode': 'terminate', 'routes': [{'status': 204}], "
+                             "'tls': {'certificates': [");
+    for (i = 0; i < 17; i++) {
+        len += (size_t) snprintf(json + len, sizeof(json) - len, "%s'c%d'",
+                                 i ? ", " : "", i);
+    }
+    snprintf(json + len, sizeof(json) - len, "]}}}, 'listeners': "
+             "[{'listen': ['127.0.0.1:1'], 'sites': ['s']}]}");
+    ck_assert_ptr_null(load(json));
+    ck_assert_int_eq(out_n, 2);
+    ck_assert_msg(strstr(out_text, NAME ": sites.s.tls.certificates: at most "
+                         "16 (got 17)\n") != NULL, "got: %s", out_text);
+    ck_assert_msg(strstr(out_text, NAME ": bogus: unknown key\n") != NULL,
+                  "got: %s", out_text);
+}
+END_TEST
+
 /* Files: hm_conf_load() from disk, a missing file, relative paths. */
 START_TEST(test_load_file)
 {
@@ -1241,6 +1276,7 @@ conf_suite(void)
     tcase_add_test(tc, test_parse_error_position);
     tcase_add_test(tc, test_escaped_output);
     tcase_add_test(tc, test_long_key_path);
+    tcase_add_test(tc, test_too_many_certificates);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_resolve_localhost);
     tcase_add_test(tc, test_cert_chain);
