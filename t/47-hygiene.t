@@ -18,19 +18,26 @@ my $t = Hamlyn::Test->new;
 my $certs = $t->certs;
 my $echo = $t->backend(mode => 'tls-echo', cert => 'backend.test')
     or BAIL_OUT('backend did not start');
-my $p = $t->port;
+my ($p, $rawp) = ($t->port, $t->port);
 
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
-    upstreams => { echo => { servers => ["127.0.0.1:$echo->{port}"] } },
-    listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt'],
+    upstreams => { echo => { servers => ["127.0.0.1:$echo->{port}"] },
+                   # a plain TCP echo run by the driver (case early_data)
+                   raw => { servers => ["127.0.0.1:$rawp"] } },
+    listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt', 'raw'],
                      client_hello_timeout_ms => 3000 } ],
+    # under 1024: no TCP_DEFER_ACCEPT, a connection is accepted (and
+    # watched) before its first bytes arrive
+    runtime => { max_connections => 1000 },
     sites => {
         a => { server_names => ['a.test'], mode => 'terminate',
                tls => { certificates => ['a'] },
                routes => [ { match => { path_prefix => '/' }, status => 200,
                              body => "fixed\n" } ] },
         pt => { server_names => ['pt.test'], mode => 'passthrough', upstream => 'echo' },
+        raw => { server_names => ['raw.test'], mode => 'passthrough', upstream => 'raw',
+                 limits => { idle_timeout_ms => 1000 } },
     },
 });
 $t->run or BAIL_OUT('hamlyn did not start');
@@ -40,6 +47,7 @@ my $driver = $t->dir . '/hygiene.py';
 open my $fh, '>', $driver or die "$driver: $!";
 print $fh <<'PY';
 import socket, ssl, struct, sys, time
+import threading
 port, ca, case, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 def rst(s):
@@ -73,6 +81,66 @@ def hs_reset():
     rst(s)
     return "ok"
 
+def hello(sni):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(i, o, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return o.read()
+
+def part_fin():
+    # part of a ClientHello, then the FIN: the hello can never complete
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(hello("pt.test")[:20])
+    s.shutdown(socket.SHUT_WR)
+    t0 = time.time()
+    while s.recv(4096):
+        pass
+    return "ok" if time.time() - t0 < 1 else "slow"
+
+def part_rst():
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(hello("pt.test")[:20])
+    rst(s)
+    return "ok"
+
+def echo_server(lport):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", lport))
+    ls.listen(128)
+    def serve(c):
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+        c.close()
+    def loop():
+        while True:
+            c, _ = ls.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+def early_data():
+    # a ClientHello and 200 KB behind it in one write (as with early data)
+    data = hello("raw.test") + bytes(range(256)) * 800
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+    got = b""
+    while len(got) < len(data):
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    return "ok" if got == data else "short(%d)" % len(got)
+
 def get():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
@@ -87,20 +155,30 @@ def get():
     return "ok" if out.endswith(b"\r\n\r\nfixed\n") else "bad %r" % out[:60]
 
 res = {}
-for _ in range(n):
+lock = threading.Lock()
+def one():
     try:
         r = globals()[case]()
     except Exception as e:
         r = type(e).__name__
-    res[r] = res.get(r, 0) + 1
+    with lock:
+        res[r] = res.get(r, 0) + 1
+if case == "early_data":
+    echo_server(int(sys.argv[5]))
+    ths = [threading.Thread(target=one) for _ in range(n)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+else:
+    for _ in range(n):
+        one()
 print(" ".join("%s=%d" % kv for kv in sorted(res.items())))
 PY
 close $fh;
 
 sub drive {
-    my ($case, $n) = @_;
+    my ($case, $n, @more) = @_;
     my ($c, $out) = Hamlyn::Test::_capture(['python3', $driver, $p, "$certs/ca.pem",
-                                            $case, $n], timeout => 60);
+                                            $case, $n, @more], timeout => 60);
     chomp $out;
     return $out;
 }
@@ -109,7 +187,10 @@ sub fds {
     return map { my $l = readlink("/proc/$w/fd/$_") // '?'; $l =~ s/\[\d+\]//; "$_:$l" }
            sort { $a <=> $b } grep { !/^\./ } readdir $d;
 }
-sub nfds { my @f = fds(); return scalar @f }
+# Descriptors other than pipes (the passthrough relay keeps up to 256
+# emptied pipes for reuse: pipes are checked against that bound).
+sub nfds { my @f = grep { !/:pipe:$/ } fds(); return scalar @f }
+sub npipes { my @f = grep { /:pipe:$/ } fds(); return scalar @f }
 sub worker_ok {
     my ($what) = @_;
     my @now = $t->worker_pids;
@@ -120,7 +201,8 @@ sub worker_ok {
 is(drive('get', 2), 'ok=2', 'a well-behaved client gets its response');
 # (after the first stream: libuv opens its EMFILE reserve fd then)
 my @fds0 = fds();
-my $fds0 = @fds0;
+my $fds0 = nfds();
+my $pipes0 = npipes();
 
 # 1. A reset right after the client's last handshake message: writing the
 # server's tickets fails inside the last handshake step, which reported the
@@ -130,9 +212,35 @@ like(drive('hs_reset', 40), qr/^ok=40$/, '40 TLS 1.3 handshakes reset after the 
 worker_ok('handshake reset');
 is(drive('get', 2), 'ok=2', 'handshake reset: a good client is served after it');
 
+# 2. Part of a ClientHello and then the client's FIN or a reset, in one
+# go: the short read was taken for "drained, wait for the next edge",
+# which never came, so the connection (fd, buffers) stayed until
+# client_hello_timeout_ms (3 s here) and was logged as "timeout".
+is(drive('part_fin', 10), 'ok=10', 'part of a hello then FIN: closed at once, not at the timeout');
+my $t0 = time;
+is(drive('part_rst', 200), 'ok=200', '200 connections: part of a hello then a reset');
+my @part;
+for (1 .. 40) {     # the lines of the 210 connections with 20 bytes in
+    @part = grep { ($_->{bytes_in} // 0) == 20 } @{ $t->access_log };
+    last if @part >= 210;
+    sleep 0.05;
+}
+is(scalar(grep { $_->{outcome} eq 'client_closed' } @part), 210,
+   'all 210 logged as client_closed within 2 s (none left for the hello timeout)')
+    or diag(join ' ', map { $_->{outcome} } @part[0 .. 4]);
+cmp_ok(time - $t0, '<', 2.5, 'and all closed well within client_hello_timeout_ms');
+
+# 3. Passthrough: a ClientHello with more bytes right behind it, read
+# together into the full preread buffer.  The relay started with the
+# client side marked "drained", so the bytes behind the first 4 KiB waited
+# for an edge that never came: the transfer stalled until the idle timeout.
+is(drive('early_data', 30, $rawp), 'ok=30',
+   '30 passthrough clients sending 200 KB behind their hello get every byte back');
+
 sleep 0.3;
-is(nfds(), $fds0, "the worker's descriptors are back to $fds0")
+is(nfds(), $fds0, "the worker's descriptors (pipes aside) are back to $fds0")
     or diag("before: @fds0\nafter: @{[fds()]}");
+cmp_ok(npipes(), '<=', $pipes0 + 2 * 256, 'pipes kept for reuse stay within 256');
 
 $t->stop;
 done_testing;

@@ -375,7 +375,10 @@ preread_grow(hm_pt_t *pt)
 /*
  * Reads what the client sent and parses the PROXY header and the
  * ClientHello.  Edge-triggered: after a short read that did not complete
- * the hello, return and wait for the next event (new data, new edge).
+ * the hello, return and wait for the next event (new data, new edge);
+ * unless the client's FIN or a reset was reported with the data (the
+ * client gave up after part of a hello): no edge follows, so read on to
+ * the end of input or the error and close now, not at the timeout.
  */
 static void
 preread_process(hm_pt_t *pt)
@@ -434,7 +437,7 @@ preread_process(hm_pt_t *pt)
             rc = hm_proxy_proto_parse(c->preread, c->preread_len,
                                       HM_PROXY_HDR_MAX, &pinfo);
             if (rc == HM_AGAIN) {
-                if ((size_t) n < want) {
+                if ((size_t) n < want && !pt->side[0].rdhup) {
                     return;
                 }
                 continue;
@@ -466,10 +469,15 @@ preread_process(hm_pt_t *pt)
                                 c->listener->client_hello_max_bytes, &hello);
         switch (rc) {
         case HM_OK:
+            if ((size_t) n == want) {
+                /* The read filled the buffer: more bytes may wait behind
+                 * the hello, and no new edge will say so. */
+                pt->side[0].rd_ready = 1;
+            }
             hello_done(pt, &hello);
             return;
         case HM_AGAIN:
-            if ((size_t) n < want) {
+            if ((size_t) n < want && !pt->side[0].rdhup) {
                 return;
             }
             continue;
@@ -491,7 +499,7 @@ on_client_preread(hm_ev_t *ev, uint32_t events)
 {
     hm_pt_t *pt = hm_container_of(ev, hm_pt_t, side[0].ev);
 
-    if (events & (EPOLLRDHUP | EPOLLHUP)) {
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         pt->side[0].rdhup = 1;  /* the relay must read the EOF itself */
     }
     preread_process(pt);
