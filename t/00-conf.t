@@ -704,6 +704,37 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... redirect_to_https belongs in "http"');
 }
 
+# A reload logs the loader's warnings at warn level ("reload: FILE: path:
+# warning: ..."), its errors at error level: a valid file with a warning
+# is not an error in the log.
+{
+    my $tr = Hamlyn::Test->new;
+    my $pr = $tr->port;
+    my %pt = (upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+              listeners => [{ listen => ["127.0.0.1:$pr"], sites => ['p'] }]);
+    my $rf = $tr->write_conf({ %pt, sites => { p => { server_names => ['p.test'],
+                                                      mode => 'passthrough', upstream => 'pt' } } });
+    if ($tr->run) {
+        $tr->write_conf({ %pt, sites => {
+            p    => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' },
+            lost => { server_names => ['l.test'], mode => 'passthrough', upstream => 'pt' } } });
+        $tr->signal('HUP');
+        ok($tr->wait_error_log(qr/configuration reloaded/), 'reload with a warning: reloaded');
+        like($tr->error_log, qr/\[warn\] \d+: reload: \Q$rf\E: sites\.lost: warning: no listener lists this site/,
+             '... the warning is logged at warn level');
+        unlike($tr->error_log, qr/\[error\].*warning:/, '... not at error level');
+        $tr->write_conf({ %pt, sites => { p => { server_names => ['p.test'], mode => 'passthrough',
+                                                 upstream => 'pt', bogus => 1 } } });
+        $tr->signal('HUP');
+        ok($tr->wait_error_log(qr/keeping the running configuration/), 'reload of a bad file: refused');
+        like($tr->error_log, qr/\[error\] \d+: reload: \Q$rf\E: sites\.p\.bogus: unknown key/,
+             '... its error is logged at error level');
+        $tr->stop;
+    } else {
+        fail('started for the reload test');
+    }
+}
+
 # --- the manual documents every key the loader knows ----------------------
 # Each key list of src/core/hm_conf.c ("static const char *const ...[] =
 # { ... }") names keys; man/hamlyn.json.5 must describe each one as a
