@@ -372,6 +372,39 @@ unit_of(const char *allowed, const char *key)
 }
 
 /*
+ * Reports every number of j (a tree read with JSON_DECODE_INT_AS_REAL)
+ * that no 64-bit integer holds, at its JSON path: jansson refuses such an
+ * integer as a syntax error, which names only a line and a column.
+ */
+static void
+report_huge(cx_t *cx, json_t *j)
+{
+    const char *key;
+    json_t     *v;
+    size_t      i, old;
+    double      d;
+
+    if (json_is_object(j)) {
+        json_object_foreach(j, key, v) {
+            old = path_key(cx, key);
+            report_huge(cx, v);
+            path_pop(cx, old);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            old = path_index(cx, i);
+            report_huge(cx, v);
+            path_pop(cx, old);
+        }
+    } else if (json_is_real(j)) {
+        d = json_real_value(j);
+        if (d >= 9223372036854775808.0 || d <= -9223372036854775808.0) {
+            cerr(cx, "number too large: beyond a 64-bit integer");
+        }
+    }
+}
+
+/*
  * The object a key belongs in, for a key written one level off (a route's
  * "path_prefix" outside "match", a site's "min_version" outside "tls"):
  * keys that have one home only.  NULL when the key is not one of those.
@@ -3345,6 +3378,21 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     cx.flags = flags;
 
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL && strncmp(jerr.text, "too big", 7) == 0) {
+        /* Valid JSON, but an integer beyond 64 bits: found again with
+         * numbers read as reals, to name it by its JSON path. */
+        root = json_loadb(data, len,
+                          JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
+                          NULL);
+        if (root != NULL) {
+            report_huge(&cx, root);
+            if (cx.nerrors > 0) {
+                goto done;
+            }
+            json_decref(root);
+            root = NULL;
+        }
+    }
     if (root == NULL) {
         if (err != NULL) {
             char   text[512];

@@ -525,6 +525,11 @@ static const bad_t bad[] = {
     { "{'sites': {}}", "test.json: listeners: required key is missing" },
     { "[1, 2]", "test.json: (top level): expected an object, got an array" },
     { "{'sites': {}, 'listeners': [], 'bogus': 1}", "bogus: unknown key" },
+    /* an integer beyond 64 bits is named by its path, not a line/column */
+    { "{'sites': {}, 'listeners': [], 'runtime': {'workers': 99999999999999999999}}",
+      "test.json: runtime.workers: number too large: beyond a 64-bit integer" },
+    { "{'sites': {}, 'listeners': [{'listen': [':1'], 'backlog': -9223372036854775809}]}",
+      "test.json: listeners[0].backlog: number too large" },
     { "{'sites': {}, 'listeners': []}", "listeners: must not be empty" },
     { "{'sites': {}, 'listners': []}",
       "listners: unknown key (did you mean \"listeners\"?)" },
