@@ -708,7 +708,7 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
 # warning: ..."), its errors at error level: a valid file with a warning
 # is not an error in the log.
 {
-    my $tr = Hamlyn::Test->new;
+    my $tr = $t;                   # (one harness per test file: it owns the dir)
     my $pr = $tr->port;
     my %pt = (upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
               listeners => [{ listen => ["127.0.0.1:$pr"], sites => ['p'] }]);
@@ -733,6 +733,34 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     } else {
         fail('started for the reload test');
     }
+}
+
+# An OCSP response for another certificate would be stapled in vain
+# (clients that check it refuse the handshake): -t warns at its path; the
+# response for the certificate itself passes without a word.
+{
+    my ($serial) = `openssl x509 -in $certs/a.test-ecdsa.pem -noout -serial` =~ /serial=(\w+)/;
+    spew("$dir/ocsp-index.txt", "V\t351231000000Z\t\t$serial\tunknown\t/CN=a.test\n");
+    system("openssl ocsp -issuer $certs/ca.pem -cert $certs/a.test-ecdsa.pem -no_nonce "
+           . "-reqout $dir/ocsp.req >/dev/null 2>&1") == 0 or die 'openssl ocsp -reqout';
+    system("openssl ocsp -index $dir/ocsp-index.txt -rsigner $certs/ca.pem -rkey $certs/ca.key "
+           . "-CA $certs/ca.pem -reqin $dir/ocsp.req -respout $dir/a.ocsp -ndays 2 >/dev/null 2>&1") == 0
+        or die 'openssl ocsp -respout';
+    $f = $t->write_conf({
+        certificates => {
+            a   => { cert => "$certs/a.test-ecdsa.pem", key => "$certs/a.test-ecdsa.key",
+                     ocsp => "$dir/a.ocsp" },
+            rsa => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key",
+                     ocsp => "$dir/a.ocsp" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a', 'rsa'] }, routes => [{ status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 0, 'an OCSP response for another certificate: still valid') or diag($out);
+    like($out, qr/^\Q$f\E: certificates\.rsa\.ocsp: warning: the OCSP response is for another certificate \(none of its responses has this certificate's serial number\): clients that check it will refuse the handshake$/m,
+         '... with a warning at its path');
+    unlike($out, qr/certificates\.a\.ocsp/, '... none for the certificate it is for');
 }
 
 # --- the manual documents every key the loader knows ----------------------

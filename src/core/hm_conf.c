@@ -1960,6 +1960,10 @@ decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
     if (hm_tls_cert_check_dates(c, why, sizeof(why)) != HM_OK) {
         cwarn_at(cx, "cert", "%s: clients will refuse it", why);
     }
+    if (hm_tls_cert_check_ocsp(c, why, sizeof(why)) != HM_OK) {
+        cwarn_at(cx, "ocsp", "the OCSP response %s: clients that check it "
+                 "will refuse the handshake", why);
+    }
 }
 
 static void
