@@ -565,7 +565,8 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     $f = $t->write_conf({
         admin => { listen => '192.0.2.7:9901' },
         upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
-        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1"],
+        listeners => [{ listen => ["192.0.2.1:$p1", "[2001:db8::1]:$p1", "127.0.0.1:$p1",
+                                   "[fe80::1]:$p1"],
                         sites => ['p'] }],
         sites => { p => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' } },
     });
@@ -577,6 +578,8 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
          '... the IPv6 one');
     like($out, qr/^\Q$f\E: admin\.listen: cannot listen on 192\.0\.2\.7:9901: not an address of this machine /m,
          '... and the admin one');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.listen\[3\]: cannot listen on \[fe80::1\]:$p1: not an address a socket can be bound to \(a link-local or multicast address\) \(Invalid argument\)$/m,
+         '... an IPv6 link-local one (bind() needs a zone id)');
     unlike($out, qr/listen\[2\]/, '... 127.0.0.1 is fine');
     ($rc, $out) = $t->hamlyn('-c', $f);
     is($rc, 1, '... and the start refuses the file the same way');
@@ -611,6 +614,153 @@ unlike($out, qr/sites\.s: warning|127\.0\.0\.1:$p1 is listed/, '... and nothing 
     ($rc, $out) = check_t($dir);
     is($rc, 1, 'a folder as configuration file: -t fails');
     like($out, qr/^\Q$dir\E: \(top level\): not a regular file$/m, '... "FILE: (top level): not a regular file"');
+}
+
+# A match path that no normalised request path can hold never matches (a
+# deny route "/caf%c3%a9/" let "/caf%C3%A9/x" through, -t said ok): refused
+# with the spelling that matches.  Prefixes may end inside a segment.
+{
+    my @routes = (
+        [path_prefix => '/caf%c3%a9/', '"/caf%C3%A9/"'],
+        [path_prefix => '/a//b/',      '"/a/b/"'],
+        [path_prefix => '/%61dmin/',   '"/admin/"'],
+        [path_exact  => '/x/..',       '"/"'],
+        [path_exact  => '/a%2Fb',      '"/a/b"'],
+        [path_prefix => '/s?q=1',      undef],
+        [path_prefix => '/.',          'ok'],
+        [path_prefix => '/%40x',       'ok'],
+        [path_prefix => '/a/..',       'ok'],
+    );
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [(map { { match => { $_->[0] => $_->[1] }, status => 403 } } @routes),
+                                     { status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'match paths that never match: -t fails');
+    for my $i (0 .. $#routes) {
+        my ($k, $v, $fix) = @{ $routes[$i] };
+        my $at = qr/^\Q$f\E: sites\.s\.routes\[$i\]\.match\.$k: /m;
+        if (!defined $fix) {
+            like($out, qr/${at}the query is not part of the path routes match \(got "\Q$v\E"\)$/m,
+                 "$k \"$v\": a query is refused");
+        } elsif ($fix eq 'ok') {
+            unlike($out, $at, "$k \"$v\" can match: accepted");
+        } else {
+            like($out, qr/${at}never matches: requests are routed on their normalised path .*: write \Q$fix\E \(got "\Q$v\E"\)$/m,
+                 "$k \"$v\": refused, $fix suggested");
+        }
+    }
+}
+
+# A health check path is sent as the request target: a malformed escape
+# or a fragment would be a request the servers refuse, marking them down.
+{
+    $f = $t->write_conf({
+        upstreams => {
+            u1 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h%zz' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u2 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h#x' },
+                    plaintext => { accepted_risk => 'loopback test' } },
+            u3 => { servers => ["127.0.0.1:$p2"], health_check => { path => '/h?full=1&x=%41' },
+                    plaintext => { accepted_risk => 'loopback test' } } },
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a'] },
+                          routes => [{ match => { path_prefix => '/1/' }, upstream => 'u1' },
+                                     { match => { path_prefix => '/2/' }, upstream => 'u2' },
+                                     { upstream => 'u3' }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'bad health check paths: -t fails');
+    like($out, qr/^\Q$f\E: upstreams\.u1\.health_check\.path: malformed percent-encoding \("%" and two hex digits\) \(got "\/h%zz"\)$/m,
+         '... a malformed escape');
+    like($out, qr/^\Q$f\E: upstreams\.u2\.health_check\.path: must not contain "#" \(a fragment is not part of a request\) \(got "\/h#x"\)$/m,
+         '... a fragment');
+    unlike($out, qr/upstreams\.u3/, '... a query is fine there');
+}
+
+# A key written one level off says where it belongs (a route's
+# path_prefix outside "match", a site's min_version outside "tls").
+{
+    $f = $t->write_conf({
+        certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'], redirect_to_https => JSON::PP::true }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate', min_version => 'TLSv1.3',
+                          tls => { certificates => ['a'] },
+                          routes => [{ path_prefix => '/x/', status => 404 }, { status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 1, 'keys one level off: -t fails');
+    like($out, qr/^\Q$f\E: sites\.s\.routes\[0\]\.path_prefix: unknown key here \(it belongs in "match"\)$/m,
+         '... path_prefix belongs in "match"');
+    like($out, qr/^\Q$f\E: sites\.s\.min_version: unknown key here \(it belongs in "tls"\)$/m,
+         '... min_version belongs in "tls"');
+    like($out, qr/^\Q$f\E: listeners\[0\]\.redirect_to_https: unknown key here \(it belongs in "http"\)$/m,
+         '... redirect_to_https belongs in "http"');
+}
+
+# A reload logs the loader's warnings at warn level ("reload: FILE: path:
+# warning: ..."), its errors at error level: a valid file with a warning
+# is not an error in the log.
+{
+    my $tr = $t;                   # (one harness per test file: it owns the dir)
+    my $pr = $tr->port;
+    my %pt = (upstreams => { pt => { servers => ["127.0.0.1:$p2"] } },
+              listeners => [{ listen => ["127.0.0.1:$pr"], sites => ['p'] }]);
+    my $rf = $tr->write_conf({ %pt, sites => { p => { server_names => ['p.test'],
+                                                      mode => 'passthrough', upstream => 'pt' } } });
+    if ($tr->run) {
+        $tr->write_conf({ %pt, sites => {
+            p    => { server_names => ['p.test'], mode => 'passthrough', upstream => 'pt' },
+            lost => { server_names => ['l.test'], mode => 'passthrough', upstream => 'pt' } } });
+        $tr->signal('HUP');
+        ok($tr->wait_error_log(qr/configuration reloaded/), 'reload with a warning: reloaded');
+        like($tr->error_log, qr/\[warn\] \d+: reload: \Q$rf\E: sites\.lost: warning: no listener lists this site/,
+             '... the warning is logged at warn level');
+        unlike($tr->error_log, qr/\[error\].*warning:/, '... not at error level');
+        $tr->write_conf({ %pt, sites => { p => { server_names => ['p.test'], mode => 'passthrough',
+                                                 upstream => 'pt', bogus => 1 } } });
+        $tr->signal('HUP');
+        ok($tr->wait_error_log(qr/keeping the running configuration/), 'reload of a bad file: refused');
+        like($tr->error_log, qr/\[error\] \d+: reload: \Q$rf\E: sites\.p\.bogus: unknown key/,
+             '... its error is logged at error level');
+        $tr->stop;
+    } else {
+        fail('started for the reload test');
+    }
+}
+
+# An OCSP response for another certificate would be stapled in vain
+# (clients that check it refuse the handshake): -t warns at its path; the
+# response for the certificate itself passes without a word.
+{
+    my ($serial) = `openssl x509 -in $certs/a.test-ecdsa.pem -noout -serial` =~ /serial=(\w+)/;
+    spew("$dir/ocsp-index.txt", "V\t351231000000Z\t\t$serial\tunknown\t/CN=a.test\n");
+    system("openssl ocsp -issuer $certs/ca.pem -cert $certs/a.test-ecdsa.pem -no_nonce "
+           . "-reqout $dir/ocsp.req >/dev/null 2>&1") == 0 or die 'openssl ocsp -reqout';
+    system("openssl ocsp -index $dir/ocsp-index.txt -rsigner $certs/ca.pem -rkey $certs/ca.key "
+           . "-CA $certs/ca.pem -reqin $dir/ocsp.req -respout $dir/a.ocsp -ndays 2 >/dev/null 2>&1") == 0
+        or die 'openssl ocsp -respout';
+    $f = $t->write_conf({
+        certificates => {
+            a   => { cert => "$certs/a.test-ecdsa.pem", key => "$certs/a.test-ecdsa.key",
+                     ocsp => "$dir/a.ocsp" },
+            rsa => { cert => "$certs/a.test-rsa.pem", key => "$certs/a.test-rsa.key",
+                     ocsp => "$dir/a.ocsp" } },
+        listeners => [{ listen => ["127.0.0.1:$p1"], sites => ['s'] }],
+        sites => { s => { server_names => ['a.test'], mode => 'terminate',
+                          tls => { certificates => ['a', 'rsa'] }, routes => [{ status => 204 }] } },
+    });
+    ($rc, $out) = check_t($f);
+    is($rc, 0, 'an OCSP response for another certificate: still valid') or diag($out);
+    like($out, qr/^\Q$f\E: certificates\.rsa\.ocsp: warning: the OCSP response is for another certificate \(none of its responses has this certificate's serial number\): clients that check it will refuse the handshake$/m,
+         '... with a warning at its path');
+    unlike($out, qr/certificates\.a\.ocsp/, '... none for the certificate it is for');
 }
 
 # --- the manual documents every key the loader knows ----------------------

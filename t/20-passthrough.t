@@ -317,7 +317,7 @@ my ($sl) = grep { ($_->{sni} // '') eq 'slow.test' } @$log;
 is($sl && $sl->{outcome}, 'upstream_timeout', 'outcome upstream_timeout');
 my ($il) = grep { ($_->{sni} // '') eq 'idle.test' } @$log;
 is($il && $il->{outcome}, 'idle_timeout', 'outcome idle_timeout');
-like($t->error_log, qr/upstream "dead" server 127\.0\.0\.1:$dead: connect.*refused.*while connecting to upstream/i,
+like($t->error_log, qr/upstream "dead" 127\.0\.0\.1:$dead: connect failed: connection refused \(while connecting to upstream\)/,
      'error log names the upstream, server and action');
 my @refused = grep { ($_->{outcome} // '') eq 'no_sni_match' } @$log;
 is(scalar @refused, 2, 'two refusals logged as no_sni_match');

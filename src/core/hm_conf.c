@@ -21,6 +21,7 @@
 #include "hm_core.h"
 #include "hm_conf.h"
 #include "hm_log.h"
+#include "hm_router.h"
 #include "hm_tls.h"
 
 #include <ctype.h>
@@ -371,6 +372,83 @@ unit_of(const char *allowed, const char *key)
 }
 
 /*
+ * Reports every number of j (a tree read with JSON_DECODE_INT_AS_REAL)
+ * that no 64-bit integer holds, at its JSON path: jansson refuses such an
+ * integer as a syntax error, which names only a line and a column.
+ */
+static void
+report_huge(cx_t *cx, json_t *j)
+{
+    const char *key;
+    json_t     *v;
+    size_t      i, old;
+    double      d;
+
+    if (json_is_object(j)) {
+        json_object_foreach(j, key, v) {
+            old = path_key(cx, key);
+            report_huge(cx, v);
+            path_pop(cx, old);
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            old = path_index(cx, i);
+            report_huge(cx, v);
+            path_pop(cx, old);
+        }
+    } else if (json_is_real(j)) {
+        d = json_real_value(j);
+        if (d >= 9223372036854775808.0 || d <= -9223372036854775808.0) {
+            cerr(cx, "number too large: beyond a 64-bit integer");
+        }
+    }
+}
+
+/*
+ * The object a key belongs in, for a key written one level off (a route's
+ * "path_prefix" outside "match", a site's "min_version" outside "tls"):
+ * keys that have one home only.  NULL when the key is not one of those.
+ */
+static const char *
+home_of(const char *key)
+{
+    static const char *const homes[][2] = {
+        { "path_prefix", "\"match\"" }, { "path_exact", "\"match\"" },
+        { "methods", "\"match\"" },
+        { "min_version", "\"tls\"" }, { "max_version", "\"tls\"" },
+        { "alpn", "\"tls\"" }, { "client_auth", "\"tls\"" },
+        { "ciphers", "\"tls\"" }, { "handshake_timeout_ms", "\"tls\"" },
+        { "max_header_bytes", "\"limits\"" },
+        { "max_body_bytes", "\"limits\"" },
+        { "header_timeout_ms", "\"limits\"" },
+        { "idle_timeout_ms", "\"limits\"" },
+        { "max_requests", "\"limits\"" },
+        { "forwarded", "\"headers\"" }, { "client_cert_header", "\"headers\"" },
+        { "strip_request", "\"headers\"" }, { "set_request", "\"headers\"" },
+        { "set_response", "\"headers\"" },
+        { "strip_response", "\"headers\"" },
+        { "redirect_to_https", "\"http\"" },
+        { "max_idle_per_worker", "\"pool\"" },
+        { "idle_timeout_s", "\"pool\"" },
+        { "interval_s", "\"health_check\"" },
+        { "fail_after", "\"health_check\"" },
+        { "pass_after", "\"health_check\"" },
+        { "accepted_risk", "\"plaintext\" or \"tls\"" },
+        { "weight", "a server object: {\"address\": ..., \"weight\": N}" },
+        { "level", "\"error_log\"" },
+        { "format", "\"access_log\"" }
+    };
+    size_t i;
+
+    for (i = 0; i < hm_nelem(homes); i++) {
+        if (strcmp(key, homes[i][0]) == 0) {
+            return homes[i][1];
+        }
+    }
+    return NULL;
+}
+
+/*
  * Reports every key of obj that is not in allowed: keys in unsupported
  * are features not built in this release ("not supported yet"); the
  * others are unknown, with a suggestion when one allowed key is close or
@@ -409,6 +487,8 @@ check_keys(cx_t *cx, json_t *obj, const char *const *allowed,
         }
         if (best != NULL) {
             cerr_at(cx, key, "unknown key (did you mean \"%s\"?)", best);
+        } else if ((best = home_of(key)) != NULL) {
+            cerr_at(cx, key, "unknown key here (it belongs in %s)", best);
         } else {
             cerr_at(cx, key, "unknown key");
         }
@@ -1038,8 +1118,56 @@ check_url_path(const char *s)
             return "must not contain spaces, control or non-ASCII bytes "
                    "(percent-encode them)";
         }
+        if (c == '#') {
+            return "must not contain \"#\" (a fragment is not part of a "
+                   "request)";
+        }
+        if (c == '%' && (hm_hexval(p[1]) < 0 || hm_hexval(p[2]) < 0)) {
+            return "malformed percent-encoding (\"%\" and two hex digits)";
+        }
     }
     return NULL;
+}
+
+/*
+ * Routes compare the normalised request path (hm_http_normalize_path():
+ * unreserved escapes decoded, %2F a slash, hex upper-cased, slashes
+ * merged, dot segments resolved), so a match path that no normalised path
+ * can hold never matches, like a deny rule that denies nothing.  A prefix
+ * may end inside a segment ("/." matches "/.well-known/"): it can match
+ * when, followed by one more character ("x"), it is normal.  Returns NULL, or the
+ * reason with the spelling that matches in fix (pool string).
+ */
+static const char *
+check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
+{
+    size_t len = strlen(s), n;
+    char  *in, *out;
+
+    if (strchr(s, '?') != NULL) {
+        return "the query is not part of the path routes match";
+    }
+    in = palloc(cx, len + 2);
+    memcpy(in, s, len);
+    if (prefix) {
+        in[len++] = 'x';
+    }
+    in[len] = '\0';
+    out = palloc(cx, len + 2);
+    n = hm_http_normalize_path(in, len, out);
+    if (n == 0) {
+        return "malformed percent-encoding (\"%\" and two hex digits)";
+    }
+    if (n == len && memcmp(in, out, len) == 0) {
+        return NULL;
+    }
+    if (prefix) {
+        out[n - 1] = '\0';             /* the "x" */
+    }
+    *fix = out;
+    return "never matches: requests are routed on their normalised path "
+           "(escapes of letters, digits and \"-._~\" decoded, %2F as \"/\", "
+           "hex in upper case, no \"//\", \".\" or \"..\" segments)";
 }
 
 static const char *
@@ -1308,7 +1436,8 @@ bad_listen_addr(cx_t *cx, const char *s, const char *examples)
  * Whether the master could bind a listen address at start as far as the
  * address goes: a bind to it with port 0 (no port taken, nothing
  * listened on) fails with EADDRNOTAVAIL for an address this machine does
- * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it.
+ * not have, EAFNOSUPPORT/EADDRNOTAVAIL for IPv6 on a host without it,
+ * EINVAL for an IPv6 link-local (it needs a zone id) or multicast one.
  * Returns 0 or that errno; other failures (a port in use, which the
  * running master itself holds at a reload) are the start's to report.
  */
@@ -1330,7 +1459,7 @@ addr_unavailable(const hm_addr_t *a)
         ((struct sockaddr_in *) &ss)->sin_port = 0;
     }
     if (bind(fd, (struct sockaddr *) &ss, a->len) != 0
-        && errno == EADDRNOTAVAIL)
+        && (errno == EADDRNOTAVAIL || errno == EINVAL))
     {
         err = errno;
     }
@@ -1349,7 +1478,11 @@ check_addr_local(cx_t *cx, const hm_addr_t *a)
         return;
     }
     err = addr_unavailable(a);
-    if (err != 0) {
+    if (err == EINVAL) {
+        cerr(cx, "cannot listen on %s: not an address a socket can be bound "
+             "to (a link-local or multicast address) (%s)", a->text,
+             strerror(err));
+    } else if (err != 0) {
         cerr(cx, "cannot listen on %s: not an address of this machine (%s)",
              a->text, strerror(err));
     }
@@ -1827,6 +1960,10 @@ decode_cert(cx_t *cx, json_t *j, hm_conf_cert_t *c)
     if (hm_tls_cert_check_dates(c, why, sizeof(why)) != HM_OK) {
         cwarn_at(cx, "cert", "%s: clients will refuse it", why);
     }
+    if (hm_tls_cert_check_ocsp(c, why, sizeof(why)) != HM_OK) {
+        cwarn_at(cx, "ocsp", "the OCSP response %s: clients that check it "
+                 "will refuse the handshake", why);
+    }
 }
 
 static void
@@ -2258,6 +2395,9 @@ decode_site_tls(cx_t *cx, json_t *t, hm_conf_site_t *site)
     {
         tls->certificates = pcalloc(cx, n * sizeof(hm_conf_cert_t *));
         old = path_key(cx, "certificates");
+        if (n > HM_TLS_MAX_CERTS) {
+            cerr(cx, "at most %d (got %zu)", HM_TLS_MAX_CERTS, n);
+        }
         for (i = 0; i < n; i++) {
             hm_conf_cert_t *c = hm_conf_cert_find(cx->conf, names[i]);
             if (c == NULL) {
@@ -2383,21 +2523,29 @@ decode_match(cx_t *cx, json_t *m, hm_conf_match_t *mt)
     static const char *const keys[] = {
         "path_prefix", "path_exact", "methods", "headers", "host", NULL
     };
+    static const char *const pkeys[] = { "path_prefix", "path_exact" };
     const char *w;
-    char        q[128];
+    char       *path, *fix;
+    char        q[128], q2[128];
+    int         i;
 
     check_keys(cx, m, keys, NULL);
-    if (conf_str(cx, m, "path_prefix", &mt->path_prefix) == 1
-        && (w = check_url_path(mt->path_prefix)) != NULL)
-    {
-        cerr_at(cx, "path_prefix", "%s (got %s)", w,
-                quote(q, sizeof(q), mt->path_prefix));
-    }
-    if (conf_str(cx, m, "path_exact", &mt->path_exact) == 1
-        && (w = check_url_path(mt->path_exact)) != NULL)
-    {
-        cerr_at(cx, "path_exact", "%s (got %s)", w,
-                quote(q, sizeof(q), mt->path_exact));
+    for (i = 0; i < 2; i++) {
+        if (conf_str(cx, m, pkeys[i], &path) != 1) {
+            continue;
+        }
+        *(i == 0 ? &mt->path_prefix : &mt->path_exact) = path;
+        fix = NULL;
+        if ((w = check_url_path(path)) == NULL) {
+            w = check_match_path(cx, path, i == 0, &fix);
+        }
+        if (w != NULL && fix != NULL) {
+            cerr_at(cx, pkeys[i], "%s: write %s (got %s)", w,
+                    quote(q2, sizeof(q2), fix), quote(q, sizeof(q), path));
+        } else if (w != NULL) {
+            cerr_at(cx, pkeys[i], "%s (got %s)", w,
+                    quote(q, sizeof(q), path));
+        }
     }
     if (json_object_get(m, "path_prefix") != NULL
         && json_object_get(m, "path_exact") != NULL)
@@ -3234,6 +3382,21 @@ hm_conf_load_buffer(const char *data, size_t len, const char *name,
     cx.flags = flags;
 
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL && strncmp(jerr.text, "too big", 7) == 0) {
+        /* Valid JSON, but an integer beyond 64 bits: found again with
+         * numbers read as reals, to name it by its JSON path. */
+        root = json_loadb(data, len,
+                          JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
+                          NULL);
+        if (root != NULL) {
+            report_huge(&cx, root);
+            if (cx.nerrors > 0) {
+                goto done;
+            }
+            json_decref(root);
+            root = NULL;
+        }
+    }
     if (root == NULL) {
         if (err != NULL) {
             char   text[512];

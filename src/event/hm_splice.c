@@ -270,9 +270,9 @@ fail_attempt(hm_pt_t *pt, const char *what, int err, const char *outcome)
 {
     hm_conn_t *c = pt->c;
 
-    hm_log_error(&c->log, "upstream \"%s\" server %s: %s%s%s",
+    hm_log_error(&c->log, "upstream \"%s\" %s: %s%s%s",
                  c->site->upstream->name, pt->peer->text, what,
-                 err ? ": " : "", err ? strerror(err) : "");
+                 err ? ": " : "", err ? uv_strerror(-err) : "");
     if (pt->side[1].fd >= 0) {
         hm__ev_forget(&pt->side[1].ev);
         close(pt->side[1].fd);
@@ -382,7 +382,7 @@ connect_next(hm_pt_t *pt)
             && errno != EINPROGRESS)
         {
             err = errno;
-            fail_attempt(pt, "connect() failed", err, "upstream_refused");
+            fail_attempt(pt, "connect failed", err, "upstream_refused");
             continue;
         }
         /* On loopback and fast networks the handshake has usually
@@ -425,7 +425,7 @@ hm__splice_timer(hm_pt_t *pt)
     int d;
 
     if (pt->state == HM_PT_CONNECTING) {
-        fail_attempt(pt, "timed out connecting", 0, "upstream_timeout");
+        fail_attempt(pt, "connect timed out", 0, "upstream_timeout");
         connect_next(pt);
         return;
     }

@@ -845,7 +845,8 @@ str_differ(const char *a, const char *b)
     return strcmp(a, b) != 0;
 }
 
-/* Writes every line the loader printed into the error log. */
+/* Writes every line the loader printed into the error log: errors at
+ * error level, its warnings ("FILE: path: warning: ...") at warn level. */
 static void
 master_log_lines(char *text)
 {
@@ -857,7 +858,11 @@ master_log_lines(char *text)
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save))
     {
-        hm_log_error(NULL, "reload: %s", line);
+        if (strstr(line, ": warning: ") != NULL) {
+            hm_log_warn(NULL, "reload: %s", line);
+        } else {
+            hm_log_error(NULL, "reload: %s", line);
+        }
     }
 }
 

@@ -83,9 +83,8 @@ typedef struct {
                                        keys[1] = hour - 1 */
 } hm_tickets_t;
 
-/* One certificate of a site, ready to be swapped in per connection. */
-#define HM_TLS_MAX_CERTS 16
-
+/* One certificate of a site, ready to be swapped in per connection (at
+ * most HM_TLS_MAX_CERTS, hm_tls.h). */
 typedef struct {
     hm_tls_cert_t   *tc;
     CRYPTO_BUFFER  **chain;         /* leaf, intermediates */

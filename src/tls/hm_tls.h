@@ -57,4 +57,22 @@ const char *hm_tls_version(void);
  * hm_tls_cert.c, used by the configuration loader. */
 int hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen);
 
+/* Most certificates one terminating site may list (sites.*.tls.certificates;
+ * the loader refuses more). */
+#define HM_TLS_MAX_CERTS 16
+
+/* Checks a DER OCSPResponse (RFC 6960; hostile input, bounds-checked):
+ * HM_OK when its status is successful and one of its single responses is
+ * for the certificate whose serial number is serial (a DER INTEGER, tag
+ * and length included); else HM_DECLINED with the reason in msg.  Pure:
+ * no signature or date is checked. */
+int hm_tls_ocsp_match(const uint8_t *der, size_t len, const uint8_t *serial,
+                      size_t serial_len, char *msg, size_t msglen);
+
+/* hm_tls_ocsp_match() for the OCSP response and leaf that
+ * hm_tls_cert_load() loaded into cert (HM_OK without a response): a
+ * response for another certificate is stapled in vain (the loader warns). */
+int hm_tls_cert_check_ocsp(const hm_conf_cert_t *cert, char *msg,
+                           size_t msglen);
+
 #endif

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/bytestring.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -397,4 +398,93 @@ hm_tls_ciphers_check(const char *ciphers, char *err, size_t errlen)
     }
     SSL_CTX_free(ctx);
     return HM_ERROR;
+}
+
+
+/* id-pkix-ocsp-basic, 1.3.6.1.5.5.7.48.1.1 (RFC 6960 4.2.1) */
+static const uint8_t ocsp_basic_oid[] = {
+    0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01
+};
+
+int
+hm_tls_ocsp_match(const uint8_t *der, size_t len, const uint8_t *serial,
+                  size_t serial_len, char *msg, size_t msglen)
+{
+    CBS      in, resp, status, bytes, rb, oid, octet, basic, tbs, list,
+             single, certid, sn, skip;
+    unsigned st;
+
+    CBS_init(&in, der, len);
+    if (!CBS_get_asn1(&in, &resp, CBS_ASN1_SEQUENCE) || CBS_len(&in) != 0
+        || !CBS_get_asn1(&resp, &status, CBS_ASN1_ENUMERATED)
+        || CBS_len(&status) != 1)
+    {
+        goto malformed;
+    }
+    st = CBS_data(&status)[0];
+    if (st != 0) {
+        snprintf(msg, msglen, "is not a successful response (status %u): "
+                 "it says nothing about this certificate", st);
+        return HM_DECLINED;
+    }
+    if (!CBS_get_asn1(&resp, &bytes, CBS_ASN1_CONTEXT_SPECIFIC
+                                     | CBS_ASN1_CONSTRUCTED | 0)
+        || !CBS_get_asn1(&bytes, &rb, CBS_ASN1_SEQUENCE)
+        || !CBS_get_asn1(&rb, &oid, CBS_ASN1_OBJECT)
+        || !CBS_mem_equal(&oid, ocsp_basic_oid, sizeof(ocsp_basic_oid))
+        || !CBS_get_asn1(&rb, &octet, CBS_ASN1_OCTETSTRING)
+        || !CBS_get_asn1(&octet, &basic, CBS_ASN1_SEQUENCE)
+        || !CBS_get_asn1(&basic, &tbs, CBS_ASN1_SEQUENCE)
+        || !CBS_get_optional_asn1(&tbs, NULL, NULL, CBS_ASN1_CONTEXT_SPECIFIC
+                                                    | CBS_ASN1_CONSTRUCTED
+                                                    | 0)
+        || !CBS_get_any_asn1_element(&tbs, NULL, NULL, NULL) /* responder */
+        || !CBS_get_asn1(&tbs, &skip, CBS_ASN1_GENERALIZEDTIME) /* produced */
+        || !CBS_get_asn1(&tbs, &list, CBS_ASN1_SEQUENCE))
+    {
+        goto malformed;
+    }
+    while (CBS_len(&list) > 0) {
+        if (!CBS_get_asn1(&list, &single, CBS_ASN1_SEQUENCE)
+            || !CBS_get_asn1(&single, &certid, CBS_ASN1_SEQUENCE)
+            || !CBS_get_asn1(&certid, &skip, CBS_ASN1_SEQUENCE)  /* hash */
+            || !CBS_get_asn1(&certid, &skip, CBS_ASN1_OCTETSTRING) /* name */
+            || !CBS_get_asn1(&certid, &skip, CBS_ASN1_OCTETSTRING) /* key */
+            || !CBS_get_asn1_element(&certid, &sn, CBS_ASN1_INTEGER))
+        {
+            goto malformed;
+        }
+        if (CBS_mem_equal(&sn, serial, serial_len)) {
+            return HM_OK;
+        }
+    }
+    snprintf(msg, msglen, "is for another certificate (none of its "
+             "responses has this certificate's serial number)");
+    return HM_DECLINED;
+
+malformed:
+    snprintf(msg, msglen, "is not a well-formed basic OCSP response "
+             "(RFC 6960)");
+    return HM_DECLINED;
+}
+
+int
+hm_tls_cert_check_ocsp(const hm_conf_cert_t *cert, char *msg, size_t msglen)
+{
+    hm_tls_cert_t *tc = cert->tls;
+    uint8_t       *serial = NULL;
+    int            n, rc;
+
+    if (tc == NULL || tc->ocsp == NULL) {
+        return HM_OK;
+    }
+    n = i2d_ASN1_INTEGER(X509_get_serialNumber(tc->leaf), &serial);
+    if (n <= 0) {
+        ERR_clear_error();
+        return HM_OK;               /* nothing to compare with */
+    }
+    rc = hm_tls_ocsp_match(tc->ocsp, tc->ocsp_len, serial, (size_t) n, msg,
+                           msglen);
+    OPENSSL_free(serial);
+    return rc;
 }

@@ -525,6 +525,11 @@ static const bad_t bad[] = {
     { "{'sites': {}}", "test.json: listeners: required key is missing" },
     { "[1, 2]", "test.json: (top level): expected an object, got an array" },
     { "{'sites': {}, 'listeners': [], 'bogus': 1}", "bogus: unknown key" },
+    /* an integer beyond 64 bits is named by its path, not a line/column */
+    { "{'sites': {}, 'listeners': [], 'runtime': {'workers': 99999999999999999999}}",
+      "test.json: runtime.workers: number too large: beyond a 64-bit integer" },
+    { "{'sites': {}, 'listeners': [{'listen': [':1'], 'backlog': -9223372036854775809}]}",
+      "test.json: listeners[0].backlog: number too large" },
     { "{'sites': {}, 'listeners': []}", "listeners: must not be empty" },
     { "{'sites': {}, 'listners': []}",
       "listners: unknown key (did you mean \"listeners\"?)" },
@@ -1041,6 +1046,41 @@ START_TEST(test_long_key_path)
 }
 END_TEST
 
+/* More than 16 certificates on a site is reported by the loader with the
+ * other errors of the file (it was only found by the TLS context build,
+ * once everything else was valid). */
+START_TEST(test_too_many_certificates)
+{
+    char   json[4096];
+    size_t len;
+    int    i;
+
+    len = (size_t) snprintf(json, sizeof(json), "{'bogus': 1, "
+                            "'certificates': {");
+    for (i = 0; i < 17; i++) {
+        len += (size_t) snprintf(json + len, sizeof(json) - len,
+                                 "%s'c%d': {'cert': 'ecdsa.pem', "
+                                 "'key': 'ecdsa.key'}", i ? ", " : "", i);
+    }
+    len += (size_t) snprintf(json + len, sizeof(json) - len,
+                             "}, 'sites': {'s': {'server_names': ['a.test'], "
+                             "'mode': 'terminate', 'routes': [{'status': 204}], "
+                             "'tls': {'certificates': [");
+    for (i = 0; i < 17; i++) {
+        len += (size_t) snprintf(json + len, sizeof(json) - len, "%s'c%d'",
+                                 i ? ", " : "", i);
+    }
+    snprintf(json + len, sizeof(json) - len, "]}}}, 'listeners': "
+             "[{'listen': ['127.0.0.1:1'], 'sites': ['s']}]}");
+    ck_assert_ptr_null(load(json));
+    ck_assert_int_eq(out_n, 2);
+    ck_assert_msg(strstr(out_text, NAME ": sites.s.tls.certificates: at most "
+                         "16 (got 17)\n") != NULL, "got: %s", out_text);
+    ck_assert_msg(strstr(out_text, NAME ": bogus: unknown key\n") != NULL,
+                  "got: %s", out_text);
+}
+END_TEST
+
 /* Files: hm_conf_load() from disk, a missing file, relative paths. */
 START_TEST(test_load_file)
 {
@@ -1241,6 +1281,7 @@ conf_suite(void)
     tcase_add_test(tc, test_parse_error_position);
     tcase_add_test(tc, test_escaped_output);
     tcase_add_test(tc, test_long_key_path);
+    tcase_add_test(tc, test_too_many_certificates);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_resolve_localhost);
     tcase_add_test(tc, test_cert_chain);

@@ -511,6 +511,65 @@ START_TEST(test_ciphers_check)
 }
 END_TEST
 
+/* A minimal basic OCSP response (RFC 6960) with one single response for
+ * serial 42: status, the id-pkix-ocsp-basic wrapper, responderID byKey,
+ * producedAt, the CertID (hash fields left empty: only the serial is
+ * compared), certStatus good, thisUpdate, then an empty signature. */
+static const uint8_t ocsp_42[] = {
+    0x30, 0x54, 0x0a, 0x01, 0x00,
+    0xa0, 0x4f, 0x30, 0x4d,
+    0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01,
+    0x04, 0x40, 0x30, 0x3e,
+    0x30, 0x37,
+    0xa2, 0x02, 0x04, 0x00,
+    0x18, 0x0f, '2', '0', '2', '6', '0', '1', '0', '1', '0', '0', '0', '0',
+    '0', '0', 'Z',
+    0x30, 0x20, 0x30, 0x1e,
+    0x30, 0x09, 0x30, 0x00, 0x04, 0x00, 0x04, 0x00, 0x02, 0x01, 0x2a,
+    0x80, 0x00,
+    0x18, 0x0f, '2', '0', '2', '6', '0', '1', '0', '1', '0', '0', '0', '0',
+    '0', '0', 'Z',
+    0x30, 0x00, 0x03, 0x01, 0x00
+};
+
+/* hm_tls_ocsp_match(): the serial that is there, one that is not, a
+ * response whose status is not successful, and every truncation and
+ * every single corrupted byte (no crash; ASan in check-asan). */
+START_TEST(test_ocsp_match)
+{
+    static const uint8_t sn42[] = { 0x02, 0x01, 0x2a };
+    static const uint8_t sn43[] = { 0x02, 0x01, 0x2b };
+    uint8_t              buf[sizeof(ocsp_42)];
+    char                 msg[256];
+    size_t               i;
+
+    ck_assert_int_eq(hm_tls_ocsp_match(ocsp_42, sizeof(ocsp_42), sn42,
+                                       sizeof(sn42), msg, sizeof(msg)),
+                     HM_OK);
+    ck_assert_int_eq(hm_tls_ocsp_match(ocsp_42, sizeof(ocsp_42), sn43,
+                                       sizeof(sn43), msg, sizeof(msg)),
+                     HM_DECLINED);
+    ck_assert_ptr_nonnull(strstr(msg, "is for another certificate"));
+
+    memcpy(buf, ocsp_42, sizeof(buf));
+    buf[4] = 0x03;                              /* tryLater */
+    ck_assert_int_eq(hm_tls_ocsp_match(buf, sizeof(buf), sn42, sizeof(sn42),
+                                       msg, sizeof(msg)), HM_DECLINED);
+    ck_assert_ptr_nonnull(strstr(msg, "not a successful response "
+                                      "(status 3)"));
+
+    for (i = 0; i < sizeof(ocsp_42); i++) {
+        ck_assert_int_eq(hm_tls_ocsp_match(ocsp_42, i, sn42, sizeof(sn42),
+                                           msg, sizeof(msg)), HM_DECLINED);
+        ck_assert_ptr_nonnull(strstr(msg, "well-formed"));
+        memcpy(buf, ocsp_42, sizeof(buf));
+        buf[i] ^= 0xff;
+        (void) hm_tls_ocsp_match(buf, sizeof(buf), sn42, sizeof(sn42), msg,
+                                 sizeof(msg));
+    }
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -524,6 +583,7 @@ tls_suite(void)
     tcase_add_test(tc, test_ecdsa_preferred_rsa_fallback);
     tcase_add_test(tc, test_ticket_key_file);
     tcase_add_test(tc, test_ciphers_check);
+    tcase_add_test(tc, test_ocsp_match);
     suite_add_tcase(s, tc);
     return s;
 }
