@@ -111,4 +111,14 @@ int hm_stream_peer_cert_info(const hm_stream_t *s, char *subject, size_t slen,
 void *hm_stream_tls_session(const hm_stream_t *s);
 void hm_stream_tls_session_free(void *session);
 
+/* Added by the leak audit: 1 when an error of hm_stream_connect() (its
+ * return value) is a shortage of local resources (descriptors, buffers,
+ * memory): not the server's failure, so not counted against it. */
+static inline int
+hm_stream_local_error(int rc)
+{
+    return rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS
+           || rc == UV_ENOMEM;
+}
+
 #endif

@@ -1707,8 +1707,16 @@ up_start(hm_http_conn_t *hc)
         hm_log_error(&hc->c->log, "upstream \"%s\" %s: %s", u->name,
                      peer->text, uv_strerror(rc));
         HM_METRIC_INC(UPSTREAM_CONNECT_FAILURES);
-        hm_upstream_peer_result(peer, 0);
         up_drop(hc);
+        if (hm_stream_local_error(rc)) {
+            /* Out of descriptors or memory here: not the server's
+             * failure (no passive-health count, which would eject
+             * healthy servers), and the next one would fail alike. */
+            hc->outcome = "upstream_error";
+            hc_send_local(hc, 502, NULL, NULL, 0, 0);
+            return;
+        }
+        hm_upstream_peer_result(peer, 0);
     }
 }
 

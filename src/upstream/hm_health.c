@@ -362,7 +362,16 @@ hm_health_timer_cb(uv_timer_t *t)
                            hc->u->tls.present ? hm_upool_session(hc->peer)
                                               : NULL,
                            hm_health_connect_cb);
-    if (rc != 0) {
+    if (rc != 0 && hm_stream_local_error(rc)) {
+        /* Out of descriptors or memory here: no verdict on the server
+         * (a failure would mark healthy servers down); try again at the
+         * next interval.  The stream must still be closed. */
+        hm_log_warn(NULL, "upstream %s server %s: health check not run: "
+                    "%s", hc->u->name, hc->peer->text, uv_strerror(rc));
+        hc->state = HM_HC_CLOSING;
+        uv_timer_stop(&hc->timer);
+        hm_stream_close(&hc->stream, hm_health_closed_cb);
+    } else if (rc != 0) {
         /* cb will not run; the stream must still be closed. */
         hm_health_finish(hc, 0, "%s", uv_strerror(rc));
     }
