@@ -19,7 +19,7 @@ my $certs = $t->certs;
 my $echo = $t->backend(mode => 'tls-echo', cert => 'backend.test')
     or BAIL_OUT('backend did not start');
 my $http = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
-my ($p, $rawp) = ($t->port, $t->port);
+my ($p, $rawp, $pa) = ($t->port, $t->port, $t->port);
 
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -27,7 +27,12 @@ $t->write_conf({
                    # a plain TCP echo run by the driver (case early_data)
                    raw => { servers => ["127.0.0.1:$rawp"] },
                    be => { servers => ["127.0.0.1:$http->{port}"],
-                           plaintext => { accepted_risk => 'test backend on loopback' } } },
+                           plaintext => { accepted_risk => 'test backend on loopback' },
+                           max_fails => 1, fail_timeout_s => 60,
+                           pool => { max_idle_per_worker => 0 },
+                           health_check => { interval_s => 1, path => '/health',
+                                             fail_after => 1 } } },
+    admin => { listen => "127.0.0.1:$pa" },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt', 'raw'],
                      client_hello_timeout_ms => 3000 } ],
     # under 1024: no TCP_DEFER_ACCEPT, a connection is accepted (and
@@ -155,6 +160,30 @@ def req_rst():
     rst(s)
     return "ok"
 
+def get_up():
+    ctx = ssl.create_default_context(cafile=ca)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=8),
+                        server_hostname="a.test")
+    s.sendall(b"GET /slow?ms=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    return out.split(b" ")[1].decode() if out.startswith(b"HTTP/1.1 ") else "bad"
+
+def admin_get():
+    s = socket.create_connection(("127.0.0.1", port), timeout=8)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    return out.split(b" ")[1].decode() if out.startswith(b"HTTP/1.1 ") else "bad"
+
 def get():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
@@ -268,7 +297,62 @@ is(scalar(grep { $_->{outcome} eq 'client_closed' && $_->{status} == 0 } @rst), 
     or diag(join ' ', map { "$_->{status}/$_->{outcome}/$_->{duration_ms}" } @rst[0 .. 2]);
 cmp_ok(time - $t0, '<', 2, 'within 2 s (the upstream takes 2.5 s)');
 
-sleep 0.3;
+# 5. Out of descriptors (the worker's soft RLIMIT_NOFILE lowered with
+# prlimit(1) so that no descriptor, then one, is free): a local shortage is
+# not the server's failure.  The health check counted its failed socket()
+# (fail_after 1: the healthy server went DOWN, then 503) and so did the
+# request path (max_fails 1: ejected for fail_timeout_s); and the admin
+# listener, level-triggered without a pause, spun on accept4() EMFILE with
+# an error line each time (hundreds a second).
+SKIP: {
+    skip 'prlimit(1) not available', 6 unless system('prlimit --version >/dev/null 2>&1') == 0;
+    sub limit_for_free {        # soft limit that leaves exactly $k numbers free
+        my ($k) = @_;
+        my %used = map { (split /:/)[0] => 1 } fds();
+        my ($n, $free) = (0, 0);
+        for (;; $n++) {
+            next if $used{$n};
+            last if $free == $k;
+            $free++;
+        }
+        return $n;
+    }
+    sub bg {
+        my ($out, @args) = @_;
+        my $pid = fork() // die "fork: $!";
+        if (!$pid) {
+            open STDOUT, '>', $out or die;
+            exec 'python3', $driver, @args or exit 1;
+        }
+        return $pid;
+    }
+    is(drive('get_up', 1), '200=1', 'the upstream route answers 200 first');
+    my $hard = `prlimit --pid $w --nofile --raw --noheadings -o HARD`;
+    $hard =~ s/\s+//g;
+    my $el0 = length $t->error_log;
+    system('prlimit', '--pid', $w, '--nofile=' . limit_for_free(0) . ":$hard");
+    my $b1 = bg($t->dir . '/bg1.out', $p, "$certs/ca.pem", 'get_up', 1);
+    my $b2 = bg($t->dir . '/bg2.out', $pa, "$certs/ca.pem", 'admin_get', 1);
+    sleep 1.6;                  # a health check runs meanwhile
+    system('prlimit', '--pid', $w, "--nofile=$hard:$hard");
+    waitpid($_, 0) for $b1, $b2;
+    is(Hamlyn::Test::slurp($t->dir . '/bg1.out'), "200=1\n",
+       'a client that waited in the backlog through the shortage gets 200 (server not marked down)');
+    is(Hamlyn::Test::slurp($t->dir . '/bg2.out'), "200=1\n", 'so does an admin client');
+    my $el = substr($t->error_log, $el0);
+    my $spins = () = $el =~ /admin: accept4\(\) failed/g;
+    cmp_ok($spins, '<=', 25, "admin accept4() EMFILE: $spins log lines in 1.6 s (paused, no busy loop)");
+    system('prlimit', '--pid', $w, '--nofile=' . limit_for_free(1) . ":$hard");
+    my $r = drive('get_up', 1);
+    system('prlimit', '--pid', $w, "--nofile=$hard:$hard");
+    like($r, qr/^(?:502|200)=1$/, "one descriptor free: the client is accepted, its upstream socket() fails ($r)");
+    is(drive('get_up', 2), '200=2', 'then the server is still in use (no passive ejection)');
+}
+
+for (1 .. 20) {     # a health check may be running
+    last if nfds() == $fds0;
+    sleep 0.1;
+}
 is(nfds(), $fds0, "the worker's descriptors (pipes aside) are back to $fds0")
     or diag("before: @fds0\nafter: @{[fds()]}");
 cmp_ok(npipes(), '<=', $pipes0 + 2 * 256, 'pipes kept for reuse stay within 256');

@@ -71,6 +71,7 @@ static struct {
     int          nconns;
     hm_hreq_t   *oldest;            /* open admin requests (not closed) */
     hm_hreq_t   *newest;
+    uv_timer_t   retry;             /* back-off when out of descriptors */
 } admin = { { NULL, -1, 0 }, NULL, 0, 0, NULL, NULL };
 
 static void hreq_on_event(hm_ev_t *ev, uint32_t events);
@@ -750,6 +751,14 @@ admin_evict(void)
 }
 
 static void
+admin_on_retry(uv_timer_t *t)
+{
+    if (admin.accepting) {
+        hm__ev_mod(&admin.ev, EPOLLIN);
+    }
+}
+
+static void
 admin_on_accept(hm_ev_t *ev, uint32_t events)
 {
     struct sockaddr_storage ss;
@@ -768,6 +777,16 @@ admin_on_accept(hm_ev_t *ev, uint32_t events)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 hm_log_error(NULL, "admin: accept4() failed: %s",
                              strerror(errno));
+            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
+                || errno == ENOMEM)
+            {
+                /* The socket is level-triggered: without a pause it is
+                 * reported again at once (a busy loop, a log line each
+                 * time) until a descriptor frees up.  100 ms, as the
+                 * listeners' back-off in hm_accept.c. */
+                hm__ev_mod(&admin.ev, 0);
+                uv_timer_start(&admin.retry, admin_on_retry, 100, 0);
             }
             return;
         }
@@ -797,6 +816,10 @@ hm_admin_start(hm_worker_t *w)
     admin.w = w;
     admin.ev.handler = admin_on_accept;
     admin.ev.fd = -1;
+    if (admin.retry.loop == NULL) {
+        uv_timer_init(w->loop, &admin.retry);
+        uv_unref((uv_handle_t *) &admin.retry);
+    }
     if (hm__ev_add(&admin.ev, hm_admin_fd, EPOLLIN) != HM_OK) {
         hm_log_error(NULL, "admin: epoll_ctl() failed: %s", strerror(errno));
         return HM_ERROR;
@@ -812,6 +835,7 @@ hm_admin_stop(hm_worker_t *w)
         return;
     }
     hm__ev_del(&admin.ev);
+    uv_timer_stop(&admin.retry);
     admin.accepting = 0;
     if (hm_admin_fd >= 0) {             /* as hm_accept_stop() does */
         close(hm_admin_fd);
