@@ -1135,8 +1135,9 @@ check_url_path(const char *s)
  * merged, dot segments resolved), so a match path that no normalised path
  * can hold never matches, like a deny rule that denies nothing.  A prefix
  * may end inside a segment ("/." matches "/.well-known/"): it can match
- * when, followed by one more character ("x"), it is normal.  Returns NULL, or the
- * reason with the spelling that matches in fix (pool string).
+ * when, followed by one more character ("x"), it is normal.  Returns
+ * NULL, or the reason with the spelling that matches in fix (pool
+ * string).
  */
 static const char *
 check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
