@@ -19,7 +19,7 @@ my $certs = $t->certs;
 my $echo = $t->backend(mode => 'tls-echo', cert => 'backend.test')
     or BAIL_OUT('backend did not start');
 my $http = $t->backend(mode => 'http') or BAIL_OUT('backend did not start');
-my ($p, $rawp, $pa) = ($t->port, $t->port, $t->port);
+my ($p, $rawp, $pa, $wsp) = ($t->port, $t->port, $t->port, $t->port);
 
 $t->write_conf({
     certificates => { a => { cert => "$certs/a.test.pem", key => "$certs/a.test.key" } },
@@ -31,7 +31,11 @@ $t->write_conf({
                            max_fails => 1, fail_timeout_s => 60,
                            pool => { max_idle_per_worker => 0 },
                            health_check => { interval_s => 1, path => '/health',
-                                             fail_after => 1 } } },
+                                             fail_after => 1 } },
+                   # an upgrade server run by the driver (case ws_rst)
+                   ws => { servers => ["127.0.0.1:$wsp"],
+                           plaintext => { accepted_risk => 'test backend on loopback' } },
+    },
     admin => { listen => "127.0.0.1:$pa" },
     listeners => [ { name => 'main', listen => ["127.0.0.1:$p"], sites => ['a', 'pt', 'raw'],
                      client_hello_timeout_ms => 3000 } ],
@@ -42,6 +46,7 @@ $t->write_conf({
         a => { server_names => ['a.test'], mode => 'terminate',
                tls => { certificates => ['a'] },
                routes => [ { match => { path_prefix => '/slow' }, upstream => 'be' },
+                           { match => { path_prefix => '/wsstay' }, upstream => 'ws' },
                            { match => { path_prefix => '/' }, status => 200,
                              body => "fixed\n" } ] },
         pt => { server_names => ['pt.test'], mode => 'passthrough', upstream => 'echo' },
@@ -160,6 +165,54 @@ def req_rst():
     rst(s)
     return "ok"
 
+def ws_server(lport):
+    # answers an upgrade with 101, then reads to the end of input and
+    # keeps the connection open (a server that never closes on a FIN)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", lport))
+    ls.listen(16)
+    held = []
+    def serve(c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                return
+            head += d
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\n\r\n")
+        held.append(c)
+        try:
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+    def loop():
+        while True:
+            c, _ = ls.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+def ws_rst():
+    ctx = ssl.create_default_context(cafile=ca)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                        server_hostname="a.test")
+    s.sendall(b"GET /wsstay HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            return "eof"
+        head += d
+    if not head.startswith(b"HTTP/1.1 101"):
+        return "status %r" % head[:12]
+    s.sendall(b"hi")
+    time.sleep(0.01)
+    rst(s)
+    return "ok"
+
 def get_up():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=8),
@@ -206,6 +259,13 @@ def one():
         r = type(e).__name__
     with lock:
         res[r] = res.get(r, 0) + 1
+if case == "ws_rst":
+    ws_server(int(sys.argv[5]))
+    for _ in range(n):
+        one()
+    print(" ".join("%s=%d" % kv for kv in sorted(res.items())), flush=True)
+    time.sleep(3)               # the upstream side stays open meanwhile
+    sys.exit(0)
 if case == "early_data":
     echo_server(int(sys.argv[5]))
     ths = [threading.Thread(target=one) for _ in range(n)]
@@ -297,7 +357,32 @@ is(scalar(grep { $_->{outcome} eq 'client_closed' && $_->{status} == 0 } @rst), 
     or diag(join ' ', map { "$_->{status}/$_->{outcome}/$_->{duration_ms}" } @rst[0 .. 2]);
 cmp_ok(time - $t0, '<', 2, 'within 2 s (the upstream takes 2.5 s)');
 
-# 5. Out of descriptors (the worker's soft RLIMIT_NOFILE lowered with
+# 5. An upgraded (WebSocket) connection reset by the client was taken for
+# a half-close: FIN to the upstream, then waiting for it to close, which a
+# server may never do: both sockets stayed until idle_timeout_ms (60 s).
+{
+    my $out = $t->dir . '/ws.out';
+    my $pid = fork() // die "fork: $!";
+    if (!$pid) {
+        open STDOUT, '>', $out or die;
+        exec 'python3', $driver, $p, "$certs/ca.pem", 'ws_rst', 5, $wsp or exit 1;
+    }
+    my @ws;
+    for (1 .. 40) {
+        @ws = grep { ($_->{path} // '') eq '/wsstay' } @{ $t->access_log };
+        last if @ws >= 5;
+        sleep 0.05;
+    }
+    is(scalar(grep { $_->{status} == 101 && $_->{outcome} eq 'client_closed' } @ws), 5,
+       '5 upgraded connections reset by the client: closed at once (101, client_closed), '
+       . 'not left to the upstream or the idle timeout');
+    for (1 .. 20) { last if -s $out; sleep 0.05 }
+    is(Hamlyn::Test::slurp($out), "ok=5\n", 'the driver saw five 101 answers');
+    kill 'TERM', $pid;          # our driver, still holding the upstream side
+    waitpid($pid, 0);
+}
+
+# 6. Out of descriptors (the worker's soft RLIMIT_NOFILE lowered with
 # prlimit(1) so that no descriptor, then one, is free): a local shortage is
 # not the server's failure.  The health check counted its failed socket()
 # (fail_after 1: the healthy server went DOWN, then 503) and so did the

@@ -1419,6 +1419,15 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
     }
     if (nread < 0) {
         hc->up_eof = 1;
+        if (hc->state == HC_TUNNEL && nread != UV_EOF) {
+            /* a reset: the client is not left half-open until it closes */
+            hm_log_info(&hc->c->log, "upstream %s reset the upgraded "
+                        "connection: %s", hc->upstream_text,
+                        hm_stream_error(s));
+            hc->outcome = "upstream_error";
+            hc_close(hc);
+            return;
+        }
         if (hc->state == HC_TUNNEL) {
             tunnel_eof(hc, 0);
             return;
@@ -2209,6 +2218,14 @@ client_eof(hm_http_conn_t *hc, ssize_t code)
     }
     switch (hc->state) {
     case HC_TUNNEL:
+        if (code != UV_EOF) {
+            /* A reset is no half-close: the upstream, which may never
+             * close on our FIN, is not waited for (idle_timeout_ms). */
+            hm_log_info(&hc->c->log, "client reset the upgraded connection");
+            hc->outcome = "client_closed";
+            hc_close(hc);
+            return;
+        }
         tunnel_eof(hc, 1);
         return;
     case HC_REQ:
