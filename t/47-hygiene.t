@@ -213,41 +213,36 @@ def ws_rst():
     rst(s)
     return "ok"
 
+def read_all(s):
+    # everything the server sends until it closes
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return out
+        out += d
+
+def status(out):
+    return out.split(b" ")[1].decode() if out.startswith(b"HTTP/1.1 ") else "bad"
+
 def get_up():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=8),
                         server_hostname="a.test")
     s.sendall(b"GET /slow?ms=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    return out.split(b" ")[1].decode() if out.startswith(b"HTTP/1.1 ") else "bad"
+    return status(read_all(s))
 
 def admin_get():
     s = socket.create_connection(("127.0.0.1", port), timeout=8)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    return out.split(b" ")[1].decode() if out.startswith(b"HTTP/1.1 ") else "bad"
+    return status(read_all(s))
 
 def get():
     ctx = ssl.create_default_context(cafile=ca)
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
                         server_hostname="a.test")
     s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
+    out = read_all(s)
     return "ok" if out.endswith(b"\r\n\r\nfixed\n") else "bad %r" % out[:60]
 
 res = {}
