@@ -71,6 +71,12 @@ char *hm_xstrdup(const char *s);
 uint64_t hm_now_ms(void);
 void hm_time_rfc3339(char *buf, size_t len);
 
+/* 1 when errno value err says this process is short of descriptors,
+ * buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the local side's
+ * shortage, not the peer's doing, and a retry at once fails alike.
+ * libuv's codes are negated errno values: pass -rc for a uv error. */
+int hm_errno_shortage(int err);
+
 #include "hm_assert.h"
 #include "hm_str.h"
 

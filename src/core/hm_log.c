@@ -62,6 +62,12 @@ hm_xstrdup(const char *s)
     return memcpy(hm_xmalloc(n), s, n);
 }
 
+int
+hm_errno_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 uint64_t
 hm_now_ms(void)
 {

@@ -210,9 +210,10 @@ hm__defer_listener(const hm_conf_listener_t *l)
 /*
  * Accepts up to HM_ACCEPT_BATCH connections from one listening socket.
  * Over max_connections a socket is closed at once (counted, logged at
- * info, rate-limited).  EMFILE/ENFILE pause accepting for 100 ms (the
- * listen queue keeps the clients) instead of spinning on a level-triggered
- * event that cannot be served.
+ * info, rate-limited).  A shortage of descriptors or memory
+ * (hm_errno_shortage) pauses accepting for HM_ACCEPT_RETRY_MS (the listen
+ * queue keeps the clients) instead of spinning on a level-triggered event
+ * that cannot be served.
  */
 static void
 on_accept(hm_ev_t *ev, uint32_t events)
@@ -240,13 +241,11 @@ on_accept(hm_ev_t *ev, uint32_t events)
             hm_accept_stats.accept_errors++;
             hm_log_error(NULL, "accept4() on %s failed: %s", a->ls->addr->text,
                          strerror(errno));
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
-                || errno == ENOMEM)
-            {
+            if (hm_errno_shortage(errno)) {
                 for (k = 0; k < st.nacc; k++) {
                     hm__ev_mod(&st.acc[k].ev, 0);
                 }
-                uv_timer_start(&st.retry, on_retry, 100, 0);
+                uv_timer_start(&st.retry, on_retry, HM_ACCEPT_RETRY_MS, 0);
             }
             return;
         }

@@ -778,15 +778,13 @@ admin_on_accept(hm_ev_t *ev, uint32_t events)
                 hm_log_error(NULL, "admin: accept4() failed: %s",
                              strerror(errno));
             }
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
-                || errno == ENOMEM)
-            {
+            if (hm_errno_shortage(errno)) {
                 /* The socket is level-triggered: without a pause it is
                  * reported again at once (a busy loop, a log line each
-                 * time) until a descriptor frees up.  100 ms, as the
-                 * listeners' back-off in hm_accept.c. */
+                 * time) until a descriptor frees up. */
                 hm__ev_mod(&admin.ev, 0);
-                uv_timer_start(&admin.retry, admin_on_retry, 100, 0);
+                uv_timer_start(&admin.retry, admin_on_retry,
+                               HM_ACCEPT_RETRY_MS, 0);
             }
             return;
         }

@@ -117,8 +117,7 @@ void hm_stream_tls_session_free(void *session);
 static inline int
 hm_stream_local_error(int rc)
 {
-    return rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS
-           || rc == UV_ENOMEM;
+    return hm_errno_shortage(-rc);
 }
 
 #endif

@@ -40,4 +40,8 @@ extern int hm_worker_ready_fd;
  * shutdown: the sockets stay open in the master). */
 int hm_accept_init(hm_worker_t *w);
 void hm_accept_stop(hm_worker_t *w);
+/* How long a worker stops accepting on a socket after accept4() met a
+ * shortage (hm_errno_shortage): the sockets are level-triggered and would
+ * be reported again at once.  Listeners and the admin socket alike. */
+#define HM_ACCEPT_RETRY_MS  100
 #endif
