@@ -1101,6 +1101,10 @@ check_header_value(const char *s)
     return NULL;
 }
 
+/* The reason for a '%' not followed by two hex digits in a path. */
+static const char bad_escape[] =
+    "malformed percent-encoding (\"%\" and two hex digits)";
+
 static const char *
 check_url_path(const char *s)
 {
@@ -1123,7 +1127,7 @@ check_url_path(const char *s)
                    "request)";
         }
         if (c == '%' && (hm_hexval(p[1]) < 0 || hm_hexval(p[2]) < 0)) {
-            return "malformed percent-encoding (\"%\" and two hex digits)";
+            return bad_escape;
         }
     }
     return NULL;
@@ -1157,7 +1161,7 @@ check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
     out = palloc(cx, len + 2);
     n = hm_http_normalize_path(in, len, out);
     if (n == 0) {
-        return "malformed percent-encoding (\"%\" and two hex digits)";
+        return bad_escape;
     }
     if (n == len && memcmp(in, out, len) == 0) {
         return NULL;
