@@ -1727,7 +1727,9 @@ cpu_usable(int cpu)
 static void
 decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
 {
-    static const char *const el_keys[] = { "path", "level", NULL };
+    static const char *const el_keys[] = { "path", "level", "format", NULL };
+    static const char *const el_formats[] = { "text", "json", NULL };
+    static const int el_fvals[] = { 0, 1 };
     static const char *const al_keys[] = { "path", "format", NULL };
     static const char *const levels[] = { "debug", "info", "warn", "error",
                                           NULL };
@@ -1760,6 +1762,7 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
             conf_path(cx, o, "path", FILE_DIROK, &r->error_log_path);
         }
         conf_enum(cx, o, "level", levels, lvals, &r->error_log_level);
+        conf_enum(cx, o, "format", el_formats, el_fvals, &r->error_log_json);
         path_pop(cx, old);
     }
 
