@@ -714,6 +714,30 @@ def request_corpus():
     add("pipe-20", b"".join(req("GET", "/p%d" % i) for i in range(20)), ["GET"] * 20)
     add("pipe-cl-smuggle", req("POST", "/p1", headers=[("Content-Length", "0")]) + b"GET /p2 HTTP/1.1\r\nHost: a.test\r\n\r\n",
         ["POST", "GET"])
+    # bodies on methods that rarely carry one, Expect with the body inline
+    for m in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        add("body-cl-" + m, [req(m, "/b", headers=[("Content-Length", "5")], body=b"hello"), b"",
+                             req("GET", "/after"), b""], [m, "GET"])
+        add("body-ch-" + m, [req(m, "/b", headers=[("Transfer-Encoding", "chunked")],
+                                 body=b"5\r\nhello\r\n0\r\n\r\n"), b"", req("GET", "/after"), b""], [m, "GET"])
+    add("expect-inline", [req("POST", "/e", headers=[("Expect", "100-continue"), ("Content-Length", "5")],
+                              body=b"hello"), b"", req("GET", "/after"), b""], ["POST", "GET"])
+    add("expect-partial", [req("POST", "/e", headers=[("Expect", "100-continue"), ("Content-Length", "10")],
+                               body=b"hello"), b"", b"world", b""], ["POST"])
+    add("expect-pipelined", [req("POST", "/e", headers=[("Expect", "100-continue"), ("Content-Length", "0")]) +
+                             req("GET", "/p2"), b""], ["POST", "GET"])
+    # heads and bodies dribbled a few bytes at a time (TLS record per piece)
+    def dribble(data, n=7):
+        out = []
+        for i in range(0, len(data), n):
+            out += [data[i:i + n], b"<<SLEEP0.01>>"]
+        return out
+    add("dribble-get", dribble(req("GET", "/d", headers=[("X-A", "1")])) + [b""])
+    add("dribble-chunked", dribble(req("POST", "/d", headers=[("Transfer-Encoding", "chunked")],
+                                       body=b"5;e=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")) +
+        [b""] + dribble(req("GET", "/after")) + [b""], ["POST", "GET"])
+    add("dribble-cl-pipe", dribble(req("POST", "/d", headers=[("Content-Length", "5")], body=b"hello") +
+                                   req("GET", "/after"), 3) + [b""], ["POST", "GET"])
     # response-driving requests for canned responses are added in response_corpus
     return C
 
@@ -725,6 +749,11 @@ def response_corpus():
         canned(name, raw, close)
         first = req(method, "/r/" + name)
         R.append(("resp-" + name, [first, b"", req("GET", "/after"), b""], [method, "GET"]))
+        # the same through an HTTP/1.0 client, plain and keep-alive
+        R.append(("resp10-" + name, [req(method, "/r/" + name, "HTTP/1.0"), b""], [method]))
+        ka = [("Connection", "keep-alive")]
+        R.append(("resp10ka-" + name, [req(method, "/r/" + name, "HTTP/1.0", headers=ka), b"",
+                                       req("GET", "/after", "HTTP/1.0", headers=ka), b""], [method, "GET"]))
 
     add("200-cl", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nhello")
     add("200-chunked", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
@@ -785,6 +814,18 @@ def response_corpus():
     add("1xx-two", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nhello")
     add("1xx-100-cl", "HTTP/1.1 100 Continue\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nhello")
     add("1xx-only-close", "HTTP/1.1 100 Continue\r\n\r\n", close=True)
+    for i, extra in enumerate(["", "early-bytes"]):
+        canned("101-ws%d" % i, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n" + extra)
+        ws = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+              ("Sec-WebSocket-Version", "13")]
+        # after the 101 the backend parses what comes as HTTP: a request
+        # sent through the tunnel is answered through it
+        R.append(("resp-101-ws%d" % i, [req("GET", "/r/101-ws%d" % i, headers=ws), b"",
+                                       req("GET", "/in-tunnel"), b""], ["GET", "GET"]))
+        R.append(("resp10-101-ws%d" % i, [req("GET", "/r/101-ws%d" % i, "HTTP/1.0", headers=ws), b""], ["GET"]))
+        R.append(("resp-101-ws%d-noupg" % i, [req("GET", "/r/101-ws%d" % i), b"", req("GET", "/after"), b""],
+                  ["GET", "GET"]))
     add("101-no-upgrade", "HTTP/1.1 101 Switching Protocols\r\nX-Be: 1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw after 101", close=True)
     for st in (201, 202, 203, 206, 299, 300, 301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 407, 413, 417, 418,
                421, 426, 429, 451, 499, 500, 501, 502, 503, 504, 505, 599):
@@ -806,6 +847,13 @@ def response_corpus():
     add("head-body-sent", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nhello", method="HEAD")
     add("head-404", "HTTP/1.1 404 Nope\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\n", method="HEAD")
     add("post-resp-chunked", "HTTP/1.1 201 Created\r\nX-Be: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", method="POST")
+    # pipelined pairs of canned responses, HEAD where the name says so
+    for a, b in (("200-big-body", "200-chunked"), ("head-chunked", "200-chunked"), ("200-close-delim", "200-cl"),
+                 ("204-plain", "304-plain"), ("200-chunked-trailer", "head-cl"), ("head-nolen", "200-cl")):
+        ma = "HEAD" if a.startswith("head") else "GET"
+        mb = "HEAD" if b.startswith("head") else "GET"
+        R.append(("pipe-%s+%s" % (a, b), [req(ma, "/r/" + a) + req(mb, "/r/" + b) + req("GET", "/after"), b""],
+                  [ma, mb, "GET"]))
     return R
 
 
