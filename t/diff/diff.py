@@ -857,6 +857,60 @@ def response_corpus():
     return R
 
 
+# ---- classification ----------------------------------------------------------
+# Where Hamlyn stands alone (or all three differ) in either view, the case
+# is looked up here: class 1 = stricter or different by design (documented
+# in hamlyn.8, status and log checked), 2 = Hamlyn wrong (each fixed, with
+# a test: the case then agrees), 3 = unclear, decided against RFC 9110/9112
+# (see the audit's report).  A difference not listed is "unclassified":
+# look at it.  Cases where Hamlyn agrees with nginx or with HAProxy are
+# "peer" differences (the other product's behaviour).
+
+KNOWN = [
+    (r"^method-(FOO|get|G-T|G_T|G\.T|long)$", 1, "method unknown to http-parser: 501, closed"),
+    (r"^method-OPTIONS-star$", 1, "OPTIONS * answered by the proxy"),
+    (r"^absform-0[14]$", 1, "absolute-form authority replaces Host (RFC 9112 3.2.2)"),
+    (r"^absform-(03|11)$", 1, "authority not a name of the SNI's site: 421"),
+    (r"^absform-08$", 1, "absolute-form other than http/https: 400"),
+    (r"^host-(05|09|10|14|21|22)$", 1, "Host not a name of the SNI's site: 421"),
+    (r"^host-(07|08|16|19|20)$", 1, "invalid Host: 400"),
+    (r"^host-10-missing$", 1, "HTTP/1.0 without Host: the upstream HTTP/1.1 request gets the site name"),
+    (r"^line-04$", 1, "HTTP/0.9: 505"),
+    (r"^(line-0[78]|line-lf-only|hdr-lf-mixed)$", 1, "strict request line / bare LF: 400"),
+    (r"^hdr-(08|10)-", 1, "control byte in a header value: 400"),
+    (r"^(hdr-(23|24|27|28|38)-.*|conn-0[34])$", 1, "hop-by-hop request header removed"),
+    (r"^(hdr-32-.*|expect-0[23])$", 1, "Expect other than 100-continue: 417"),
+    (r"^expect-(get|cl0|inline|partial|pipelined)$", 1, "no 100 when no body is awaited (RFC 9110 10.1.1 MAY)"),
+    (r"^(hdr-many-.*|hdr-total-24k|hdr-big-.*)$", 1, "100 header fields / max_header_bytes: 431"),
+    (r"^upgrade-(01|02|05|10|post)$", 1, "only Upgrade: websocket with Connection: upgrade on HTTP/1.1"),
+    (r"^te-0[12]$", 1, "chunked re-framed"),
+    (r"^te-0[38]$", 3, "Transfer-Encoding 'gzip, chunked' / 'chunked,': 400"),
+    (r"^chunk-(03|12|13|22|24|25|27)$", 1, "invalid chunked framing or over the line/trailer bounds: 400"),
+    (r"^chunk-(0[4-7]|26)$", 1, "request trailers dropped"),
+    (r"^cl-1[56]$", 1, "body shorter than said: the rest is a bad next request / over max_body_bytes: 413"),
+    (r"^(resp(10|10ka)?-200-chunked-trailer|pipe-200-chunked-trailer.*)$", 1, "response trailers dropped"),
+    (r"^resp(10|10ka)?-200-(chunked-lf|lf-only)$", 3, "bare LF in a response head or chunk line: 502"),
+    (r"^resp(10|10ka)?-200-(te-cl|hdr-ctl)$", 1, "TE with CL / control byte in a response: 502"),
+    (r"^resp(10|10ka)?-200-cl-(dup|list)-same$", 3, "repeated identical Content-Length in a response: 502"),
+    (r"^resp(10|10ka)?-200-(conn-tokens|hop-headers|upgrade-hdr)$", 1, "hop-by-hop response headers removed"),
+    (r"^resp(10|10ka)?-1xx-", 3, "interim 1xx responses dropped"),
+    (r"^resp10ka-200-(te-identity|chunked-gzip|chunked-bad|cl-invalid|cl-neg|cl-plus|cl-huge|http11-lower|te-dup)$",
+     1, "invalid response: 502, client connection kept"),
+    (r"^resp-101-ws[01]$", 1, "Upgrade header re-added last (order only)"),
+    (r"^resp10-101-ws[01]$", 1, "HTTP/1.0 Upgrade not forwarded; the 101 is then invalid: 502"),
+    (r"^resp(10|10ka)?-st-(600|099|2digit)$", 1, "status outside 100..599: 502"),
+]
+
+
+def classify(name, pc, pb):
+    if "H|" not in pc and "H|" not in pb:
+        return "peer" if (pc, pb) != ("same", "same") else "same"
+    for rx, cls, why in KNOWN:
+        if re.search(rx, name):
+            return cls
+    return "unclassified"
+
+
 # ---- run -------------------------------------------------------------------
 
 def run_case(px, case):
@@ -934,8 +988,12 @@ def main():
             stats.setdefault(view, {}).setdefault(pat, 0)
             stats[view][pat] += 1
             r[view + "_pattern"] = pat
+        cls = classify(name, r["client_pattern"], r["backend_pattern"])
+        stats.setdefault("class", {}).setdefault(str(cls), 0)
+        stats["class"][str(cls)] += 1
         if opt.show == "all" or r["client_pattern"] != "same" or r["backend_pattern"] != "same":
-            out.append("=== %s  client:%s backend:%s" % (name, r["client_pattern"], r["backend_pattern"]))
+            out.append("=== %s  client:%s backend:%s class:%s" % (name, r["client_pattern"],
+                                                                r["backend_pattern"], cls))
             for n in PROXIES:
                 out.append("  [%s] client %s" % (n, json.dumps(r[n]["client"])))
                 out.append("  [%s] backend %s" % (n, json.dumps(r[n]["backend"])))
