@@ -205,6 +205,8 @@ sleep 2
 u0=$(date +%s.%N)
 apt-get install $apt_opts "$deb2" > "$work/install2.log" 2>&1 || { cat "$work/install2.log"; fail "install V2"; }
 u1=$(date +%s.%N)
+# the requests must span the whole upgrade, not end before it
+kill -0 "$loop" 2>/dev/null || fail "the request loop ended before the upgrade did"
 wait "$loop" || true
 loop=""
 cat "$work/install2.log" | grep '^hamlyn:' || true
