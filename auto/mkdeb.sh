@@ -12,7 +12,7 @@
 # /etc/hamlyn/hamlyn.json, the systemd unit, the logrotate file, the demo
 # certificate script), then: the binary stripped as dh_strip does, the man
 # pages gzipped (-9n), /usr/share/doc/hamlyn/{README,copyright,
-# changelog.Debian.gz}, and the maintainer scripts of auto/deb/.  Depends is
+# changelog.Debian.gz}, the maintainer scripts of auto/deb/ and md5sums.  Depends is
 # computed by dpkg-shlibdeps (dpkg-dev) from the binary's NEEDED libraries
 # (BoringSSL is static by default: no dependency; with --with-boringssl=
 # system it names android-libboringssl), plus adduser (postinst creates the
@@ -82,6 +82,10 @@ done
 # Every file under /etc is a conffile (as dh_installdeb does)
 (cd "$stage" && find etc -type f | sort | sed 's|^|/|') > "$stage/DEBIAN/conffiles"
 chmod 644 "$stage/DEBIAN/conffiles"
+# md5sums of every other file, for dpkg --verify (as dh_md5sums)
+(cd "$stage" && find . -type f ! -path './DEBIAN/*' ! -path './etc/*' | sed 's|^\./||' \
+    | LC_ALL=C sort | xargs md5sum) > "$stage/DEBIAN/md5sums"
+chmod 644 "$stage/DEBIAN/md5sums"
 size=$(du -k -s --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CTRL
 Package: hamlyn

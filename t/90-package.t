@@ -94,6 +94,12 @@ for my $s (qw(postinst prerm postrm)) {
     }
 }
 ok(!-e "$ctl/preinst", 'no preinst');
+my @sums = map { (split ' ', $_, 2)[1] } split /\n/, Hamlyn::Test::slurp("$ctl/md5sums");
+is_deeply(\@sums, [qw(lib/systemd/system/hamlyn.service usr/sbin/hamlyn
+                      usr/share/doc/hamlyn/README usr/share/doc/hamlyn/changelog.Debian.gz
+                      usr/share/doc/hamlyn/copyright usr/share/hamlyn/demo-cert.sh
+                      usr/share/man/man5/hamlyn.json.5.gz usr/share/man/man8/hamlyn.8.gz)],
+          'md5sums: every file but the conffiles');
 
 # --- file list, modes, owners
 my %want = (
@@ -137,6 +143,9 @@ like(`gzip -dc '$x/usr/share/doc/hamlyn/changelog.Debian.gz'`,
      'changelog.Debian.gz: one entry in Debian format, with the version');
 is(Hamlyn::Test::slurp("$x/usr/share/doc/hamlyn/README"), Hamlyn::Test::slurp("$top/README"), 'README');
 like(Hamlyn::Test::slurp("$x/usr/share/doc/hamlyn/copyright"), qr{\AFormat: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n}, 'copyright: machine-readable format');
+
+($rc, $out) = run_out("cd '$x' && md5sum --quiet -c '$ctl/md5sums'");
+is($rc, 0, 'md5sums match the files') or diag($out);
 
 my $bin = "$x/usr/sbin/hamlyn";
 ($rc, $out) = run_out("'$bin' -V");
