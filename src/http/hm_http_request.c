@@ -127,6 +127,7 @@ typedef struct hm_http_conn_s {
     unsigned            no_pool:1;
     unsigned            up_reading:1;
     unsigned            up_unconfirmed:1; /* new connection, no byte yet */
+    unsigned            resp_interim:1; /* an interim 1xx arrived */
     int                 resp_state;
     int                 resp_kind;
     int64_t             resp_left;
@@ -1242,8 +1243,9 @@ method_idempotent(int method)
 
 /* The upstream failed before any response byte: a refused TLS handshake
  * goes to up_tls_refused(); retry on a fresh connection when the
- * connection came from the pool, nothing of the request body was sent and
- * the method is idempotent, else 502. */
+ * connection came from the pool, nothing of the request body was sent,
+ * no interim 1xx arrived (the upstream acted on the request) and the
+ * method is idempotent, else 502. */
 static void
 up_failed_early(hm_http_conn_t *hc, const char *why)
 {
@@ -1253,8 +1255,9 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         up_tls_refused(hc);
         return;
     }
-    if (hc->up_reused && hc->rh_len == 0 && hc->req_fwd == 0
-        && hc->retries < 2 && method_idempotent(hc->msg.method))
+    if (hc->up_reused && hc->rh_len == 0 && !hc->resp_interim
+        && hc->req_fwd == 0 && hc->retries < 2
+        && method_idempotent(hc->msg.method))
     {
         hm_log_debug(&hc->c->log, "pooled upstream connection to %s %s, "
                      "retrying on a new connection", hc->upstream_text, why);
@@ -1403,7 +1406,9 @@ resp_head_parse(hm_http_conn_t *hc)
             break;
         }
         /* Interim 1xx (100 Continue, 103 ...): the proxy answers 100
-         * itself; interim responses are dropped. */
+         * itself; interim responses are dropped.  The upstream did act on
+         * the request: a failure after this is not retried. */
+        hc->resp_interim = 1;
         memmove(hc->ws->rh, hc->ws->rh + rm->head_len,
                 hc->rh_len - rm->head_len);
         hc->rh_len -= rm->head_len;
