@@ -667,7 +667,7 @@ def request_corpus():
                        body=b"5\r\nhello\r\n0\r\n\r\n"), b""], ["POST"])
     add("te-and-cl", [req("POST", "/te", headers=[("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
                           body=b"5\r\nhello\r\n0\r\n\r\n"), b"", req("GET", "/after"), b""], ["POST", "GET"])
-    add("te-10", [req("POST", "/te", "HTTP/1.0", headers=[("Transfer-Encoding", "chunked")],
+    add("te-http10", [req("POST", "/te", "HTTP/1.0", headers=[("Transfer-Encoding", "chunked")],
                       body=b"5\r\nhello\r\n0\r\n\r\n"), b""], ["POST"])
     # chunked bodies
     chs = [b"5;ext=1\r\nhello\r\n0\r\n\r\n", b"5;ext=\"q\"\r\nhello\r\n0;x\r\n\r\n",
