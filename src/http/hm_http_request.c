@@ -852,12 +852,28 @@ up_drained(hm_stream_t *s)
     }
 }
 
-/* Keeps bytes that arrived after the current request (pipelining). */
+/*
+ * Keeps bytes that arrived after the current request (pipelining), or body
+ * bytes that arrive before the upstream takes them.  Body bytes that came
+ * with the head and were already forwarded or skipped (ws->in[head_len ..
+ * in_off)) are given back first: only the head must stay (hc->msg points
+ * into it), and a pipelined request behind a long body would otherwise
+ * find the workspace full of consumed bytes and close the connection.
+ * Reading pauses while less than one read fits.  HM_ERROR: closed.
+ */
 static int
 save_pipelined(hm_http_conn_t *hc, const uint8_t *data, size_t n)
 {
+    size_t head = hc->msg.head_len;
+
     if (n == 0) {
         return HM_OK;
+    }
+    if (hc->in_off > head && head <= hc->in_len) {
+        memmove(hc->ws->in + head, hc->ws->in + hc->in_off,
+                hc->in_len - hc->in_off);
+        hc->in_len -= hc->in_off - head;
+        hc->in_off = head;
     }
     if (hc->in_len + n > hc->ws->in_cap) {
         hm_log_info(&hc->c->log, "too many pipelined bytes");
