@@ -27,12 +27,16 @@ if [ ! -f "$list" ] && ! grep -qs '^[[:space:]]*Types:.*deb-src' /etc/apt/source
 fi
 
 # Build: compiler, pkg-config, the libraries configure probes for, dpkg-dev
-# for `apt-get source`, android-libboringssl-dev for --with-boringssl=system.
+# for `apt-get source` and for `make deb` (dpkg-shlibdeps computes the
+# package's Depends; dpkg-deb, gzip and strip of build-essential build it),
+# android-libboringssl-dev for --with-boringssl=system.
 # Test: Check (unit), perl/prove, python3 (backends), openssl and curl
-# (clients), git (CI builds a second copy).  Fuzz: clang with libFuzzer.
+# (clients), git (CI builds a second copy), adduser and logrotate (the
+# package's postinst and its logrotate file, t/pkg-ci.sh).  Fuzz: clang with
+# libFuzzer.
 pkgs="build-essential pkg-config make libuv1-dev libhttp-parser-dev libjansson-dev
       dpkg-dev ca-certificates check perl python3 openssl curl git
-      android-libboringssl-dev"
+      android-libboringssl-dev adduser logrotate"
 if [ -z "${HM_DEPS_MINIMAL:-}" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev"
 fi

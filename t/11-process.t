@@ -647,4 +647,47 @@ for my $case ('finish', 'deadline', 'reload', 'upgrade') {
     kill 'TERM', $n if kill(0, $n);
 }
 
+# ---- error_log.format "json" --------------------------------------------
+{
+    my $t = Hamlyn::Test->new(name => '11-process-jsonlog');
+    my $p = $t->port;
+    my $d = $t->dir;
+    my $bad = conf_for($t, { workers => 1, error_log => { path => 'e.log', format => 'xml' } },
+                       "127.0.0.1:$p");
+    $t->write_conf($bad);
+    my ($rc, $out) = $t->hamlyn('-t', '-c', $t->conf_path);
+    is($rc, 1, 'error_log.format "xml": -t exits 1');
+    like($out, qr/runtime\.error_log\.format: .*"text".*"json"/, '... naming the key and the choices');
+
+    my $c = conf_for($t, { workers => 1, pid_file => 'h.pid',
+                           error_log => { path => 'e.log', level => 'info', format => 'json' } },
+                     "127.0.0.1:$p");
+    $t->write_conf($c);
+    ($rc, $out) = $t->hamlyn('-d', '-c', $t->conf_path);
+    is($rc, 0, 'json error log: started') or diag($out);
+    my $m = pid_in("$d/h.pid");
+    # A client that sends no ClientHello: a connection line (info).
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p, Timeout => 2);
+    print $s "GET / HTTP/1.1\r\n\r\n" if $s;
+    sleep 1;
+    close $s if $s;
+    ($rc, $out) = $t->hamlyn('-s', 'quit', '-c', $t->conf_path);
+    ok(wait_for(sub { !kill(0, $m) }, 10), 'json error log: the master quit');
+    my @lines = split /\n/, Hamlyn::Test::_slurp("$d/e.log");
+    ok(@lines >= 4, 'json error log: lines written (' . scalar(@lines) . ')');
+    my @obj = grep { defined } map { my $l = $_; eval { JSON::PP::decode_json($l) } } @lines;
+    is(scalar @obj, scalar @lines, 'json error log: every line is one JSON object');
+    is(scalar(grep { !(defined $_->{time} && $_->{time} =~ /^\d{4}-\d\d-\d\dT[\d:.]+Z$/
+                       && $_->{level} =~ /^(debug|info|warn|error)$/
+                       && $_->{pid} =~ /^\d+$/ && defined $_->{msg}) } @obj), 0,
+       'json error log: each has time, level, pid and msg');
+    ok((grep { $_->{pid} == $m && $_->{msg} =~ /^hamlyn \S+ started, 1 worker, listening on 127\.0\.0\.1:$p$/ } @obj),
+       'json error log: the start line, from the master');
+    my ($conn) = grep { defined $_->{conn} } @obj;
+    ok($conn, 'json error log: a connection line');
+    is($conn && $conn->{peer} =~ /^127\.0\.0\.1:\d+$/ ? 1 : 0, 1, '... with the client address as peer');
+    ok($conn && $conn->{conn} =~ /^\d+$/ && defined $conn->{action}, '... its conn id and what it was doing');
+    unlike(join("\n", @lines), qr/\[info\]/, 'json error log: no text lines');
+}
+
 done_testing;

@@ -589,6 +589,10 @@ SKIP: {
     ok($e->{pid} && $workers{$e->{pid}}, 'access log pid is the worker\'s');
     my @bad = grep { ($_->{status} // 0) == 431 } @$log;
     ok(@bad >= 1, 'refused requests are logged too');
+    my @e417 = grep { ($_->{status} // 0) == 417 } @$log;
+    is(scalar @e417, 1, 'the 417 is logged');
+    is($e417[0]{method}, 'GET', 'a refused head with a valid request line logs its method');
+    is($e417[0]{path}, '/', '... and its path');
 }
 
 # ---- the default configuration ----------------------------------------

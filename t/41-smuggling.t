@@ -180,6 +180,22 @@ unlike($log, qr{^POST /a }m, 'no refused POST reached the backend (chunked frami
     unlike($json // '', qr/X-Trailer/, 'trailer not forwarded as a header');
 }
 
+# RFC 9112 7.1.1: chunk-ext = *( BWS ";" ... ): whitespace between the size
+# and the ';' is valid (nginx and HAProxy take it; t/diff/diff.py chunk-02),
+# whitespace not followed by ';' is not.
+{
+    my $out = raw("POST /post HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n"
+                . "3 ;ext=1\r\nabc\r\n2\t;x\r\nde\r\n0 ;z\r\n\r\n"
+                . "GET /x HTTP/1.1\r\n${H}Connection: close\r\n\r\n");
+    is_deeply(statuses($out), [200, 200], 'chunk extension after whitespace');
+    my ($json) = $out =~ /(\{"method": "POST".*?\})\r?\n?HTTP/s;
+    my $j = eval { decode_json($json // '{}') } // {};
+    is($j->{body_len}, 5, '... body decoded and forwarded');
+    $out = raw("POST /post HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n"
+             . "3 \r\nabc\r\n0\r\n\r\n");
+    is_deeply(statuses($out), [400], 'whitespace after the size without an extension: 400');
+}
+
 # h2c smuggling: only "Upgrade: websocket" is tunnelled.  Any other
 # Upgrade (h2c above all) is a normal request: Upgrade and HTTP2-Settings
 # are dropped, the backend answers it as HTTP/1.1 and the next request on

@@ -168,6 +168,20 @@ for my $case (qw(junk body204)) {
 like($t->error_log, qr/\[warn\].*upstream "h" \S+: sent data after the end of the response, connection not reused/,
      'extra bytes logged at warn');
 
+# ---- an interim response, then the close, on a pooled connection ----------
+# The upstream acted on the request (it answered 100): a GET is not retried
+# on a new connection, though the pooled connection failed before a final
+# response (found by t/diff/diff.py: the backend saw the request twice).
+
+{
+    ok(conn_requests() >= 1, 'interimclose: a pooled connection to take');
+    my ($c) = curl('/interimclose/once');
+    is($c, 502, 'interimclose: 502');
+    my $log = do { local $/; open my $f, '<', $h->{log} or die; <$f> };
+    my $n = () = $log =~ m{/interimclose/once}g;
+    is($n, 1, 'interimclose: the request reached the upstream once, not retried');
+}
+
 # ---- a pooled connection that dies under a POST with a body --------------
 # The upstream answers, then closes at once; a pipelined POST may take the
 # pooled connection before its FIN is seen, and fail while its body goes

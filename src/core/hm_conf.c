@@ -1101,6 +1101,10 @@ check_header_value(const char *s)
     return NULL;
 }
 
+/* The reason for a '%' not followed by two hex digits in a path. */
+static const char bad_escape[] =
+    "malformed percent-encoding (\"%\" and two hex digits)";
+
 static const char *
 check_url_path(const char *s)
 {
@@ -1123,7 +1127,7 @@ check_url_path(const char *s)
                    "request)";
         }
         if (c == '%' && (hm_hexval(p[1]) < 0 || hm_hexval(p[2]) < 0)) {
-            return "malformed percent-encoding (\"%\" and two hex digits)";
+            return bad_escape;
         }
     }
     return NULL;
@@ -1157,7 +1161,7 @@ check_match_path(cx_t *cx, const char *s, int prefix, char **fix)
     out = palloc(cx, len + 2);
     n = hm_http_normalize_path(in, len, out);
     if (n == 0) {
-        return "malformed percent-encoding (\"%\" and two hex digits)";
+        return bad_escape;
     }
     if (n == len && memcmp(in, out, len) == 0) {
         return NULL;
@@ -1723,7 +1727,9 @@ cpu_usable(int cpu)
 static void
 decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
 {
-    static const char *const el_keys[] = { "path", "level", NULL };
+    static const char *const el_keys[] = { "path", "level", "format", NULL };
+    static const char *const el_formats[] = { "text", "json", NULL };
+    static const int el_fvals[] = { 0, 1 };
     static const char *const al_keys[] = { "path", "format", NULL };
     static const char *const levels[] = { "debug", "info", "warn", "error",
                                           NULL };
@@ -1756,6 +1762,7 @@ decode_log(cx_t *cx, json_t *rt, hm_conf_runtime_t *r)
             conf_path(cx, o, "path", FILE_DIROK, &r->error_log_path);
         }
         conf_enum(cx, o, "level", levels, lvals, &r->error_log_level);
+        conf_enum(cx, o, "format", el_formats, el_fvals, &r->error_log_json);
         path_pop(cx, old);
     }
 

@@ -41,6 +41,7 @@ typedef struct {
     int    max_connections;         /* per worker; default 10000 */
     int    shutdown_timeout_s;      /* default 30 */
     char  *tls_session_ticket_keys; /* absolute path or NULL */
+    int    error_log_json;          /* error_log.format "json" */
 } hm_conf_runtime_t;
 
 struct hm_conf_cert_s {

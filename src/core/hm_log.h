@@ -35,6 +35,8 @@ extern int hm_log_level;
 /* Opens path ("stderr" or a file, appended) as the error log.  Returns
  * HM_OK, or HM_ERROR with errno set; the previous log stays in place. */
 int hm_log_open(const char *path, int level);
+/* Error log lines as text (0, the default) or one JSON object each (1). */
+void hm_log_set_json(int on);
 /* Re-opens the current error log file (USR1, logrotate). */
 int hm_log_reopen(void);
 /* The error log's fd (for dup2 onto stderr when daemonised). */

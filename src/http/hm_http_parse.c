@@ -1032,6 +1032,7 @@ enum {
     CH_EXT,             /* after ';' */
     CH_EXT_QUOTED,      /* inside a quoted extension value */
     CH_EXT_ESCAPE,      /* after '\' inside quotes */
+    CH_SIZE_BWS,        /* whitespace after the size: ';' must follow */
     CH_SIZE_LF,         /* CR seen, LF expected */
     CH_DATA,
     CH_DATA_CR,
@@ -1083,7 +1084,22 @@ hm_http_chunked_next(hm_http_chunked_t *d, const uint8_t *in, size_t len,
                 d->line = 0;
             } else if (c == '\r') {
                 d->state = CH_SIZE_LF;
+            } else if (is_ows(c)) {
+                d->state = CH_SIZE_BWS;
+                d->line = 0;
             } else {
+                return HM_ERROR;
+            }
+            break;
+        case CH_SIZE_BWS:
+            /* RFC 9112 7.1.1: chunk-ext = *( BWS ";" ... ); whitespace
+             * that does not lead to an extension ("5 \r\n") is invalid. */
+            if (++d->line > CH_MAX_LINE) {
+                return HM_ERROR;
+            }
+            if (c == ';') {
+                d->state = CH_EXT;
+            } else if (!is_ows(c)) {
                 return HM_ERROR;
             }
             break;

@@ -117,6 +117,7 @@ typedef struct hm_http_conn_s {
     uint64_t            req_fwd;        /* body bytes written upstream */
     hm_http_chunked_t   req_chunk;
     unsigned            req_done:1;
+    unsigned            head_ok:1;      /* msg holds a valid request head */
     unsigned            close_after:1;
     unsigned            head_sent:1;    /* upstream head written */
     unsigned            resp_started:1; /* response head written to client */
@@ -126,6 +127,7 @@ typedef struct hm_http_conn_s {
     unsigned            no_pool:1;
     unsigned            up_reading:1;
     unsigned            up_unconfirmed:1; /* new connection, no byte yet */
+    unsigned            resp_interim:1; /* an interim 1xx arrived */
     int                 resp_state;
     int                 resp_kind;
     int64_t             resp_left;
@@ -350,13 +352,18 @@ hc_log_request(hm_http_conn_t *hc)
     hm_conn_log_begin(&jb, line, sizeof(line), hc->c);
     hm_jb_str(&jb, "site", hc->site->name);
     hm_jb_str(&jb, "mode", "terminate");
+    /* An invalid head still logs what it had of a request line (a 417,
+     * 501 or 431 has all of it), as nginx logs $request. */
     if (hc->msg.method_name.len > 0) {
         hm_jb_strn(&jb, "method", hc->msg.method_name.data,
                    hc->msg.method_name.len);
+    } else {
+        hm_jb_str(&jb, "method", NULL);
+    }
+    if (hc->msg.target.len > 0) {
         hm_jb_strn(&jb, "path", hc->msg.target.data,
                    hm_min(hc->msg.target.len, HM_LOG_PATH_MAX));
     } else {
-        hm_jb_str(&jb, "method", NULL);
         hm_jb_str(&jb, "path", NULL);
     }
     hm_jb_int(&jb, "status", hc->status);
@@ -1277,8 +1284,9 @@ method_idempotent(int method)
 
 /* The upstream failed before any response byte: a refused TLS handshake
  * goes to up_tls_refused(); retry on a fresh connection when the
- * connection came from the pool, nothing of the request body was sent and
- * the method is idempotent, else 502. */
+ * connection came from the pool, nothing of the request body was sent,
+ * no interim 1xx arrived (the upstream acted on the request) and the
+ * method is idempotent, else 502. */
 static void
 up_failed_early(hm_http_conn_t *hc, const char *why)
 {
@@ -1288,8 +1296,9 @@ up_failed_early(hm_http_conn_t *hc, const char *why)
         up_tls_refused(hc);
         return;
     }
-    if (hc->up_reused && hc->rh_len == 0 && hc->req_fwd == 0
-        && hc->retries < 2 && method_idempotent(hc->msg.method))
+    if (hc->up_reused && hc->rh_len == 0 && !hc->resp_interim
+        && hc->req_fwd == 0 && hc->retries < 2
+        && method_idempotent(hc->msg.method))
     {
         hm_log_debug(&hc->c->log, "pooled upstream connection to %s %s, "
                      "retrying on a new connection", hc->upstream_text, why);
@@ -1438,7 +1447,9 @@ resp_head_parse(hm_http_conn_t *hc)
             break;
         }
         /* Interim 1xx (100 Continue, 103 ...): the proxy answers 100
-         * itself; interim responses are dropped. */
+         * itself; interim responses are dropped.  The upstream did act on
+         * the request: a failure after this is not retried. */
+        hc->resp_interim = 1;
         memmove(hc->ws->rh, hc->ws->rh + rm->head_len,
                 hc->rh_len - rm->head_len);
         hc->rh_len -= rm->head_len;
@@ -1884,13 +1895,12 @@ hc_send_local(hm_http_conn_t *hc, int status, const char *ctype,
     if (close || !hc->req_done) {   /* draining: set by hc_process() */
         hc->close_after = 1;
     }
-    if (hc->msg.method_name.len > 0) {
+    if (hc->head_ok) {
         hc->r.resp = rm;
         run_on_response(hc);
     }
     hc->status = status;
-    hlen = hm__http_build_client_head(rm, hc->msg.method_name.len ? &hc->msg
-                                                                  : NULL,
+    hlen = hm__http_build_client_head(rm, hc->head_ok ? &hc->msg : NULL,
                                       0, hc->close_after, hc->ws->out,
                                       hc->ws->out_cap);
     if (hlen == 0) {
@@ -2177,14 +2187,14 @@ hc_try_head(hm_http_conn_t *hc)
         hc->rq_in = hc->in_len;
         hm_log_info(&hc->c->log, "invalid request: %s", m->error);
         hc->outcome = "bad_request";
-        m->method_name.len = 0;
-        m->method = HM_HTTP_M_OTHER;
+        m->method = HM_HTTP_M_OTHER;    /* no HEAD semantics for it */
         hc->req_done = 0;
         hc_send_local(hc, m->error_status ? m->error_status : 400, NULL,
                       NULL, 0, 1);
         return;
     }
     m->max_headers = HM_HTTP_HDR_SLOTS;
+    hc->head_ok = 1;
     hc->in_off = m->head_len;
     hc_process(hc);
 }

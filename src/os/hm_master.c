@@ -938,6 +938,7 @@ master_reload(void)
             dup2(hm_log_fd(), 2);
         }
     }
+    hm_log_set_json(rt->error_log_json);
     if (str_differ(ort->access_log_path, rt->access_log_path)
         && hm_access_log_open(rt->access_log_path) != HM_OK)
     {
@@ -1445,6 +1446,7 @@ hm_master_run(hm_cycle_t *cycle, const hm_master_opts_t *opts)
                 rt->error_log_path, strerror(errno));
         return 1;
     }
+    hm_log_set_json(rt->error_log_json);
     if (hm_access_log_open(rt->access_log_path) != HM_OK) {
         hm_log_error(NULL, "runtime.access_log: cannot open %s: %s",
                      rt->access_log_path, strerror(errno));

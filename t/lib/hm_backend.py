@@ -181,6 +181,8 @@ def _hostile_cases():
         "close204": (b"HTTP/1.1 204 No Content\r\n\r\n", "close"),
         # reads the request, closes without a byte of response
         "closenow": (b"", "close"),
+        # an interim response, then the close: the request was acted on
+        "interimclose": (b"HTTP/1.1 100 Continue\r\n\r\n", "close"),
         # a head dripped a byte at a time, or behind a stream of interim
         # responses ("paced": one piece every 50 ms, about 3 s in all)
         "drip": ([bytes([c]) for c in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 20

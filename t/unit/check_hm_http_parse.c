@@ -552,6 +552,7 @@ START_TEST(chunked_valid)
 {
     const char *s = "5\r\nhello\r\n6;name=val;q=\"a \\\"b\"\r\n world\r\n"
                     "A\r\n0123456789\r\n0\r\nTrailer-X: 1\r\n\r\nGET /";
+    const char *bws;
     char out[64];
     size_t outlen, used, step;
 
@@ -564,6 +565,11 @@ START_TEST(chunked_valid)
     }
     ck_assert_int_eq(dechunk("0\r\n\r\n", 5, 5, out, &outlen, &used), HM_DONE);
     ck_assert_int_eq(outlen, 0);
+    /* RFC 9112 7.1.1: BWS before an extension's ';' */
+    bws = "2 ;a=1\r\nhi\r\n0\t \t;b\r\n\r\n";
+    ck_assert_int_eq(dechunk(bws, strlen(bws), strlen(bws), out, &outlen,
+                             &used), HM_DONE);
+    ck_assert_int_eq(outlen, 2);
     ck_assert_int_eq(dechunk("000\r\n\r\n", 7, 7, out, &outlen, &used),
                      HM_DONE);
     /* truncated: not done */
@@ -581,6 +587,8 @@ START_TEST(chunked_invalid)
         "+5\r\nhello\r\n0\r\n\r\n",
         " 5\r\nhello\r\n0\r\n\r\n",   /* space */
         "5 \r\nhello\r\n0\r\n\r\n",
+        "5 x\r\nhello\r\n0\r\n\r\n",  /* whitespace, then no ';' */
+        "5 5;a\r\nhello\r\n0\r\n\r\n",
         "0x5\r\nhello\r\n0\r\n\r\n",
         "5\nhello\r\n0\r\n\r\n",      /* bare LF */
         "5\r\nhello\n0\r\n\r\n",
