@@ -859,13 +859,56 @@ up_drained(hm_stream_t *s)
     }
 }
 
-/* Keeps bytes that arrived after the current request (pipelining). */
+/*
+ * Gives back the workspace bytes of the request in progress that are
+ * consumed: body bytes that came with the head and were already forwarded
+ * or skipped (ws->in[head_len .. in_off)).  The head stays: hc->msg points
+ * into it.  Without this, the workspace of a request behind a long body
+ * stays full of consumed bytes and the next pipelined request's bytes
+ * close the connection.
+ */
+static void
+in_compact(hm_http_conn_t *hc)
+{
+    size_t head = hc->msg.head_len;
+
+    if (hc->in_off > head && head <= hc->in_len) {
+        memmove(hc->ws->in + head, hc->ws->in + hc->in_off,
+                hc->in_len - hc->in_off);
+        hc->in_len -= hc->in_off - head;
+        hc->in_off = head;
+    }
+}
+
+/*
+ * Pauses the client leg of a request in progress while less than one read
+ * fits in the workspace after ws->in[in_len]: every read must fit, or
+ * save_pipelined() closes the connection.  Reading resumes in hc_finish(),
+ * or in up_send_head() once the buffered body went upstream.
+ */
+static void
+in_reserve(hm_http_conn_t *hc)
+{
+    if (hc->closing || hc->state != HC_REQ || hc->ws == NULL) {
+        return;
+    }
+    in_compact(hc);
+    if (hc->ws->in_cap - hc->in_len < HM_HTTP_READ_CHUNK) {
+        client_read(hc, 0);
+    }
+}
+
+/*
+ * Keeps bytes that arrived after the current request (pipelining), or body
+ * bytes that arrive before the upstream takes them.  HM_ERROR: closed.
+ */
 static int
 save_pipelined(hm_http_conn_t *hc, const uint8_t *data, size_t n)
 {
     if (n == 0) {
         return HM_OK;
     }
+    in_compact(hc);
     if (hc->in_len + n > hc->ws->in_cap) {
         hm_log_info(&hc->c->log, "too many pipelined bytes");
         hc_close(hc);
@@ -873,9 +916,7 @@ save_pipelined(hm_http_conn_t *hc, const uint8_t *data, size_t n)
     }
     memcpy(hc->ws->in + hc->in_len, data, n);
     hc->in_len += n;
-    if (hc->ws->in_cap - hc->in_len < HM_HTTP_READ_CHUNK) {
-        client_read(hc, 0);         /* resumed by hc_finish() */
-    }
+    in_reserve(hc);
     return HM_OK;
 }
 
@@ -2315,6 +2356,9 @@ client_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         memcpy(hc->ws->in + hc->in_len, data, n);
         hc->in_len += n;
         hc_try_head(hc);
+        /* The head was complete: the bytes read with it (body, pipelined
+         * requests) may leave less room than the next read needs. */
+        in_reserve(hc);
         return;
     case HC_REQ:
         if (!hc->req_done && hc->head_sent && hc->in_off == hc->in_len) {
