@@ -22,10 +22,15 @@ bodies).  Run from the top of the checkout after `make`:
 
 It writes DIR/report.txt (one block per case where the products differ,
 with a pattern such as "H|NA" = Hamlyn alone against nginx and HAProxy
-agreeing) and DIR/results.json, and prints a summary.  Ports are picked
-free on 127.0.0.1; every wait is bounded; the processes it started are
-stopped by PID at the end.  Loopback only.  Classification of the
-differences is a human job: see the audit report in git log.
+agreeing, and the case's class) and DIR/results.json, and prints a
+summary with the number of cases per class.  Every case where Hamlyn
+stands alone (or all three differ) is looked up in KNOWN below: class 1 =
+stricter or different by design (documented in hamlyn.8), 3 = unclear,
+decided against RFC 9110/9112; class 2 (Hamlyn wrong) cases were fixed
+and agree now.  A new difference shows up as "unclassified": look at it.
+Ports are picked free on 127.0.0.1; every wait is bounded; the processes
+it started are stopped by PID at the end.  Loopback only.  A full run
+takes about 10 minutes (one client per proxy, in parallel).
 """
 
 import argparse
