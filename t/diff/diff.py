@@ -138,6 +138,11 @@ class Backend:
                     c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 rec = {"line": lines[0], "headers": hdrs, "framing": "none",
                        "body": "", "trailers": []}
+                # /r/early-NAME: the canned response goes out before the
+                # body is read (the body is read after it)
+                m = re.match(r"^\S+ /r/(early-[A-Za-z0-9_.-]+)", lines[0])
+                if m and m.group(1) in RESPONSES:
+                    c.sendall(RESPONSES[m.group(1)][0])
                 if "chunked" in te:
                     rec["framing"] = "chunked"
                     body, trailers, buf, ok = read_chunked(c, buf)
@@ -161,6 +166,10 @@ class Backend:
                 self.record(rec)
                 target = lines[0].split(" ")[1] if " " in lines[0] else ""
                 m = re.match(r"^/r/([A-Za-z0-9_.-]+)", target)
+                if m and m.group(1).startswith("early-"):
+                    if RESPONSES[m.group(1)][1]:
+                        return
+                    continue
                 if m and m.group(1) in RESPONSES:
                     raw, close = RESPONSES[m.group(1)]
                     c.sendall(raw)
@@ -658,7 +667,7 @@ def request_corpus():
                        body=b"5\r\nhello\r\n0\r\n\r\n"), b""], ["POST"])
     add("te-and-cl", [req("POST", "/te", headers=[("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
                           body=b"5\r\nhello\r\n0\r\n\r\n"), b"", req("GET", "/after"), b""], ["POST", "GET"])
-    add("te-10", [req("POST", "/te", "HTTP/1.0", headers=[("Transfer-Encoding", "chunked")],
+    add("te-http10", [req("POST", "/te", "HTTP/1.0", headers=[("Transfer-Encoding", "chunked")],
                       body=b"5\r\nhello\r\n0\r\n\r\n"), b""], ["POST"])
     # chunked bodies
     chs = [b"5;ext=1\r\nhello\r\n0\r\n\r\n", b"5;ext=\"q\"\r\nhello\r\n0;x\r\n\r\n",
@@ -847,6 +856,18 @@ def response_corpus():
     add("head-body-sent", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nhello", method="HEAD")
     add("head-404", "HTTP/1.1 404 Nope\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\n", method="HEAD")
     add("post-resp-chunked", "HTTP/1.1 201 Created\r\nX-Be: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", method="POST")
+    # the backend answers before it reads the request body
+    for name, raw, close in (("early-200", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nContent-Length: 5\r\n\r\nearly", False),
+                             ("early-413", "HTTP/1.1 413 Too Big\r\nX-Be: 1\r\nContent-Length: 5\r\n"
+                                           "Connection: close\r\n\r\nearly", True),
+                             ("early-chunked", "HTTP/1.1 200 OK\r\nX-Be: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                               "5\r\nearly\r\n0\r\n\r\n", False)):
+        canned(name, raw, close)
+        R.append(("resp-%s-cl" % name, [req("POST", "/r/" + name, headers=[("Content-Length", "10")]), b"",
+                                        b"0123456789", b"", req("GET", "/after"), b""], ["POST", "GET"]))
+        R.append(("resp-%s-chunked" % name, [req("POST", "/r/" + name, headers=[("Transfer-Encoding", "chunked")]),
+                                             b"", b"a\r\n0123456789\r\n0\r\n\r\n", b"", req("GET", "/after"), b""],
+                  ["POST", "GET"]))
     # pipelined pairs of canned responses, HEAD where the name says so
     for a, b in (("200-big-body", "200-chunked"), ("head-chunked", "200-chunked"), ("200-close-delim", "200-cl"),
                  ("204-plain", "304-plain"), ("200-chunked-trailer", "head-cl"), ("head-nolen", "200-cl")):
