@@ -25,6 +25,7 @@ my $certs = $t->certs;
 my $be1 = $t->backend(mode => 'http', name => 'be1') or BAIL_OUT('be1');
 my $be2 = $t->backend(mode => 'http', name => 'be2') or BAIL_OUT('be2');
 my $be3 = $t->backend(mode => 'https', name => 'be3') or BAIL_OUT('be3');
+my $be4 = $t->backend(mode => 'hostile', name => 'be4') or BAIL_OUT('be4');
 my $p = $t->port;
 my ($p1, $p2, $p3) = ($be1->{port}, $be2->{port}, $be3->{port});
 
@@ -52,6 +53,22 @@ $t->write_conf({
             tls => { server_name => 'wrong.test', ca => "$certs/ca.pem" },
             health_check => { %$hc, fail_after => 1 },
         },
+        # interim 1xx responses before the final one (hm_backend.py hostile)
+        hint => {
+            servers => ["127.0.0.1:$be4->{port}"],
+            plaintext => { accepted_risk => 'test backends on loopback' },
+            health_check => { %$hc, fail_after => 1, path => '/hint200' },
+        },
+        hintcut => {
+            servers => ["127.0.0.1:$be4->{port}"],
+            plaintext => { accepted_risk => 'test backends on loopback' },
+            health_check => { %$hc, fail_after => 1, path => '/hintcut' },
+        },
+        hint503 => {
+            servers => ["127.0.0.1:$be4->{port}"],
+            plaintext => { accepted_risk => 'test backends on loopback' },
+            health_check => { %$hc, fail_after => 1, path => '/hint503' },
+        },
     },
     listeners => [ { name => 'public', listen => ["127.0.0.1:$p"],
                      sites => ['api'] } ],
@@ -63,6 +80,9 @@ $t->write_conf({
             routes => [
                 { match => { path_prefix => '/tls/' }, upstream => 'tlsapp' },
                 { match => { path_prefix => '/bad/' }, upstream => 'badname' },
+                { match => { path_prefix => '/hint/' }, upstream => 'hint' },
+                { match => { path_prefix => '/hintcut/' }, upstream => 'hintcut' },
+                { match => { path_prefix => '/hint503/' }, upstream => 'hint503' },
                 { match => { path_prefix => '/' }, upstream => 'app' },
             ],
         },
@@ -129,6 +149,14 @@ ok(wait_for(sub { $t->error_log =~ /upstream tlsapp server 127\.0\.0\.1:$p3: hea
 ok(wait_for(sub { $t->error_log =~ /upstream badname server 127\.0\.0\.1:$p3 is DOWN: health check failed 1 time/ }, 5),
    'TLS health check under a wrong server_name marks the server DOWN');
 is((get('/bad/x'))[0], '503', 'its only server down: 503');
+# ---- interim responses before the final one (RFC 9110 15.2) ----
+ok(wait_for(sub { $t->error_log =~ /upstream hint server 127\.0\.0\.1:\d+: health check passed \(HTTP 200\)/
+                  && $t->error_log =~ /upstream hintcut server 127\.0\.0\.1:\d+: health check passed \(HTTP 204\)/ }, 6),
+   'health check: 103 and 100 before the final status are skipped, also when cut inside the 1xx head')
+    or diag($t->error_log);
+ok(wait_for(sub { $t->error_log =~ /upstream hint503 server 127\.0\.0\.1:\d+ is DOWN: health check failed 1 time \(HTTP 503\)/ }, 6),
+   'health check: the final status after a 103 decides (503: DOWN)');
+unlike($t->error_log, qr/upstream hint(?:cut)? server .* is DOWN/, '... and a 1xx alone never marks a server DOWN');
 unlike($t->error_log, qr/upstream tlsapp server .* is DOWN/,
        'the verified TLS upstream never went down');
 

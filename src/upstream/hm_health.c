@@ -60,6 +60,9 @@ struct hm_health_check_s {
     char                     *request;      /* "GET ... \r\n\r\n" */
     size_t                    request_len;
     size_t                    len;
+    int                       interim;      /* skipping a 1xx head */
+    int                       blank;        /* ... at a line's start */
+    size_t                    skipped;      /* bytes of 1xx responses */
     char                      buf[HM_HEALTH_MAX_LINE];
     char                      reason[160];  /* of the last failure */
 };
@@ -250,11 +253,37 @@ hm_health_closed_cb(hm_stream_t *s)
 }
 
 
+/*
+ * Interim responses (RFC 9110 15.2: 100 Continue, 103 Early Hints) come
+ * before the final one and say nothing about the server's health: after
+ * the status line of one, the rest of its head is skipped up to its empty
+ * line.  Consumes from data[0..n); returns the bytes used, with
+ * hc->interim cleared once the head ended.
+ */
+static size_t
+hm_health_skip_interim(hm_health_check_t *hc, const uint8_t *data, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (data[i] == '\n') {
+            if (hc->blank) {
+                hc->interim = 0;
+                return i + 1;
+            }
+            hc->blank = 1;
+        } else if (data[i] != '\r') {
+            hc->blank = 0;
+        }
+    }
+    return n;
+}
+
 static void
 hm_health_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
 {
     hm_health_check_t *hc = s->data;
-    size_t             n;
+    size_t             n, left, eol, used;
     int                rc, status;
 
     if (hc->state != HM_HC_WAITING) {
@@ -271,18 +300,51 @@ hm_health_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
         return;
     }
 
-    n = hm_min((size_t) nread, sizeof(hc->buf) - hc->len);
-    memcpy(hc->buf + hc->len, data, n);
-    hc->len += n;
+    left = (size_t) nread;
+    for ( ;; ) {
+        if (hc->interim) {
+            used = hm_health_skip_interim(hc, data, left);
+            hc->skipped += used;
+            data += used;
+            left -= used;
+        }
+        if (hc->skipped > HM_HEALTH_MAX_INTERIM) {
+            hm_health_finish(hc, 0, "interim (1xx) responses longer than "
+                             "%d bytes", HM_HEALTH_MAX_INTERIM);
+            return;
+        }
+        if (hc->interim) {
+            return;
+        }
+        n = hm_min(left, sizeof(hc->buf) - hc->len);
+        memcpy(hc->buf + hc->len, data, n);
+        hc->len += n;
+        data += n;
+        left -= n;
 
-    status = 0;
-    rc = hm_health_parse_status(hc->buf, hc->len, &status);
-    if (rc == HM_AGAIN) {
-        return;
-    }
-    if (rc == HM_ERROR) {
-        hm_health_finish(hc, 0, "invalid HTTP status line");
-        return;
+        status = 0;
+        rc = hm_health_parse_status(hc->buf, hc->len, &status);
+        if (rc == HM_AGAIN) {
+            return;
+        }
+        if (rc == HM_ERROR) {
+            hm_health_finish(hc, 0, "invalid HTTP status line");
+            return;
+        }
+        if (status >= 200 || status == 101) {
+            break;
+        }
+        /* A 1xx: what follows its status line in buf is its head, and
+         * what the head leaves goes back to the front of buf. */
+        eol = (size_t) ((const char *) memchr(hc->buf, '\n', hc->len)
+                        - hc->buf) + 1;
+        hc->interim = 1;
+        hc->blank = 1;
+        used = hm_health_skip_interim(hc, (const uint8_t *) hc->buf + eol,
+                                      hc->len - eol);
+        hc->skipped += eol + used;
+        memmove(hc->buf, hc->buf + eol + used, hc->len - eol - used);
+        hc->len -= eol + used;
     }
     if (status >= 200 && status < 400) {
         hc->last_status = status;
@@ -321,6 +383,8 @@ hm_health_connect_cb(hm_stream_t *s, int status)
 
     hc->state = HM_HC_WAITING;
     hc->len = 0;
+    hc->interim = 0;
+    hc->skipped = 0;
     b = uv_buf_init(hc->request, (unsigned int) hc->request_len);
     rc = hm_stream_write(s, &b, 1);
     if (rc == 0) {

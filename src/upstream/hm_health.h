@@ -31,6 +31,8 @@
 
 /* Longest status line looked at ("HTTP/1.1 200 OK\r\n" and a reason). */
 #define HM_HEALTH_MAX_LINE 256
+/* Most bytes of interim (1xx) responses skipped before the final one. */
+#define HM_HEALTH_MAX_INTERIM 16384
 
 /*
  * Starts the checks of every upstream of cycle->conf that has a

@@ -189,6 +189,15 @@ def _hostile_cases():
                   + b"\r\n" + ok2], "paced"),
         "flood1xx": ([b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"] * 60
                      + [b"HTTP/1.1 200 OK\r\n" + ok2], "paced"),
+        # interim responses before the final one, for health checks: in
+        # one piece, and cut inside the interim head ("paced")
+        "hint200": (b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n" + ok2,
+                    "keep"),
+        "hintcut": ([b"HTTP/1.1 103 Early Hints\r\nLi", b"nk: </a>\r\n\r",
+                     b"\nHTTP/1.1 204 No Content\r\n\r\n"], "paced"),
+        "hint503": (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                    b"HTTP/1.1 503 Unavailable\r\n" + ok2, "keep"),
     }
 
 
