@@ -30,7 +30,10 @@ What hamlyn gets (one configuration, all on 127.0.0.1, ports 20000+random):
                   route /fixed -> fixed 418 "fixed\\n"
     b.test        terminate -> TLS (re-encrypted) HTTP echo backend
     h.wild.test   terminate -> hostile plaintext backend (below)
+    t.wild.test   terminate -> the same hostile backend over TLS
   "pp" listener: proxy_protocol true, sites a.test and backend.test
+  (canaries: a.test with a PROXY v1 header, whose address must show in
+  X-Forwarded-For, and backend.test with a v2 header)
   "redir" listener: redirect_to_https
   admin listener
 Backends (in a forked child process, threads): HTTP echo (plain and TLS):
@@ -317,7 +320,8 @@ def start_backends(ports, certs):
     tls.load_cert_chain(os.path.join(certs, "backend.test.pem"),
                         os.path.join(certs, "backend.test.key"))
     specs = [("echo", serve_echo, None), ("echo_tls", serve_echo, tls),
-             ("raw_tls", serve_raw_echo, tls), ("hostile", serve_hostile, None)]
+             ("raw_tls", serve_raw_echo, tls), ("hostile", serve_hostile, None),
+             ("hostile_tls", serve_hostile, tls)]
     socks = []
     for name, h, ctx in specs:
         s = socket.socket()
@@ -486,9 +490,11 @@ def proxy_v1(r):
     return b"PROXY TCP6 2001:db8::%x ::1 %d 443\r\n" % (r.randrange(65536), r.randrange(1, 65536))
 
 
-def proxy_v2(r):
+def proxy_v2(r, tlvs=True):
+    """A PROXY v2 header (TCP4 or TCP6, PROXY or, 1 in 10, LOCAL); with
+    tlvs, 0..3 TLVs of random types and contents."""
     tlv = b""
-    for _ in range(r.choice([0, 0, 1, 3])):
+    for _ in range(r.choice([0, 0, 1, 3]) if tlvs else 0):
         v = bytes(r.randrange(256) for _ in range(r.randint(0, 40)))
         tlv += bytes([r.randrange(256)]) + struct.pack(">H", len(v)) + v
     if r.random() < 0.7:
@@ -656,7 +662,7 @@ class Conn:
 
 
 SITES = {"pass": "backend.test", "plain": "a.test", "reenc": "b.test",
-         "hostile": "h.wild.test"}
+         "hostile": "h.wild.test", "hostile_tls": "t.wild.test"}
 
 
 def storm_case(env, seed, k, verbose=False):
@@ -664,7 +670,8 @@ def storm_case(env, seed, k, verbose=False):
     r = random.Random("%d:%d" % (seed, k))
     deadline = time.time() + r.choice([3, 5, 8])
     target = r.choice(["hello", "hello", "pass", "plain", "plain", "reenc", "hostile",
-                       "hostile", "tlsraw", "pp", "pp", "redir", "admin", "junk"])
+                       "hostile", "hostile_tls", "tlsraw", "pp", "pp", "redir", "admin",
+                       "junk"])
     desc = [target]
     ending = r.choice(["read", "read", "slow", "half", "reset", "close", "midreset"])
     port = env.ports["pub"]
@@ -742,7 +749,7 @@ def storm_case(env, seed, k, verbose=False):
             plain = PAT[:r.choice([1, 100, 20000, 300000])]
         else:
             host = sni if r.random() < 0.9 else r.choice(["b.test", "x", "a.test:1", ""])
-            base = "/h/%d" % r.randrange(1 << 20) if target == "hostile" else \
+            base = "/h/%d" % r.randrange(1 << 20) if target.startswith("hostile") else \
                 r.choice(["/echo", "/echo", "/fixed", "/echo/chunked"])
             plain = http_requests(r, host, path_base=base)
             plain = mutate(r, plain, http=True)
@@ -902,8 +909,10 @@ def canary_once(env, r, kind):
             return
         finally:
             s.close()
-    if kind == "pass":
-        s = canary_tls(env, "backend.test", alpn=None)
+    if kind in ("pass", "pppass"):
+        prefix = proxy_v2(r, tlvs=False) if kind == "pppass" else b""
+        s = canary_tls(env, "backend.test", env.ports["pp"] if prefix else None, prefix,
+                       alpn=None)
         try:
             data = PAT[r.randrange(1000):][:r.randint(1, 200000)]
             s.sendall(data)
@@ -944,7 +953,7 @@ def canary_once(env, r, kind):
 
 
 CANARY_KINDS = ["plain", "reenc", "pp", "pipeline", "chunked", "ws", "fixed", "pass",
-                "redir", "admin"]
+                "pppass", "redir", "admin"]
 
 
 def canary_round(env, r, stats, failures, kinds=CANARY_KINDS):
@@ -1014,6 +1023,10 @@ def write_conf(env):
                          "tls": {"server_name": "backend.test", "ca": "%s/ca.pem" % c},
                          "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 3000,
                          "connect_timeout_ms": 2000},
+            "hostile_tls": {"servers": ["127.0.0.1:%d" % env.ports["hostile_tls"]],
+                            "tls": {"server_name": "backend.test", "ca": "%s/ca.pem" % c},
+                            "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 2000,
+                            "connect_timeout_ms": 1000},
             "hostile": {"servers": ["127.0.0.1:%d" % env.ports["hostile"]],
                         "plaintext": {"accepted_risk": "chaos test on loopback"},
                         "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 2000,
@@ -1021,7 +1034,8 @@ def write_conf(env):
         },
         "listeners": [
             {"name": "pub", "listen": ["127.0.0.1:%d" % env.ports["pub"]],
-             "sites": ["pass", "plain", "reenc", "hostile"], "default_site": "plain",
+             "sites": ["pass", "plain", "reenc", "hostile", "hostile_tls"],
+             "default_site": "plain",
              "client_hello_timeout_ms": 2000},
             {"name": "pp", "listen": ["127.0.0.1:%d" % env.ports["pp"]],
              "sites": ["pass", "plain"], "proxy_protocol": True,
@@ -1043,6 +1057,11 @@ def write_conf(env):
                       "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000,
                                  "max_body_bytes": 200000},
                       "routes": [{"match": {"path_prefix": "/"}, "upstream": "echo_tls"}]},
+            "hostile_tls": {"server_names": ["t.wild.test"], "mode": "terminate",
+                            "tls": {"certificates": ["wild.test"], "alpn": ["http/1.1"]},
+                            "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000},
+                            "routes": [{"match": {"path_prefix": "/"},
+                                        "upstream": "hostile_tls"}]},
             "hostile": {"server_names": ["*.wild.test"], "mode": "terminate",
                         "tls": {"certificates": ["wild.test"], "alpn": ["http/1.1"]},
                         "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000},
@@ -1118,7 +1137,8 @@ def main():
     used = set()
     pr = random.Random(os.getpid() ^ int(time.time() * 1000))
     env.ports = {n: free_port(pr, used) for n in
-                 ("pub", "pp", "redir", "admin", "echo", "echo_tls", "raw_tls", "hostile")}
+                 ("pub", "pp", "redir", "admin", "echo", "echo_tls", "raw_tls", "hostile",
+                  "hostile_tls")}
     say = (lambda *x: None) if a.quiet else (lambda *x: print(*x, flush=True))
 
     bpid = start_backends(env.ports, env.certs)
