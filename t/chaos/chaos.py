@@ -66,6 +66,8 @@ Oracles (all checked, each failure printed):
     splice pipes, which each worker keeps on a free list of up to 256, are
     only checked against that bound;
   - the proxy still serves every kind of site at the end;
+  - /metrics: hamlyn_connections_active back to 0 after the storm,
+    hamlyn_worker_restarts_total 0;
   - every access-log line is valid JSON.
 Every loop has a count and a time bound; every socket a timeout.
 """
@@ -1087,6 +1089,22 @@ def wait_listen(ports, deadline, proc):
     return proc.poll() is None
 
 
+def metrics(env):
+    """The admin listener's /metrics, summed by family: {name: value}."""
+    s = socket.create_connection(("127.0.0.1", env.ports["admin"]), timeout=10)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        st, hv, body = read_response(s.makefile("rb"))
+    finally:
+        s.close()
+    out = {}
+    for line in body.decode("latin-1").splitlines():
+        m = re.match(r"([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(3))
+    return out
+
+
 def sanitizer_reports(env):
     out = []
     for name in sorted(os.listdir(env.sanlog)):
@@ -1243,8 +1261,14 @@ def main():
             while time.time() < deadline:
                 time.sleep(1)
                 fd1 = {p: fd_count(p) for p in workers0}
-                if all(fd1[p] <= fd0[p] + a.fd_slack for p in workers0):
+                try:
+                    active = metrics(env).get("hamlyn_connections_active", -1)
+                except (OSError, CanaryFail) as e:
+                    active = "error %s" % e
+                if all(fd1[p] <= fd0[p] + a.fd_slack for p in workers0) and active == 0:
                     break
+            if active != 0:
+                failures.append("hamlyn_connections_active is %s after the storm" % active)
             for p in workers0:
                 if fd1.get(p, -1) > fd0[p] + a.fd_slack:
                     failures.append("worker %d: %d sockets after the storm, %d before"
@@ -1263,6 +1287,12 @@ def main():
                     failures.append("worker %d: more pipes than the splice free list holds: %s"
                                     % (p, fd_kinds(p)))
             canary_round(env, random.Random("final:%d" % a.seed), stats, failures)
+            try:
+                restarts = metrics(env).get("hamlyn_worker_restarts_total", -1)
+            except (OSError, CanaryFail) as e:
+                restarts = "error %s" % e
+            if restarts != 0:
+                failures.append("hamlyn_worker_restarts_total is %s" % restarts)
             stats["mutated"] = counter[0]
         workers1 = worker_pids(master)
         if proc.poll() is not None:
