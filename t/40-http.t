@@ -275,6 +275,15 @@ SKIP: {
     is_deeply([ $out =~ /"body_len": (\d+)/g ], [0, 100000, 100000],
               '... with their whole bodies');
 
+    # A bad pipelined request is logged with what the proxy was doing
+    # (reading its head), not with the previous request's last action.
+    $out = raw("GET /pl1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+               . "GET /pl2 HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n");
+    is_deeply(statuses($out), [200, 400], 'pipelined request with two Hosts: 400 after the first answer');
+    my @l = grep { /several Host headers/ } split /\n/, $t->error_log;
+    like($l[-1] // '', qr/\(while reading a request head\)$/,
+         '... logged "while reading a request head"');
+
     my $split = raw("GET /s1 HTTP/1.1\r\nHo<<PAUSE>>st: a.test\r\n<<PAUSE>>\r\n");
     is_deeply(statuses($split), [200], 'head split across TLS records');
 }

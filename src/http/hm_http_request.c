@@ -2232,6 +2232,7 @@ hc_finish(hm_http_conn_t *hc)
         hc->state = HC_HEAD;
         hc->t_start = hc_now(hc);
         hc->pipeline = 1;
+        set_action(hc, "reading a request head");
         hm_timer_start(&hc->timer, client_timeout, 0);
         return;
     }

@@ -30,7 +30,10 @@ What hamlyn gets (one configuration, all on 127.0.0.1, ports 20000+random):
                   route /fixed -> fixed 418 "fixed\\n"
     b.test        terminate -> TLS (re-encrypted) HTTP echo backend
     h.wild.test   terminate -> hostile plaintext backend (below)
+    t.wild.test   terminate -> the same hostile backend over TLS
   "pp" listener: proxy_protocol true, sites a.test and backend.test
+  (canaries: a.test with a PROXY v1 header, whose address must show in
+  X-Forwarded-For, and backend.test with a v2 header)
   "redir" listener: redirect_to_https
   admin listener
 Backends (in a forked child process, threads): HTTP echo (plain and TLS):
@@ -63,6 +66,8 @@ Oracles (all checked, each failure printed):
     splice pipes, which each worker keeps on a free list of up to 256, are
     only checked against that bound;
   - the proxy still serves every kind of site at the end;
+  - /metrics: hamlyn_connections_active back to 0 after the storm,
+    hamlyn_worker_restarts_total 0;
   - every access-log line is valid JSON.
 Every loop has a count and a time bound; every socket a timeout.
 """
@@ -317,7 +322,8 @@ def start_backends(ports, certs):
     tls.load_cert_chain(os.path.join(certs, "backend.test.pem"),
                         os.path.join(certs, "backend.test.key"))
     specs = [("echo", serve_echo, None), ("echo_tls", serve_echo, tls),
-             ("raw_tls", serve_raw_echo, tls), ("hostile", serve_hostile, None)]
+             ("raw_tls", serve_raw_echo, tls), ("hostile", serve_hostile, None),
+             ("hostile_tls", serve_hostile, tls)]
     socks = []
     for name, h, ctx in specs:
         s = socket.socket()
@@ -486,9 +492,11 @@ def proxy_v1(r):
     return b"PROXY TCP6 2001:db8::%x ::1 %d 443\r\n" % (r.randrange(65536), r.randrange(1, 65536))
 
 
-def proxy_v2(r):
+def proxy_v2(r, tlvs=True):
+    """A PROXY v2 header (TCP4 or TCP6, PROXY or, 1 in 10, LOCAL); with
+    tlvs, 0..3 TLVs of random types and contents."""
     tlv = b""
-    for _ in range(r.choice([0, 0, 1, 3])):
+    for _ in range(r.choice([0, 0, 1, 3]) if tlvs else 0):
         v = bytes(r.randrange(256) for _ in range(r.randint(0, 40)))
         tlv += bytes([r.randrange(256)]) + struct.pack(">H", len(v)) + v
     if r.random() < 0.7:
@@ -656,7 +664,7 @@ class Conn:
 
 
 SITES = {"pass": "backend.test", "plain": "a.test", "reenc": "b.test",
-         "hostile": "h.wild.test"}
+         "hostile": "h.wild.test", "hostile_tls": "t.wild.test"}
 
 
 def storm_case(env, seed, k, verbose=False):
@@ -664,7 +672,8 @@ def storm_case(env, seed, k, verbose=False):
     r = random.Random("%d:%d" % (seed, k))
     deadline = time.time() + r.choice([3, 5, 8])
     target = r.choice(["hello", "hello", "pass", "plain", "plain", "reenc", "hostile",
-                       "hostile", "tlsraw", "pp", "pp", "redir", "admin", "junk"])
+                       "hostile", "hostile_tls", "tlsraw", "pp", "pp", "redir", "admin",
+                       "junk"])
     desc = [target]
     ending = r.choice(["read", "read", "slow", "half", "reset", "close", "midreset"])
     port = env.ports["pub"]
@@ -742,7 +751,7 @@ def storm_case(env, seed, k, verbose=False):
             plain = PAT[:r.choice([1, 100, 20000, 300000])]
         else:
             host = sni if r.random() < 0.9 else r.choice(["b.test", "x", "a.test:1", ""])
-            base = "/h/%d" % r.randrange(1 << 20) if target == "hostile" else \
+            base = "/h/%d" % r.randrange(1 << 20) if target.startswith("hostile") else \
                 r.choice(["/echo", "/echo", "/fixed", "/echo/chunked"])
             plain = http_requests(r, host, path_base=base)
             plain = mutate(r, plain, http=True)
@@ -902,8 +911,10 @@ def canary_once(env, r, kind):
             return
         finally:
             s.close()
-    if kind == "pass":
-        s = canary_tls(env, "backend.test", alpn=None)
+    if kind in ("pass", "pppass"):
+        prefix = proxy_v2(r, tlvs=False) if kind == "pppass" else b""
+        s = canary_tls(env, "backend.test", env.ports["pp"] if prefix else None, prefix,
+                       alpn=None)
         try:
             data = PAT[r.randrange(1000):][:r.randint(1, 200000)]
             s.sendall(data)
@@ -944,7 +955,7 @@ def canary_once(env, r, kind):
 
 
 CANARY_KINDS = ["plain", "reenc", "pp", "pipeline", "chunked", "ws", "fixed", "pass",
-                "redir", "admin"]
+                "pppass", "redir", "admin"]
 
 
 def canary_round(env, r, stats, failures, kinds=CANARY_KINDS):
@@ -1014,6 +1025,10 @@ def write_conf(env):
                          "tls": {"server_name": "backend.test", "ca": "%s/ca.pem" % c},
                          "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 3000,
                          "connect_timeout_ms": 2000},
+            "hostile_tls": {"servers": ["127.0.0.1:%d" % env.ports["hostile_tls"]],
+                            "tls": {"server_name": "backend.test", "ca": "%s/ca.pem" % c},
+                            "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 2000,
+                            "connect_timeout_ms": 1000},
             "hostile": {"servers": ["127.0.0.1:%d" % env.ports["hostile"]],
                         "plaintext": {"accepted_risk": "chaos test on loopback"},
                         "pool": {"idle_timeout_s": 1}, "read_timeout_ms": 2000,
@@ -1021,7 +1036,8 @@ def write_conf(env):
         },
         "listeners": [
             {"name": "pub", "listen": ["127.0.0.1:%d" % env.ports["pub"]],
-             "sites": ["pass", "plain", "reenc", "hostile"], "default_site": "plain",
+             "sites": ["pass", "plain", "reenc", "hostile", "hostile_tls"],
+             "default_site": "plain",
              "client_hello_timeout_ms": 2000},
             {"name": "pp", "listen": ["127.0.0.1:%d" % env.ports["pp"]],
              "sites": ["pass", "plain"], "proxy_protocol": True,
@@ -1043,6 +1059,11 @@ def write_conf(env):
                       "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000,
                                  "max_body_bytes": 200000},
                       "routes": [{"match": {"path_prefix": "/"}, "upstream": "echo_tls"}]},
+            "hostile_tls": {"server_names": ["t.wild.test"], "mode": "terminate",
+                            "tls": {"certificates": ["wild.test"], "alpn": ["http/1.1"]},
+                            "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000},
+                            "routes": [{"match": {"path_prefix": "/"},
+                                        "upstream": "hostile_tls"}]},
             "hostile": {"server_names": ["*.wild.test"], "mode": "terminate",
                         "tls": {"certificates": ["wild.test"], "alpn": ["http/1.1"]},
                         "limits": {"header_timeout_ms": 2000, "idle_timeout_ms": 3000},
@@ -1066,6 +1087,22 @@ def wait_listen(ports, deadline, proc):
                     return False
                 time.sleep(0.05)
     return proc.poll() is None
+
+
+def metrics(env):
+    """The admin listener's /metrics, summed by family: {name: value}."""
+    s = socket.create_connection(("127.0.0.1", env.ports["admin"]), timeout=10)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        st, hv, body = read_response(s.makefile("rb"))
+    finally:
+        s.close()
+    out = {}
+    for line in body.decode("latin-1").splitlines():
+        m = re.match(r"([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(3))
+    return out
 
 
 def sanitizer_reports(env):
@@ -1118,7 +1155,8 @@ def main():
     used = set()
     pr = random.Random(os.getpid() ^ int(time.time() * 1000))
     env.ports = {n: free_port(pr, used) for n in
-                 ("pub", "pp", "redir", "admin", "echo", "echo_tls", "raw_tls", "hostile")}
+                 ("pub", "pp", "redir", "admin", "echo", "echo_tls", "raw_tls", "hostile",
+                  "hostile_tls")}
     say = (lambda *x: None) if a.quiet else (lambda *x: print(*x, flush=True))
 
     bpid = start_backends(env.ports, env.certs)
@@ -1223,8 +1261,14 @@ def main():
             while time.time() < deadline:
                 time.sleep(1)
                 fd1 = {p: fd_count(p) for p in workers0}
-                if all(fd1[p] <= fd0[p] + a.fd_slack for p in workers0):
+                try:
+                    active = metrics(env).get("hamlyn_connections_active", -1)
+                except (OSError, CanaryFail) as e:
+                    active = "error %s" % e
+                if all(fd1[p] <= fd0[p] + a.fd_slack for p in workers0) and active == 0:
                     break
+            if active != 0:
+                failures.append("hamlyn_connections_active is %s after the storm" % active)
             for p in workers0:
                 if fd1.get(p, -1) > fd0[p] + a.fd_slack:
                     failures.append("worker %d: %d sockets after the storm, %d before"
@@ -1243,6 +1287,12 @@ def main():
                     failures.append("worker %d: more pipes than the splice free list holds: %s"
                                     % (p, fd_kinds(p)))
             canary_round(env, random.Random("final:%d" % a.seed), stats, failures)
+            try:
+                restarts = metrics(env).get("hamlyn_worker_restarts_total", -1)
+            except (OSError, CanaryFail) as e:
+                restarts = "error %s" % e
+            if restarts != 0:
+                failures.append("hamlyn_worker_restarts_total is %s" % restarts)
             stats["mutated"] = counter[0]
         workers1 = worker_pids(master)
         if proc.poll() is not None:
