@@ -31,7 +31,7 @@ my @cmd = ('python3', 't/chaos/chaos.py', '--seed', 48, '--seconds', 15,
            $bin);
 my $out = `@cmd 2>&1`;
 my $rc = $? >> 8;
-my ($conns, $checks) = $out =~ /(\d+) storm connections, (\d+) canary checks/;
+my ($conns, $checks) = $out =~ /(\d+) storm connections, \d+ mutations, (\d+) canary checks/;
 
 ok(defined $conns && $conns >= 100, 'the storm ran (' . ($conns // 0) . ' connections)')
     or diag($out);

@@ -355,9 +355,13 @@ HUGE = [b"99999999999999999999", b"-1", b"ffffffffffffffff", b"4294967296", b"0"
         b"18446744073709551616", b" 1", b"1 1", b"+5", b"0x10", b"2147483648"]
 
 
+MUTATIONS = [0]     # mutations applied in this process (the storm's, not the backends')
+
+
 def mutate(r, data, http=False, count=None):
     """Returns data with 0..3 random mutations (count forces their number)."""
     n = count if count is not None else r.choice([0, 1, 1, 1, 2, 3])
+    MUTATIONS[0] += n
     b = bytearray(data)
     for _ in range(n):
         op = r.randrange(8 if http else 6)
@@ -1339,10 +1343,10 @@ def main():
                         failures.append("access log line not JSON: %r" % line[:200])
     if bad_json:
         failures.append("%d access-log lines not JSON" % bad_json)
-    print("chaos: seed %d, %.0f s storm, %d storm connections, %d canary checks, "
-          "%d access-log lines, %d failures" % (a.seed, storm_s if not a.case else 0,
-                                                stats["conns"], stats["canary"], lines,
-                                                len(failures)))
+    print("chaos: seed %d, %.0f s storm, %d storm connections, %d mutations, "
+          "%d canary checks, %d access-log lines, %d failures" % (
+              a.seed, storm_s if not a.case else 0, stats["conns"], MUTATIONS[0],
+              stats["canary"], lines, len(failures)))
     for f in failures:
         print("FAIL: " + f)
     if not failures and not a.dir:
