@@ -373,10 +373,15 @@ sub queue_result {
        'upgrade: the old master is gone');
     is($st, 0, 'upgrade: ... with exit status 0');
     $t->write_conf(conf(workers => 1, body => "new body\n"));
+    my @gen = $t->worker_pids;
     my ($rc, $out) = $t->hamlyn('-s', 'reload', '-c', $t->conf_path);
     is($rc, 0, 'upgrade: -s reload reaches the new master') or diag($out);
     ok($t->wait_error_log(qr/\[info\] $n: configuration reloaded: 1 worker/),
        'upgrade: the new master reloaded');
+    # Until it has read its QUIT, an old worker may still accept one more
+    # connection (as nginx's do): ask once the old generation is gone.
+    ok(@gen && $t->wait_error_log(qr/old worker $gen[0] exited/),
+       'upgrade: the old worker of the new master drained and exited');
     my ($code, $body) = $t->curl('--resolve', "a.test:$p:127.0.0.1", '--cacert',
                                  "$certs/ca.pem", "https://a.test:$p/fixed");
     is($body, "new body\n", 'upgrade: the new master serves the reloaded configuration');
