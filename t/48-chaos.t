@@ -33,9 +33,9 @@ my $out = `@cmd 2>&1`;
 my $rc = $? >> 8;
 my ($conns, $checks) = $out =~ /(\d+) storm connections, \d+ mutations, (\d+) canary checks/;
 
-ok(defined $conns && $conns >= 100, 'the storm ran (' . ($conns // 0) . ' connections)')
+ok(defined $conns && $conns >= 20, 'the storm ran (' . ($conns // 0) . ' connections)')
     or diag($out);
-ok(defined $checks && $checks >= 100, 'the canaries ran (' . ($checks // 0) . ' checks)');
+ok(defined $checks && $checks >= 20, 'the canaries ran (' . ($checks // 0) . ' checks)');
 my @fails = $out =~ /^FAIL: (.*)$/mg;
 is_deeply(\@fails, [], 'every oracle held (sanitizers, workers, canaries, sockets, access log)')
     or diag($out);
