@@ -557,22 +557,29 @@ class Conn:
             self.sock.sendall(d)
         return True
 
-    def read_raw(self, slow=False, limit=1 << 22):
-        """Reads until EOF, the deadline or limit; returns the bytes."""
-        buf = b""
+    def _recv_pieces(self, slow, room):
+        """Yields what each recv() returns until EOF, a timeout, the
+        deadline, or room() is false; a slow reader takes 1..512 bytes at
+        a time and pauses after each piece."""
         for _ in range(100000):
-            if time.time() > self.deadline or len(buf) > limit:
-                break
+            if time.time() > self.deadline or not room():
+                return
             self.sock.settimeout(self.tmo(self.idle))
             try:
                 d = self.sock.recv(self.r.randint(1, 512) if slow else 65536)
             except socket.timeout:
-                break
+                return
             if not d:
-                break
-            buf += d
+                return
+            yield d
             if slow:
                 time.sleep(self.r.choice([0, 0.001, 0.01]))
+
+    def read_raw(self, slow=False, limit=1 << 22):
+        """Reads until EOF, the deadline or limit; returns the bytes."""
+        buf = b""
+        for d in self._recv_pieces(slow, lambda: len(buf) <= limit):
+            buf += d
         self.got += len(buf)
         return buf
 
@@ -622,16 +629,7 @@ class Conn:
     def tls_read(self, slow=False, limit=1 << 22):
         obj, inc, out = self.tls
         buf = b""
-        for _ in range(100000):
-            if time.time() > self.deadline or len(buf) > limit:
-                break
-            self.sock.settimeout(self.tmo(self.idle))
-            try:
-                d = self.sock.recv(self.r.randint(1, 512) if slow else 65536)
-            except socket.timeout:
-                break
-            if not d:
-                break
+        for d in self._recv_pieces(slow, lambda: len(buf) <= limit):
             self.got += len(d)
             inc.write(d)
             try:
@@ -647,8 +645,6 @@ class Conn:
                     self.sock.sendall(o)
                 except OSError:
                     break
-            if slow:
-                time.sleep(self.r.choice([0, 0.001, 0.01]))
         return buf
 
     def end(self, how):
