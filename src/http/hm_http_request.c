@@ -1471,16 +1471,17 @@ up_read_cb(hm_stream_t *s, ssize_t nread, const uint8_t *data)
     }
     if (nread < 0) {
         hc->up_eof = 1;
-        if (hc->state == HC_TUNNEL && nread != UV_EOF) {
-            /* a reset: the client is not left half-open until it closes */
-            hm_log_info(&hc->c->log, "upstream %s reset the upgraded "
-                        "connection: %s", hc->upstream_text,
-                        hm_stream_error(s));
-            hc->outcome = "upstream_error";
-            hc_close(hc);
-            return;
-        }
         if (hc->state == HC_TUNNEL) {
+            if (nread != UV_EOF) {
+                /* a reset: the client is not left half-open until it
+                 * closes */
+                hm_log_info(&hc->c->log, "upstream %s reset the upgraded "
+                            "connection: %s", hc->upstream_text,
+                            hm_stream_error(s));
+                hc->outcome = "upstream_error";
+                hc_close(hc);
+                return;
+            }
             tunnel_eof(hc, 0);
             return;
         }
