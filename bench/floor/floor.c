@@ -145,87 +145,16 @@ flush(conn *c, int i)
     return 0;
 }
 
+/*
+ * Moves what fd has to the other side (to_client: 1 for the upstream's
+ * bytes, 0 for a raw client's) until a short read drained it
+ * (edge-triggered), or to the end when a FIN came with the data (hup).
+ */
 static void
-client_in(conn *c, int hup)
+relay_in(conn *c, int fd, int to_client, int hup)
 {
     for (;;) {
-        ssize_t n;
-        if (tls_mode) {
-            ssize_t r;
-            int     eof = 0;
-            for (;;) {
-                r = recv(c->cl.fd, buf, sizeof(buf), 0);
-                if (r < 0 && errno == EAGAIN) {
-                    break;
-                }
-                if (r <= 0) {
-                    eof = 1;
-                    break;
-                }
-                BIO_write(c->rbio, buf, (int) r);
-                if ((size_t) r < sizeof(buf) && !hup) {
-                    break;
-                }
-            }
-            if (!c->hs_done) {
-                int h = SSL_do_handshake(c->ssl);
-                const uint8_t *d;
-                size_t dl;
-                BIO_mem_contents(c->wbio, &d, &dl);
-                if (dl > 0) {
-                    if (send(c->cl.fd, d, dl, MSG_NOSIGNAL) != (ssize_t) dl) {
-                        conn_free(c);
-                        return;
-                    }
-                    BIO_reset(c->wbio);
-                }
-                if (h != 1) {
-                    int e = SSL_get_error(c->ssl, h);
-                    if (eof || (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)) {
-                        conn_free(c);
-                    }
-                    return;
-                }
-                c->hs_done = 1;
-            }
-            for (;;) {
-                n = SSL_read(c->ssl, buf, sizeof(buf));
-                if (n <= 0) {
-                    if (eof || SSL_get_error(c->ssl, (int) n) != SSL_ERROR_WANT_READ) {
-                        conn_free(c);
-                    }
-                    return;
-                }
-                if (out(c, 0, buf, (size_t) n) != 0) {
-                    conn_free(c);
-                    return;
-                }
-            }
-        } else {
-            n = recv(c->cl.fd, buf, sizeof(buf), 0);
-            if (n < 0 && errno == EAGAIN) {
-                return;
-            }
-            if (n <= 0) {
-                conn_free(c);
-                return;
-            }
-        }
-        if (out(c, 0, buf, (size_t) n) != 0) {
-            conn_free(c);
-            return;
-        }
-        if (!tls_mode && (size_t) n < sizeof(buf) && !hup) {
-            return;             /* short read: drained (ET) */
-        }
-    }
-}
-
-static void
-upstream_in(conn *c, int hup)
-{
-    for (;;) {
-        ssize_t n = recv(c->up.fd, buf, sizeof(buf), 0);
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
         if (n < 0 && errno == EAGAIN) {
             return;
         }
@@ -233,13 +162,70 @@ upstream_in(conn *c, int hup)
             conn_free(c);
             return;
         }
-        if (out(c, 1, buf, (size_t) n) != 0) {
+        if (out(c, to_client, buf, (size_t) n) != 0) {
             conn_free(c);
             return;
         }
         if ((size_t) n < sizeof(buf) && !hup) {
-            return;             /* short read: drained (ET); a FIN seen
-                                   with the data (RDHUP) is read next */
+            return;
+        }
+    }
+}
+
+/* TLS client input: every record read into the memory BIO first, then
+ * the handshake while it runs, then the plaintext to the upstream. */
+static void
+client_tls_in(conn *c, int hup)
+{
+    ssize_t n;
+    int     eof = 0;
+
+    for (;;) {
+        n = recv(c->cl.fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+        if (n <= 0) {
+            eof = 1;
+            break;
+        }
+        BIO_write(c->rbio, buf, (int) n);
+        if ((size_t) n < sizeof(buf) && !hup) {
+            break;
+        }
+    }
+    if (!c->hs_done) {
+        int h = SSL_do_handshake(c->ssl);
+        const uint8_t *d;
+        size_t dl;
+        BIO_mem_contents(c->wbio, &d, &dl);
+        if (dl > 0) {
+            if (send(c->cl.fd, d, dl, MSG_NOSIGNAL) != (ssize_t) dl) {
+                conn_free(c);
+                return;
+            }
+            BIO_reset(c->wbio);
+        }
+        if (h != 1) {
+            int e = SSL_get_error(c->ssl, h);
+            if (eof || (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)) {
+                conn_free(c);
+            }
+            return;
+        }
+        c->hs_done = 1;
+    }
+    for (;;) {
+        n = SSL_read(c->ssl, buf, sizeof(buf));
+        if (n <= 0) {
+            if (eof || SSL_get_error(c->ssl, (int) n) != SSL_ERROR_WANT_READ) {
+                conn_free(c);
+            }
+            return;
+        }
+        if (out(c, 0, buf, (size_t) n) != 0) {
+            conn_free(c);
+            return;
         }
     }
 }
@@ -343,10 +329,12 @@ main(int argc, char **argv)
             }
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
                 int hup = (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-                if (e->side == 1) {
-                    client_in(c, hup);
+                if (e->side == 0) {
+                    relay_in(c, c->up.fd, 1, hup);
+                } else if (tls_mode) {
+                    client_tls_in(c, hup);
                 } else {
-                    upstream_in(c, hup);
+                    relay_in(c, c->cl.fd, 0, hup);
                 }
             }
         }
