@@ -932,26 +932,28 @@ def canary_once(env, r, kind):
         finally:
             s.close()
     if kind == "redir":
-        s = socket.create_connection(("127.0.0.1", env.ports["redir"]), timeout=env.latency)
-        try:
-            s.sendall(b"GET /p/q?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            st, hv, _ = read_response(s.makefile("rb"))
-            if st != 301 or hv.get("location") != "https://a.test/p/q?x=1":
-                raise CanaryFail("redir: %d %r" % (st, hv.get("location")))
-            return
-        finally:
-            s.close()
+        st, hv, _ = plain_exchange(env, "redir", b"GET /p/q?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        if st != 301 or hv.get("location") != "https://a.test/p/q?x=1":
+            raise CanaryFail("redir: %d %r" % (st, hv.get("location")))
+        return
     if kind == "admin":
-        s = socket.create_connection(("127.0.0.1", env.ports["admin"]), timeout=env.latency)
-        try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            st, hv, _ = read_response(s.makefile("rb"))
-            if st != 200:
-                raise CanaryFail("admin healthz: %d" % st)
-            return
-        finally:
-            s.close()
+        st, _, _ = plain_exchange(env, "admin", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                                b"Connection: close\r\n\r\n")
+        if st != 200:
+            raise CanaryFail("admin healthz: %d" % st)
+        return
     raise AssertionError(kind)
+
+
+def plain_exchange(env, port_name, request):
+    """One request over a new plaintext connection to env.ports[port_name];
+    returns read_response()'s (status, headers, body)."""
+    s = socket.create_connection(("127.0.0.1", env.ports[port_name]), timeout=env.latency)
+    try:
+        s.sendall(request)
+        return read_response(s.makefile("rb"))
+    finally:
+        s.close()
 
 
 CANARY_KINDS = ["plain", "reenc", "pp", "pipeline", "chunked", "ws", "fixed", "pass",
